@@ -1,0 +1,123 @@
+"""The `fairaug` command line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from fairaug.errors import FairaugError
+
+F = TypeVar("F", bound=Callable)
+USER_ERROR_EXIT_CODE = 2
+
+app = typer.Typer(
+    help="fairaug: fair synthetic medical-image augmentation (DVC + MLflow + diffusers).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def exit_on_user_error(func: F) -> F:
+    """Turn a FairaugError into one line on stderr and exit code 2: bad input is not a crash."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except FairaugError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(USER_ERROR_EXIT_CODE) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class FixtureKind(str, Enum):
+    derm = "derm"
+    wound = "wound"
+
+
+class WoundLayout(str, Enum):
+    csv = "csv"
+    imagefolder = "imagefolder"
+
+
+class Format(str, Enum):
+    ham10000 = "ham10000"
+    fitzpatrick17k = "fitzpatrick17k"
+    ddi = "ddi"
+    csv = "csv"
+    imagefolder = "imagefolder"
+
+
+@app.command()
+@exit_on_user_error
+def fixture(
+    kind: Annotated[FixtureKind, typer.Argument(help="derm: HAM10000 layout; wound: healing phases I/P/R")],
+    out: Annotated[Path, typer.Option(help="directory to write (created)")],
+    n: Annotated[int, typer.Option(min=1, help="number of images")] = 600,
+    seed: Annotated[int, typer.Option(help="same seed, same bytes")] = 0,
+    size: Annotated[int, typer.Option(min=16, help="image side in pixels")] = 64,
+    layout: Annotated[WoundLayout, typer.Option(help="wound only: labels.csv or <label>/<image>")] = WoundLayout.csv,
+) -> None:
+    """Write a procedurally generated data set in the real layout, with the true FST."""
+    from fairaug.data.fixtures import write_derm_fixture, write_wound_fixture
+
+    if kind is FixtureKind.derm:
+        write_derm_fixture(out, n=n, seed=seed, size=size)
+    else:
+        write_wound_fixture(out, n=n, seed=seed, size=size, layout=layout.value)
+    console.print(f"wrote {n} {kind.value} images to {out}")
+
+
+@app.command()
+@exit_on_user_error
+def validate(
+    root: Annotated[Path, typer.Argument(help="data set directory")],
+    format: Annotated[Format, typer.Option("--format", help="layout of the data set")],
+    labels: Annotated[str | None, typer.Option(help="comma-separated allowed labels (csv/imagefolder)")] = None,
+    min_image_size: Annotated[int, typer.Option(min=1, help="smallest accepted image side")] = 32,
+) -> None:
+    """Check a data set (schema, labels, FST, ids, image files): exit 0 when valid, 2 naming the problem."""
+    from fairaug.data.prepare import validate_dataset
+
+    allowed = [label.strip() for label in labels.split(",")] if labels else None
+    validated = validate_dataset(root, format.value, allowed, min_image_size)
+    records = validated.records
+    warnings = [c for c in validated.checks if not c.success]
+    console.print(
+        f"[green]valid[/green]: {root} ({format.value}): {len(records)} images, "
+        f"{records['group_id'].nunique()} groups, labels {dict(records['label'].value_counts().sort_index())}"
+    )
+    for check in warnings:
+        console.print(f"[yellow]warning[/yellow]: {check.message} ({check.unexpected_count} images)")
+
+
+@app.command()
+@exit_on_user_error
+def profile(
+    name: Annotated[str | None, typer.Argument(help="profile to switch to (profiles/<name>.yaml)")] = None,
+    project: Annotated[Path, typer.Option(help="project root")] = Path("."),
+) -> None:
+    """Switch params.yaml to a profile (DVC then sees the changed params); without NAME, list profiles."""
+    from fairaug.config.loader import available_profiles, load_params, write_profile
+
+    if name is None:
+        current = load_params(project / "params.yaml").profile if (project / "params.yaml").exists() else None
+        for known in available_profiles(project):
+            print(f"{'*' if known == current else ' '} {known}")
+        return
+    path = write_profile(name, project)
+    console.print(f"{path}: profile [bold]{name}[/bold]; run `dvc repro` (or `make demo`) to apply it")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,87 @@
+"""Pydantic models of params.yaml.
+
+Defaults are the `tiny` profile; other profiles are overlays in profiles/<name>.yaml. Every model
+forbids unknown keys so that a typo in params.yaml is an error naming the key, not a silent default.
+Params are grouped per DVC stage (`prepare`, ...) like DVC's example-get-started.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fairaug.data.labels import HAM10000_DX, WOUND_PHASES
+
+DatasetFormat = Literal["ham10000", "fitzpatrick17k", "ddi", "csv", "imagefolder"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(StrictModel):
+    format: DatasetFormat = Field(description="on-disk layout of the raw data set")
+    root: str = Field(description="data set directory, relative to the project root (tracked by data.dvc)")
+    domain: Literal["derm", "wound"] = Field(description="image domain: dermoscopy or wound photographs")
+    labels: list[str] | None = Field(
+        None, description="allowed labels, in order (wound phases are ordinal); null: the format's own set"
+    )
+
+    def allowed_labels(self) -> list[str] | None:
+        if self.labels is not None:
+            return self.labels
+        return list(HAM10000_DX) if self.format == "ham10000" else None
+
+
+class SplitConfig(StrictModel):
+    train: float = Field(0.7, gt=0, lt=1, description="share of groups (lesions/patients) in the train split")
+    val: float = Field(0.15, gt=0, lt=1, description="share in the validation split")
+    test: float = Field(0.15, gt=0, lt=1, description="share in the test split")
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> SplitConfig:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split shares must sum to 1, got {total:g}")
+        return self
+
+
+class PrepareConfig(StrictModel):
+    fst_source: Literal["auto", "label", "ita"] = Field(
+        "auto", description="auto: the FST label when the data has one, else ITA; label: require labels; ita: always ITA"
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    seed: int = Field(0, description="seed of the group-disjoint stratified split")
+    max_images: int | None = Field(None, gt=0, description="label-stratified subsample of at most this many images")
+    min_image_size: int = Field(32, gt=0, description="smallest accepted image side, in pixels")
+    near_duplicate_distance: int = Field(
+        4, ge=0, le=64, description="pHash Hamming distance at or below which two images count as near duplicates"
+    )
+
+
+class TrackingConfig(StrictModel):
+    experiment_prefix: str = Field("fairaug", description="MLflow experiment is <prefix>/<dataset>")
+
+
+def _fixture_datasets() -> dict[str, DatasetConfig]:
+    return {
+        "ham10000": DatasetConfig(format="ham10000", root="data/ham10000", domain="derm"),
+        "wound": DatasetConfig(format="csv", root="data/wound", domain="wound", labels=list(WOUND_PHASES)),
+    }
+
+
+class Params(StrictModel):
+    profile: str = Field("tiny", description="name of the profile these params came from (fairaug profile NAME)")
+    datasets: dict[str, DatasetConfig] = Field(
+        default_factory=_fixture_datasets, description="data sets the pipeline runs on (DVC foreach)"
+    )
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def dataset(self, name: str) -> DatasetConfig:
+        from fairaug.errors import ConfigError
+
+        if name not in self.datasets:
+            raise ConfigError(f"params.yaml: datasets: no data set '{name}' (have: {', '.join(self.datasets)})")
+        return self.datasets[name]

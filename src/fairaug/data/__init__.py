@@ -1,0 +1,1 @@
+"""Data sets: fixtures, readers, validation, splits and the manifest."""

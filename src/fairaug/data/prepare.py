@@ -1,0 +1,193 @@
+"""Validate a raw data set and turn it into the manifest: FST per image and group-disjoint splits.
+
+`validate_dataset` (the `fairaug validate` command) and `prepare_dataset` (the `prepare` stage)
+share every check, so a data set that validates is one that prepares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix
+
+from fairaug.config.models import DatasetConfig, PrepareConfig
+from fairaug.data.formats import FORMAT_NAMES, FORMATS, read_imagefolder, read_table, records_from_table
+from fairaug.data.labels import FST_VALUES
+from fairaug.data.scan import scan_images
+from fairaug.data.splits import assign_splits, near_duplicates_across_splits, stratified_subsample
+from fairaug.data.validation import (
+    CheckResult,
+    image_checks,
+    raise_first_error,
+    record_checks,
+    run_checks,
+    split_checks,
+)
+from fairaug.errors import DataError
+
+MANIFEST_COLUMNS = [
+    "path", "sha256", "label", "fst", "fst_source", "group_id", "split",
+    "fst_label", "fst_ita", "ita", "width", "height", "phash",
+]
+
+
+@dataclass
+class ValidatedData:
+    """Records that passed every check, with their scan, and the checks' outcomes."""
+
+    root: Path
+    format: str
+    records: pd.DataFrame
+    checks: list[CheckResult] = field(default_factory=list)
+
+
+def _source_columns(fmt: str) -> dict[str, str]:
+    """Record column -> the column name the user sees in their file."""
+    if fmt == "imagefolder":
+        return {"path": "image", "label": "label directory"}
+    spec = FORMATS[fmt]
+    return {"path": spec.image_column, "label": spec.label_column, "fst_label": spec.fst_column or "fst",
+            "group_id": spec.group_column or spec.image_column}
+
+
+def _read_records(root: Path, fmt: str) -> tuple[pd.DataFrame, list[str] | None]:
+    """Records and the raw FST values the format allows (None when it has no FST column)."""
+    if fmt not in FORMAT_NAMES:
+        raise DataError(f"unknown format '{fmt}' (formats: {', '.join(FORMAT_NAMES)})")
+    if not root.is_dir():
+        raise DataError("data set directory not found", file=root)
+    if fmt == "imagefolder":
+        return read_imagefolder(root), None
+    spec = FORMATS[fmt]
+    table, source = read_table(root, fmt)
+    missing = [c for c in spec.required_columns if c not in table.columns]
+    if missing:
+        raise DataError(
+            f"missing column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} "
+            f"(found: {', '.join(table.columns)})",
+            file=source,
+        )
+    fst_values = None
+    if spec.fst_column in table.columns:
+        fst_values = [*spec.fst_values, *spec.fst_ranges]
+    return records_from_table(root, spec, table, source), fst_values
+
+
+def validate_dataset(
+    root: Path, fmt: str, allowed_labels: list[str] | None, min_image_size: int
+) -> ValidatedData:
+    """Run every metadata and image check; raise a DataError naming the first problem."""
+    root = Path(root)
+    records, fst_values = _read_records(root, fmt)
+    sources = _source_columns(fmt)
+    if allowed_labels is None and fmt in FORMATS:
+        allowed_labels = list(FORMATS[fmt].labels) if FORMATS[fmt].labels else None
+    checks = run_checks(records, record_checks(allowed_labels, fst_values), "records")
+    raise_first_error(checks, records, root, sources)
+
+    records = records.join(scan_images(root, records["path"]))
+    file_checks = run_checks(records, image_checks(min_image_size), "images")
+    raise_first_error(file_checks, records, root, sources)
+    return ValidatedData(root, fmt, records.drop(columns="file_status"), checks + file_checks)
+
+
+def resolve_fst(records: pd.DataFrame, fmt: str, fst_source: str, root: Path) -> pd.DataFrame:
+    """Set fst / fst_source: the data's FST label when there is one (per `fst_source`), else ITA.
+
+    ``fst_label`` goes from the raw text to the exact FST it names (missing for none or a range).
+    """
+    spec = FORMATS.get(fmt)
+    raw = records["fst_label"]
+    exact = raw.map(spec.fst_values if spec else {}).astype("Int64")
+    records = records.assign(fst_label=exact)
+    if fst_source == "label" and exact.isna().any():
+        first = records[exact.isna()].iloc[0]
+        raise DataError(
+            f"prepare.fst_source is 'label' but {int(exact.isna().sum())} images have no FST label "
+            "(set prepare.fst_source: auto to estimate those with ITA)",
+            file=root / first["source_file"],
+            row=None if pd.isna(first["source_row"]) else int(first["source_row"]),
+        )
+    estimate = records["fst_ita"].astype("int64")
+    if spec is not None and spec.fst_ranges:
+        # a coarse label (DDI's 12/34/56) bounds the ITA estimate to the pair it names
+        bounds = raw.map(spec.fst_ranges)
+        low = bounds.map(lambda b: b[0] if isinstance(b, tuple) else 1)
+        high = bounds.map(lambda b: b[1] if isinstance(b, tuple) else 6)
+        estimate = estimate.clip(lower=low, upper=high)
+    use_label = exact.notna() if fst_source != "ita" else pd.Series(False, index=records.index)
+    return records.assign(
+        fst=np.where(use_label, exact.fillna(0).astype("int64"), estimate).astype("int64"),
+        fst_source=np.where(use_label, "label", "ita"),
+    )
+
+
+def ita_agreement(records: pd.DataFrame) -> dict:
+    """How often the ITA estimate matches the FST label, with the confusion matrix (rows: label)."""
+    labelled = records[records["fst_label"].notna()]
+    if labelled.empty:
+        return {"n": 0}
+    truth = labelled["fst_label"].astype(int).to_numpy()
+    estimate = labelled["fst_ita"].astype(int).to_numpy()
+    return {
+        "n": int(len(labelled)),
+        "agreement": float(np.mean(truth == estimate)),
+        "within_one": float(np.mean(np.abs(truth - estimate) <= 1)),
+        "labels": list(FST_VALUES),
+        "confusion_matrix": confusion_matrix(truth, estimate, labels=list(FST_VALUES)).tolist(),
+    }
+
+
+def _counts(manifest: pd.DataFrame, column: str) -> dict:
+    table = pd.crosstab(manifest["split"], manifest[column])
+    return {split: {str(k): int(v) for k, v in row.items()} for split, row in table.iterrows()}
+
+
+def prepare_dataset(name: str, dataset: DatasetConfig, config: PrepareConfig) -> tuple[pd.DataFrame, dict]:
+    """The manifest of a data set and its validation report (raises DataError on bad input)."""
+    root = Path(dataset.root)
+    validated = validate_dataset(root, dataset.format, dataset.allowed_labels(), config.min_image_size)
+    records = resolve_fst(validated.records, dataset.format, config.fst_source, root)
+    if config.max_images is not None:
+        records = stratified_subsample(records, config.max_images, config.seed)
+    records = records.assign(split=assign_splits(records["label"], records["group_id"], config.split, config.seed))
+    records = records.assign(group_split=records.groupby("group_id")["split"].transform("first"))
+    disjoint = run_checks(records, split_checks(), "splits")
+    raise_first_error(disjoint, records, root, _source_columns(dataset.format))
+
+    manifest = records[MANIFEST_COLUMNS].reset_index(drop=True)
+    near_duplicates = near_duplicates_across_splits(manifest, config.near_duplicate_distance)
+    report = {
+        "dataset": name,
+        "format": dataset.format,
+        "root": dataset.root,
+        "n_images": int(len(manifest)),
+        "n_groups": int(manifest["group_id"].nunique()),
+        "success": True,
+        "checks": [c.to_dict() for c in validated.checks + disjoint],
+        "fst_source": {k: int(v) for k, v in manifest["fst_source"].value_counts().items()},
+        "label_counts": _counts(manifest, "label"),
+        "fst_counts": _counts(manifest, "fst"),
+        "ita_agreement": ita_agreement(records),
+        "near_duplicates": {
+            "max_distance": config.near_duplicate_distance,
+            "count": len(near_duplicates),
+            "pairs": near_duplicates[:100],
+        },
+    }
+    return manifest, report
+
+
+def summary_metrics(report: dict) -> dict[str, float]:
+    """The report's headline numbers as MLflow metrics."""
+    metrics = {
+        "data/n_images": float(report["n_images"]),
+        "data/n_groups": float(report["n_groups"]),
+        "data/near_duplicates": float(report["near_duplicates"]["count"]),
+    }
+    if report["ita_agreement"].get("n"):
+        metrics["data/ita_agreement"] = report["ita_agreement"]["agreement"]
+    return metrics

@@ -1,0 +1,80 @@
+"""Group-disjoint, label-stratified splits and cross-split near-duplicate detection."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from fairaug.config.models import SplitConfig
+from fairaug.errors import DataError
+
+
+def _hold_out(labels: np.ndarray, groups: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Boolean mask of about ``share`` of the groups, stratified by label (one fold of K = 1/share)."""
+    n_folds = max(2, round(1.0 / share))
+    n_groups = len(np.unique(groups))
+    if n_groups < n_folds:
+        raise DataError(f"{n_groups} groups are too few for a {share:.0%} split (need at least {n_folds})")
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # sklearn warns when a label has fewer groups than folds; the split stays valid, just less stratified
+        warnings.simplefilter("ignore", UserWarning)
+        _, held_out = next(folds.split(np.zeros(len(labels)), labels, groups))
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[held_out] = True
+    return mask
+
+
+def assign_splits(labels: pd.Series, groups: pd.Series, shares: SplitConfig, seed: int) -> pd.Series:
+    """'train' / 'val' / 'test' per row; every group lies in exactly one split."""
+    labels_arr, groups_arr = labels.to_numpy(), groups.to_numpy()
+    split = np.full(len(labels_arr), "train", dtype=object)
+    test = _hold_out(labels_arr, groups_arr, shares.test, seed)
+    split[test] = "test"
+    rest = ~test
+    val_share = shares.val / (shares.train + shares.val)
+    val = _hold_out(labels_arr[rest], groups_arr[rest], val_share, seed + 1)
+    split[np.flatnonzero(rest)[val]] = "val"
+    return pd.Series(split, index=labels.index, name="split")
+
+
+def stratified_subsample(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:
+    """About ``max_images`` rows with the label proportions kept (at least one row per label)."""
+    if len(frame) <= max_images:
+        return frame
+    fraction = max_images / len(frame)
+    keep = [
+        rows.sample(n=max(1, round(len(rows) * fraction)), random_state=seed)
+        for _, rows in frame.groupby("label", sort=True)
+    ]
+    return pd.concat(keep).sort_index()
+
+
+def _hash_bits(hex_hashes: pd.Series) -> np.ndarray:
+    return np.array([int(h, 16) for h in hex_hashes], dtype=np.uint64)
+
+
+def near_duplicates_across_splits(manifest: pd.DataFrame, max_distance: int, chunk: int = 2048) -> list[dict]:
+    """Pairs of images in different splits whose pHash Hamming distance is <= ``max_distance``.
+
+    Same-split pairs are expected (several images of one lesion) and not reported.
+    """
+    hashes = _hash_bits(manifest["phash"])
+    splits = manifest["split"].to_numpy()
+    paths = manifest["path"].to_numpy()
+    pairs = []
+    for start in range(0, len(hashes), chunk):
+        block = hashes[start : start + chunk]
+        distance = np.bitwise_count(block[:, None] ^ hashes[None, :])
+        rows, cols = np.nonzero(distance <= max_distance)
+        rows = rows + start
+        keep = (rows < cols) & (splits[rows] != splits[cols])
+        for i, j in zip(rows[keep], cols[keep], strict=True):
+            pairs.append(
+                {"path_a": paths[i], "split_a": splits[i], "path_b": paths[j], "split_b": splits[j],
+                 "distance": int(distance[i - start, j])}
+            )
+    return pairs

@@ -1,0 +1,186 @@
+"""Data validation with great-expectations (ephemeral context).
+
+Checks run on the record table (see formats.py) and on the per-image scan. A failed check becomes
+one DataError that names the file, row and source column of the first offending record and how many
+more there are; every check's outcome also goes into the validation report.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from fairaug.errors import DataError
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation, the record column it is about, and how to explain an offending record."""
+
+    expectation: object  # a great_expectations Expectation
+    column: str
+    explain: Callable[[pd.Series], str]
+    severity: Severity = "error"
+
+
+@dataclass
+class CheckResult:
+    expectation: str
+    column: str
+    severity: Severity
+    success: bool
+    unexpected_count: int = 0
+    unexpected_index: list[int] = field(default_factory=list)
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["unexpected_index"] = data["unexpected_index"][:20]
+        return data
+
+
+@functools.cache
+def _batch_definition():
+    """One ephemeral context for the process: building it costs about a second."""
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    asset = context.data_sources.add_pandas("fairaug").add_dataframe_asset("records")
+    return asset.add_batch_definition_whole_dataframe("all")
+
+
+def run_checks(frame: pd.DataFrame, checks: list[Check], suite_name: str) -> list[CheckResult]:
+    import great_expectations as gx
+
+    suite = gx.ExpectationSuite(name=suite_name)
+    for check in checks:
+        suite.add_expectation(check.expectation)
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame.reset_index(drop=True)})
+    outcome = batch.validate(suite, result_format="COMPLETE")
+    results = []
+    for check, result in zip(checks, outcome.results, strict=True):
+        error = (result.exception_info or {}).get("exception_message") if not result.success else None
+        index = [int(i) for i in result.result.get("unexpected_index_list") or []]
+        message = ""
+        if index:
+            message = check.explain(frame.iloc[index[0]])
+        elif error:
+            message = f"check could not run: {error}"
+        results.append(
+            CheckResult(
+                expectation=result.expectation_config.type,
+                column=check.column,
+                severity=check.severity,
+                success=bool(result.success),
+                unexpected_count=int(result.result.get("unexpected_count") or len(index)),
+                unexpected_index=index,
+                message=message,
+            )
+        )
+    return results
+
+
+def raise_first_error(
+    results: list[CheckResult], frame: pd.DataFrame, root: Path, source_columns: dict[str, str]
+) -> None:
+    """Raise a DataError for the first failed error-level check, naming where the problem is."""
+    for result in results:
+        if result.success or result.severity != "error":
+            continue
+        more = result.unexpected_count - 1
+        suffix = f" (and {more} more row{'s' if more > 1 else ''})" if more > 0 else ""
+        column = source_columns.get(result.column, result.column)
+        if not result.unexpected_index:
+            raise DataError(result.message or "check failed", file=root, column=column)
+        record = frame.iloc[result.unexpected_index[0]]
+        row = record.get("source_row")
+        raise DataError(
+            result.message + suffix,
+            file=root / record["source_file"],
+            row=None if pd.isna(row) else int(row),
+            column=column if not pd.isna(row) else None,
+        )
+
+
+def record_checks(allowed_labels: list[str] | None, fst_values: list[str] | None) -> list[Check]:
+    """Checks of the metadata values: ids present and unique, labels and FST allowed."""
+    import great_expectations as gx
+
+    ex = gx.expectations
+    checks = [
+        Check(ex.ExpectColumnValuesToMatchRegex(column="path", regex=r"\S"), "path", lambda r: "empty image id"),
+        Check(
+            ex.ExpectColumnValuesToBeUnique(column="path"),
+            "path",
+            lambda r: f"duplicate image '{r['path']}' (each image must be listed once)",
+        ),
+        Check(ex.ExpectColumnValuesToMatchRegex(column="label", regex=r"\S"), "label", lambda r: "empty label"),
+        Check(ex.ExpectColumnValuesToMatchRegex(column="group_id", regex=r"\S"), "group_id", lambda r: "empty group id"),
+    ]
+    if allowed_labels is not None:
+        allowed = ", ".join(allowed_labels)
+        checks.append(
+            Check(
+                ex.ExpectColumnValuesToBeInSet(column="label", value_set=list(allowed_labels)),
+                "label",
+                lambda r: f"unknown label '{r['label']}' (allowed: {allowed})",
+            )
+        )
+    if fst_values is not None:
+        shown = ", ".join(v if v else "empty" for v in fst_values)
+        checks.append(
+            Check(
+                ex.ExpectColumnValuesToBeInSet(column="fst_label", value_set=list(fst_values)),
+                "fst_label",
+                lambda r: f"invalid Fitzpatrick skin type '{r['fst_label']}' (allowed: {shown})",
+            )
+        )
+    return checks
+
+
+def image_checks(min_image_size: int) -> list[Check]:
+    """Checks of the image files: inside the root, present, decodable, large enough; duplicates warned."""
+    import great_expectations as gx
+
+    ex = gx.expectations
+    return [
+        Check(
+            ex.ExpectColumnValuesToBeInSet(column="file_status", value_set=["ok"]),
+            "path",
+            lambda r: f"{r['file_status']}: {r['path']}",
+        ),
+        Check(
+            ex.ExpectColumnValuesToBeBetween(column="min_side", min_value=min_image_size),
+            "path",
+            lambda r: f"image {r['path']} is {r['width']}x{r['height']} px, smaller than {min_image_size} px",
+        ),
+        Check(
+            ex.ExpectColumnValuesToBeUnique(column="sha256"),
+            "path",
+            lambda r: f"identical bytes listed more than once: {r['path']}",
+            severity="warning",
+        ),
+    ]
+
+
+def split_checks() -> list[Check]:
+    """Every record's split is its group's split: no lesion/patient in two splits."""
+    import great_expectations as gx
+
+    return [
+        Check(
+            gx.expectations.ExpectColumnPairValuesToBeEqual(column_A="split", column_B="group_split"),
+            "group_id",
+            lambda r: f"group '{r['group_id']}' is in more than one split ({r['split']} and {r['group_split']})",
+        )
+    ]

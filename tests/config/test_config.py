@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fairaug.cli import app
+from fairaug.config import Params, load_params, render_params, resolve_profile, write_profile
+from fairaug.config.loader import merge_overlay
+from fairaug.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_repo_params_are_the_rendered_tiny_profile():
+    # params.yaml is generated: editing the models without re-rendering it would let them drift apart
+    assert (REPO_ROOT / "params.yaml").read_text() == render_params(resolve_profile("tiny", REPO_ROOT))
+    assert load_params(REPO_ROOT / "params.yaml") == Params()
+
+
+@pytest.mark.parametrize("profile", ["tiny", "ci"])
+def test_every_profile_renders_and_round_trips(profile, tmp_path):
+    params = resolve_profile(profile, REPO_ROOT)
+    path = tmp_path / "params.yaml"
+    path.write_text(render_params(params))
+    assert load_params(path) == params
+    assert params.profile == profile
+
+
+def test_typo_names_the_key(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO_ROOT / "params.yaml").read_text().replace("  seed: 0", "  sead: 0"))
+    with pytest.raises(ConfigError, match=r"params.yaml: prepare.sead: unknown key"):
+        load_params(path)
+
+
+def test_bad_value_names_the_key_and_reason(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO_ROOT / "params.yaml").read_text().replace("train: 0.7", "train: 0.9"))
+    with pytest.raises(ConfigError, match=r"prepare.split: .*sum to 1, got 1.2"):
+        load_params(path)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("prepare:\n  seed: [1\n")
+    with pytest.raises(ConfigError, match=r"line \d+ not valid YAML"):
+        load_params(path)
+
+
+def test_merge_overlay_deep_and_null_deletes():
+    base = {"a": {"b": 1, "c": 2}, "d": {"e": 3}, "f": 4}
+    assert merge_overlay(base, {"a": {"c": 5}, "d": None}) == {"a": {"b": 1, "c": 5}, "f": 4}
+    assert base["a"]["c"] == 2  # the base is not modified
+
+
+def test_profile_switch_is_one_command(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    for name in ("tiny", "ci"):
+        (tmp_path / "profiles" / f"{name}.yaml").write_text((REPO_ROOT / "profiles" / f"{name}.yaml").read_text())
+    runner = CliRunner()
+    result = runner.invoke(app, ["profile", "ci", "--project", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    params = load_params(tmp_path / "params.yaml")
+    assert params.profile == "ci"
+    assert params.prepare.max_images == resolve_profile("ci", REPO_ROOT).prepare.max_images != Params().prepare.max_images
+    listing = runner.invoke(app, ["profile", "--project", str(tmp_path)])
+    assert "* ci" in listing.output and "  tiny" in listing.output
+
+
+def test_unknown_profile_is_a_clear_error(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    with pytest.raises(ConfigError, match="profile 'nope'"):
+        write_profile("nope", tmp_path)
+    result = CliRunner().invoke(app, ["profile", "nope", "--project", str(tmp_path)])
+    assert result.exit_code == 2

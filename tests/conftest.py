@@ -1,0 +1,77 @@
+"""Shared fixtures: one valid project copied per test into tmp_path, fixture data made once per session,
+and a temporary MLflow store. Tests never touch the user's mlflow.db, data/ or home directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DVC_NO_ANALYTICS"] = "1"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["params.yaml", "dvc.yaml", ".dvcignore", "pipelines", "profiles", "src"]
+DERM_N, WOUND_N = 160, 90
+
+
+@pytest.fixture(scope="session")
+def fixture_data(tmp_path_factory) -> Path:
+    """Small derm (HAM10000 layout) and wound (CSV layout) fixture data sets, made once."""
+    from fairaug.data.fixtures import write_derm_fixture, write_wound_fixture
+
+    root = tmp_path_factory.mktemp("fixture-data")
+    write_derm_fixture(root / "ham10000", n=DERM_N, seed=0)
+    write_wound_fixture(root / "wound", n=WOUND_N, seed=1, layout="csv")
+    return root
+
+
+@pytest.fixture
+def derm_copy(fixture_data, tmp_path) -> Path:
+    """A private copy of the derm fixture that a test may break."""
+    return Path(shutil.copytree(fixture_data / "ham10000", tmp_path / "ham10000"))
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, monkeypatch) -> str:
+    """A temporary MLflow store for this test."""
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def project(tmp_path, fixture_data, monkeypatch) -> Path:
+    """A copy of this project (params, dvc.yaml, stages, code) with the small fixture data under data/,
+    in its own git + DVC repo, as the working directory."""
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in PROJECT_FILES:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, root / name)
+    shutil.copytree(fixture_data, root / "data")
+    run(["git", "init", "-q"], root)
+    run(["git", "config", "user.email", "test@example.com"], root)
+    run(["git", "config", "user.name", "test"], root)
+    run(["dvc", "init", "-q"], root)
+    (root / ".gitignore").write_text("/data\n/outputs\nmlflow.db\nmlartifacts/\n")
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "project"], root)
+    monkeypatch.chdir(root)
+    return root
