@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,20 @@ os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+# the venv's console scripts (dvc, fairaug) even when pytest is started as .venv/bin/python -m pytest
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["params.yaml", "dvc.yaml", ".dvcignore", "pipelines", "profiles", "src"]
 DERM_N, WOUND_N = 160, 90
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_leak(monkeypatch):
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: never let one test's store leak into the next."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture(scope="session")

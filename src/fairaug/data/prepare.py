@@ -153,7 +153,9 @@ def prepare_dataset(name: str, dataset: DatasetConfig, config: PrepareConfig) ->
     records = resolve_fst(validated.records, dataset.format, config.fst_source, root)
     if config.max_images is not None:
         records = stratified_subsample(records, config.max_images, config.seed)
-    records = records.assign(split=assign_splits(records["label"], records["group_id"], config.split, config.seed))
+    # stratify on label and FST jointly, so that every skin type reaches the test split for fairness metrics
+    strata = records["label"] + "|" + records["fst"].astype(str)
+    records = records.assign(split=assign_splits(strata, records["group_id"], config.split, config.seed))
     records = records.assign(group_split=records.groupby("group_id")["split"].transform("first"))
     disjoint = run_checks(records, split_checks(), "splits")
     raise_first_error(disjoint, records, root, _source_columns(dataset.format))

@@ -29,7 +29,11 @@ def _hold_out(labels: np.ndarray, groups: np.ndarray, share: float, seed: int) -
 
 
 def assign_splits(labels: pd.Series, groups: pd.Series, shares: SplitConfig, seed: int) -> pd.Series:
-    """'train' / 'val' / 'test' per row; every group lies in exactly one split."""
+    """'train' / 'val' / 'test' per row; every group lies in exactly one split.
+
+    ``labels`` are the strata: any per-row key (e.g. label and FST joined) whose proportions each
+    split should keep.
+    """
     labels_arr, groups_arr = labels.to_numpy(), groups.to_numpy()
     split = np.full(len(labels_arr), "train", dtype=object)
     test = _hold_out(labels_arr, groups_arr, shares.test, seed)

@@ -62,13 +62,18 @@ def _batch_definition():
 def run_checks(frame: pd.DataFrame, checks: list[Check], suite_name: str) -> list[CheckResult]:
     import great_expectations as gx
 
+    batch_definition = _batch_definition()  # first: a suite needs GX's active context
     suite = gx.ExpectationSuite(name=suite_name)
-    for check in checks:
+    for index, check in enumerate(checks):
+        check.expectation.meta = {"fairaug_check": index}
         suite.add_expectation(check.expectation)
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame.reset_index(drop=True)})
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame.reset_index(drop=True)})
     outcome = batch.validate(suite, result_format="COMPLETE")
+    # GX does not keep the suite's order (and has no ids without a saved suite): match by our meta tag
+    by_index = {result.expectation_config.meta["fairaug_check"]: result for result in outcome.results}
     results = []
-    for check, result in zip(checks, outcome.results, strict=True):
+    for index, check in enumerate(checks):
+        result = by_index[index]
         error = (result.exception_info or {}).get("exception_message") if not result.success else None
         index = [int(i) for i in result.result.get("unexpected_index_list") or []]
         message = ""

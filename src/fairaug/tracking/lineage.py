@@ -36,19 +36,21 @@ def dvc_md5(path: Path) -> str:
 
 @functools.cache
 def stage_deps(stage_name: str, root: Path) -> tuple[str, ...]:
-    """The dependency paths dvc.yaml declares for ``stage_name`` (e.g. ``prepare@ham10000``).
+    """The file and directory dependencies dvc.yaml declares for ``stage_name`` (e.g. ``prepare@ham10000``).
 
     Read through DVC itself so that foreach/matrix interpolation is resolved exactly as `dvc repro`
     resolves it; empty when there is no dvc.yaml or no such stage (a stage run by hand in a test).
+    Params deps are left out: the stage logs their values as MLflow params.
     """
     if not (root / "dvc.yaml").exists():
         return ()
+    from dvc.dependency.param import ParamsDependency
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     try:
         with Repo(str(root)) as repo:
             stage = repo.stage.collect(stage_name)[0]
-            return tuple(dep.def_path for dep in stage.deps)
+            return tuple(dep.def_path for dep in stage.deps if not isinstance(dep, ParamsDependency))
     except (DvcException, IndexError):
         return ()

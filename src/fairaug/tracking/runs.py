@@ -23,20 +23,24 @@ DEFAULT_STORE = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 
 
-def configure_tracking(root: Path) -> str:
-    """Use MLFLOW_TRACKING_URI when set, else the embedded store sqlite:///<root>/mlflow.db."""
+def configure_tracking(root: Path) -> bool:
+    """Use MLFLOW_TRACKING_URI when set, else the embedded store sqlite:///<root>/mlflow.db.
+
+    Returns whether the embedded store is used. Decided before `set_tracking_uri`, which itself
+    exports MLFLOW_TRACKING_URI (for child processes).
+    """
     import mlflow
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / DEFAULT_STORE).resolve()}"
-    mlflow.set_tracking_uri(uri)
-    return uri
+    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(user_uri or f"sqlite:///{(root / DEFAULT_STORE).resolve()}")
+    return not user_uri
 
 
 def experiment_name(params: Params, dataset: str) -> str:
     return f"{params.tracking.experiment_prefix}/{dataset}"
 
 
-def ensure_experiment(name: str, root: Path) -> str:
+def ensure_experiment(name: str, root: Path, embedded_store: bool) -> str:
     """The experiment's id, created on first use; with the embedded store, artifacts go to mlartifacts/."""
     import mlflow
 
@@ -44,7 +48,7 @@ def ensure_experiment(name: str, root: Path) -> str:
     if experiment is not None:
         return experiment.experiment_id
     artifact_location = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
+    if embedded_store:
         artifact_location = (root / DEFAULT_ARTIFACTS / name.replace("/", "-")).resolve().as_uri()
     return mlflow.create_experiment(name, artifact_location=artifact_location)
 
@@ -110,8 +114,8 @@ def stage_run(
     import mlflow
 
     root = (root or Path.cwd()).resolve()
-    configure_tracking(root)
-    experiment_id = ensure_experiment(experiment_name(params, dataset), root)
+    embedded_store = configure_tracking(root)
+    experiment_id = ensure_experiment(experiment_name(params, dataset), root, embedded_store)
     tags = lineage_tags(stage, dataset, params, root, upstream or {})
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{stage}@{dataset}", tags=tags) as run:
         mlflow.log_params(flatten(stage_params))

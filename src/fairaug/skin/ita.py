@@ -1,0 +1,175 @@
+"""Individual Typology Angle (ITA) and the Fitzpatrick skin type (FST) estimated from it.
+
+ITA = arctan((L* - 50) / b*) * 180 / pi, measured in CIELAB (D65) on the non-lesion skin of an image,
+binned into FST I-VI with the Del Bino / Kinyanjui thresholds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import ndimage
+from skimage.color import rgb2lab
+from skimage.morphology import disk
+
+# Lower ITA bounds of FST I..V, lightest first: ITA > 55 is I, 41 < ITA <= 55 is II, 28 < ITA <= 41
+# is III, 10 < ITA <= 28 is IV, -30 <= ITA <= 10 is V and ITA < -30 is VI (-30 itself belongs to V).
+FST_ITA_EDGES: tuple[float, ...] = (55.0, 41.0, 28.0, 10.0, -30.0)
+
+# A finite, realistic ITA range per FST (the bins of I and VI are open-ended). I stops at 70 because
+# a higher ITA needs L* above ~80 at the b* of real skin; VI stops at -60 (L* ~ 20).
+ITA_RANGE: dict[int, tuple[float, float]] = {
+    1: (55.0, 70.0),
+    2: (41.0, 55.0),
+    3: (28.0, 41.0),
+    4: (10.0, 28.0),
+    5: (-30.0, 10.0),
+    6: (-60.0, -30.0),
+}
+
+# Skin-mask tuning, in CIELAB units or as fractions of the image's shorter side.
+_VIGNETTE_RELATIVE_L = 0.4  # vignette: border-connected pixels darker than 0.4 x the bright skin L*
+_VIGNETTE_MARGIN = 0.04  # drop the blurred rim where the field fades into the vignette
+_HAIR_RADIUS = 0.012  # closing radius of the black-hat: wider than a hair, narrower than a lesion
+_HAIR_MIN_DEPTH = 8.0  # a hair is at least 8 L* darker than its surroundings
+_SKIN_MIN_DELTA_E = 8.0  # colour distance to the reference skin that always counts as skin
+_SKIN_DELTA_E_SPREADS = 3.0  # ... or up to 3x the typical distance of skin pixels, if larger
+_LESION_MARGIN = 0.03  # drop the blend zone around the lesion
+_MIN_SKIN_FRACTION = 0.02  # fewer surviving pixels than this means a criterion must be relaxed
+
+
+def ita_degrees(L: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
+    """ITA in degrees from CIELAB L* and b* (broadcast together).
+
+    Computed as ``arctan2(L* - 50, b*)``, which equals ``arctan((L* - 50) / b*)`` for b* > 0 (all skin)
+    and stays defined at b* = 0 (+-90 degrees).
+    """
+    L = np.asarray(L, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return np.degrees(np.arctan2(L - 50.0, b))
+
+
+def fst_from_ita(ita: ArrayLike) -> int | NDArray[np.int64]:
+    """Fitzpatrick skin type 1..6 for an ITA (degrees): an int for a scalar, an int array otherwise."""
+    ita = np.asarray(ita, dtype=np.float64)
+    if np.isnan(ita).any():
+        raise ValueError("ITA is NaN: no FST can be assigned")
+    edge_1, edge_2, edge_3, edge_4, edge_5 = FST_ITA_EDGES
+    # Each comparison that holds moves one type darker; the V/VI edge is the only one inclusive on V.
+    fst = (
+        1
+        + (ita <= edge_1).astype(np.int64)
+        + (ita <= edge_2)
+        + (ita <= edge_3)
+        + (ita <= edge_4)
+        + (ita < edge_5)
+    )
+    return int(fst) if fst.ndim == 0 else fst
+
+
+def skin_mask(rgb: np.ndarray) -> NDArray[np.bool_]:
+    """Non-lesion skin pixels of a dermoscopy or clinical image (uint8, H x W x 3) as a bool H x W mask.
+
+    Excludes, in turn: the dark dermoscope vignette, hairs, and the lesion. Never returns an empty mask:
+    when too few pixels survive, the last criterion is relaxed (see ``_skin_mask_from_lab``).
+    """
+    return _skin_mask_from_lab(rgb2lab(_check_rgb(rgb)))
+
+
+def estimate_ita(rgb: np.ndarray) -> float:
+    """Median ITA (degrees) over the skin pixels of an RGB uint8 image."""
+    lab = rgb2lab(_check_rgb(rgb))
+    mask = _skin_mask_from_lab(lab)
+    return float(np.median(ita_degrees(lab[..., 0][mask], lab[..., 2][mask])))
+
+
+def estimate_fst(rgb: np.ndarray) -> tuple[int, float]:
+    """``(fst, ita)``: the FST of an RGB uint8 image and the ITA (degrees) it was binned from."""
+    ita = estimate_ita(rgb)
+    return fst_from_ita(ita), ita
+
+
+def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image of shape (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    return rgb
+
+
+def _skin_mask_from_lab(lab: np.ndarray) -> NDArray[np.bool_]:
+    lightness = lab[..., 0]
+    height, width = lightness.shape
+    side = min(height, width)
+    min_pixels = max(16, int(_MIN_SKIN_FRACTION * height * width))
+
+    field = ~_vignette_mask(lightness, side)
+    candidates = field & ~_hair_mask(lightness, side)
+    skin = candidates & ~_lesion_mask(lab, candidates, side)
+
+    # Fallbacks, strictest first: an image that is nearly all lesion (or all dark) still gets an
+    # estimate, from the least contaminated pixels that are left.
+    for mask in (skin, candidates, field):
+        if mask.sum() >= min_pixels:
+            return mask
+    return np.ones_like(field)
+
+
+def _vignette_mask(lightness: np.ndarray, side: int) -> NDArray[np.bool_]:
+    """The dark frame outside a dermoscope's circular field: dark pixels connected to the border.
+
+    "Dark" is relative to the bright skin (90th percentile of L*), so FST VI skin (L* ~ 20) is not
+    mistaken for the frame (L* < 10). Requiring a border connection keeps a dark lesion in the field.
+    """
+    dark = lightness < _VIGNETTE_RELATIVE_L * np.percentile(lightness, 90)
+    components, _ = ndimage.label(dark)
+    border = np.concatenate([components[[0, -1], :].ravel(), components[:, [0, -1]].ravel()])
+    vignette = np.isin(components, border[border > 0])
+    if not vignette.any():
+        return vignette
+    margin = max(1, round(_VIGNETTE_MARGIN * side))
+    return ndimage.binary_dilation(vignette, structure=disk(margin))
+
+
+def _hair_mask(lightness: np.ndarray, side: int) -> NDArray[np.bool_]:
+    """Thin dark structures: a morphological black-hat (closing minus image) on L*, as in DullRazor."""
+    radius = max(2, round(_HAIR_RADIUS * side))
+    black_hat = ndimage.grey_closing(lightness, footprint=disk(radius)) - lightness
+    hair = black_hat > _HAIR_MIN_DEPTH
+    # Hair edges are blended with the skin around them.
+    return ndimage.binary_dilation(hair, structure=disk(1))
+
+
+def _lesion_mask(lab: np.ndarray, candidates: np.ndarray, side: int) -> NDArray[np.bool_]:
+    """Pixels whose colour is far from the skin's, plus a margin around them.
+
+    The reference skin colour is the median CIELAB colour of the outer part of the field, where a
+    (centred) lesion rarely reaches; it is refined once on the pixels that pass. A pixel is skin when
+    its distance to the reference (delta E 1976) is within the spread of skin colour, so the test is
+    symmetric around the skin: with no visible lesion it removes only outliers and biases nothing.
+    """
+    if candidates.sum() < 16:
+        return np.zeros_like(candidates)
+    rows, cols = np.nonzero(candidates)
+    centre_row, centre_col = rows.mean(), cols.mean()
+    field_radius = np.sqrt(candidates.sum() / np.pi)
+    row_grid, col_grid = np.indices(candidates.shape)
+    outer = candidates & (np.hypot(row_grid - centre_row, col_grid - centre_col) > 0.6 * field_radius)
+    reference_pixels = outer if outer.sum() >= 16 else candidates
+
+    skin_like = reference_pixels
+    for _ in range(2):
+        reference = np.median(lab[skin_like], axis=0)
+        delta_e = np.linalg.norm(lab - reference, axis=-1)
+        threshold = max(_SKIN_MIN_DELTA_E, _SKIN_DELTA_E_SPREADS * float(np.median(delta_e[skin_like])))
+        skin_like = candidates & (delta_e <= threshold)
+        if skin_like.sum() < 16:  # no colour is common enough to be the skin: leave the lesion unmasked
+            return np.zeros_like(candidates)
+
+    # Isolated off-colour pixels (noise, JPEG ringing) are not a lesion; only blobs get a margin.
+    off_colour = candidates & ~skin_like
+    components, _ = ndimage.label(off_colour)
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    blobs = sizes[components] > max(2, int(0.002 * candidates.size))
+    margin = max(1, round(_LESION_MARGIN * side))
+    return ndimage.binary_dilation(blobs, structure=disk(margin)) | off_colour

@@ -1,0 +1,114 @@
+import hashlib
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fairaug.config import DatasetConfig, PrepareConfig
+from fairaug.data.prepare import MANIFEST_COLUMNS, prepare_dataset
+from fairaug.errors import DataError
+
+DESIGN_COLUMNS = ["path", "sha256", "label", "fst", "fst_source", "group_id", "split"]
+
+
+def derm_config(root: Path) -> DatasetConfig:
+    return DatasetConfig(format="ham10000", root=str(root), domain="derm")
+
+
+def test_derm_manifest(fixture_data):
+    root = fixture_data / "ham10000"
+    manifest, report = prepare_dataset("ham10000", derm_config(root), PrepareConfig())
+    truth = pd.read_csv(root / "HAM10000_metadata.csv").set_index("image_id")
+    assert list(manifest.columns[: len(DESIGN_COLUMNS)]) == DESIGN_COLUMNS
+    assert list(manifest.columns) == MANIFEST_COLUMNS
+    assert len(manifest) == len(truth)
+    # group-disjoint: no lesion in two splits, checked independently of the GX check
+    assert manifest.groupby("group_id")["split"].nunique().max() == 1
+    assert set(manifest["split"]) == {"train", "val", "test"}
+    # stratified on label x FST: every skin type with enough lesions reaches the test split
+    groups_per_fst = manifest.drop_duplicates("group_id")["fst"].value_counts()
+    tested = set(manifest.loc[manifest["split"] == "test", "fst"])
+    assert set(groups_per_fst[groups_per_fst >= 7].index) <= tested
+    image_ids = manifest["path"].map(lambda p: Path(p).stem)
+    assert (manifest["label"].to_numpy() == truth.loc[image_ids, "dx"].to_numpy()).all()
+    assert (manifest["fst"].to_numpy() == truth.loc[image_ids, "fitzpatrick"].to_numpy()).all()
+    assert (manifest["fst_source"] == "label").all()
+    for row in manifest.head(5).itertuples():
+        assert row.sha256 == hashlib.sha256((root / row.path).read_bytes()).hexdigest()
+        assert not Path(row.path).is_absolute()
+    agreement = report["ita_agreement"]
+    assert agreement["n"] == len(manifest)
+    assert agreement["agreement"] >= 0.8
+    assert sum(map(sum, agreement["confusion_matrix"])) == len(manifest)
+    assert all(check["success"] for check in report["checks"] if check["severity"] == "error")
+
+
+def test_fst_source_ita_uses_the_estimate(fixture_data):
+    manifest, _ = prepare_dataset(
+        "ham10000", derm_config(fixture_data / "ham10000"), PrepareConfig(fst_source="ita")
+    )
+    assert (manifest["fst"] == manifest["fst_ita"]).all()
+    assert (manifest["fst_source"] == "ita").all()
+    assert manifest["fst_label"].notna().all()  # the label is kept beside the estimate
+
+
+def test_fst_source_label_requires_labels(derm_copy):
+    frame = pd.read_csv(derm_copy / "HAM10000_metadata.csv", dtype=str, keep_default_na=False)
+    frame.loc[6, "fitzpatrick"] = ""
+    frame.to_csv(derm_copy / "HAM10000_metadata.csv", index=False)
+    with pytest.raises(DataError, match=r"row 8: prepare.fst_source is 'label' but 1 images have no FST label"):
+        prepare_dataset("ham10000", derm_config(derm_copy), PrepareConfig(fst_source="label"))
+    manifest, _ = prepare_dataset("ham10000", derm_config(derm_copy), PrepareConfig())
+    assert manifest["fst_source"].value_counts().to_dict() == {"label": len(frame) - 1, "ita": 1}
+
+
+def test_max_images_subsamples(fixture_data):
+    manifest, report = prepare_dataset(
+        "ham10000", derm_config(fixture_data / "ham10000"), PrepareConfig(max_images=60)
+    )
+    assert abs(len(manifest) - 60) <= 7  # at least one per label, rounded per label
+    assert report["n_images"] == len(manifest)
+
+
+@pytest.fixture
+def derm_images(fixture_data) -> pd.DataFrame:
+    root = fixture_data / "ham10000"
+    frame = pd.read_csv(root / "HAM10000_metadata.csv")
+    frame["file"] = [next(root.glob(f"HAM10000_images_part_*/{i}.jpg")) for i in frame["image_id"]]
+    return frame
+
+
+def test_fitzpatrick17k_unknown_fst_is_estimated(derm_images, tmp_path):
+    root = tmp_path / "f17k"
+    (root / "images").mkdir(parents=True)
+    rows = []
+    for i, row in enumerate(derm_images.head(40).itertuples()):
+        md5 = hashlib.md5(row.image_id.encode()).hexdigest()
+        shutil.copy(row.file, root / "images" / f"{md5}.jpg")
+        rows.append({"md5hash": md5, "fitzpatrick_scale": -1 if i % 4 == 0 else row.fitzpatrick,
+                     "label": row.dx, "three_partition_label": "benign"})
+    pd.DataFrame(rows).to_csv(root / "fitzpatrick17k.csv", index=False)
+    manifest, _ = prepare_dataset("f17k", DatasetConfig(format="fitzpatrick17k", root=str(root), domain="derm"),
+                                  PrepareConfig())
+    unknown = manifest["path"].map(lambda p: Path(p).stem).isin([r["md5hash"] for r in rows[::4]])
+    assert (manifest.loc[unknown, "fst_source"] == "ita").all()
+    assert (manifest.loc[~unknown, "fst_source"] == "label").all()
+    assert unknown.sum() == 10
+
+
+def test_ddi_coarse_skin_tone_bounds_the_estimate(derm_images, tmp_path):
+    root = tmp_path / "ddi"
+    root.mkdir()
+    rows = []
+    for i, row in enumerate(derm_images.head(36).itertuples()):
+        name = f"{i:06d}.png"
+        shutil.copy(row.file, root / name)  # a JPEG named .png still decodes: PIL sniffs the format
+        rows.append({"DDI_ID": i, "DDI_file": name, "skin_tone": [12, 34, 56][i % 3],
+                     "malignant": ["True", "False"][i % 2], "disease": "x"})
+    pd.DataFrame(rows).to_csv(root / "ddi_metadata.csv", index=False)
+    manifest, _ = prepare_dataset("ddi", DatasetConfig(format="ddi", root=str(root), domain="derm"), PrepareConfig())
+    tone = manifest["path"].map({r["DDI_file"]: r["skin_tone"] for r in rows})
+    bounds = {12: (1, 2), 34: (3, 4), 56: (5, 6)}
+    assert all(bounds[t][0] <= f <= bounds[t][1] for t, f in zip(tone, manifest["fst"], strict=True))
+    assert set(manifest["label"]) == {"benign", "malignant"}

@@ -1,0 +1,73 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairaug.config import SplitConfig
+from fairaug.data.splits import assign_splits, near_duplicates_across_splits, stratified_subsample
+
+
+@pytest.fixture
+def grouped() -> pd.DataFrame:
+    """300 groups of 1-4 rows with three unbalanced labels (a group has one label, like a lesion)."""
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 5, size=300)
+    group_labels = rng.choice(["a", "b", "c"], p=[0.6, 0.3, 0.1], size=300)
+    return pd.DataFrame(
+        {"group_id": np.repeat([f"g{i}" for i in range(300)], sizes), "label": np.repeat(group_labels, sizes)}
+    )
+
+
+def test_splits_are_group_disjoint_stratified_and_sized(grouped):
+    shares = SplitConfig(train=0.7, val=0.15, test=0.15)
+    split = assign_splits(grouped["label"], grouped["group_id"], shares, seed=3)
+    frame = grouped.assign(split=split)
+    assert frame.groupby("group_id")["split"].nunique().max() == 1
+    group_share = frame.drop_duplicates("group_id")["split"].value_counts(normalize=True)
+    for name in ("train", "val", "test"):
+        assert group_share[name] == pytest.approx(getattr(shares, name), abs=0.05)
+    overall = frame["label"].value_counts(normalize=True)
+    for _, rows in frame.groupby("split"):
+        assert set(rows["label"]) == {"a", "b", "c"}
+        assert (rows["label"].value_counts(normalize=True) - overall).abs().max() < 0.1
+
+
+def test_splits_are_seeded(grouped):
+    shares = SplitConfig()
+    first = assign_splits(grouped["label"], grouped["group_id"], shares, seed=1)
+    assert first.equals(assign_splits(grouped["label"], grouped["group_id"], shares, seed=1))
+    assert not first.equals(assign_splits(grouped["label"], grouped["group_id"], shares, seed=2))
+
+
+def test_stratified_subsample_keeps_proportions(grouped):
+    sample = stratified_subsample(grouped, 200, seed=0)
+    assert abs(len(sample) - 200) <= 3
+    expected = grouped["label"].value_counts(normalize=True)
+    assert (sample["label"].value_counts(normalize=True) - expected).abs().max() < 0.02
+    tiny = stratified_subsample(grouped, 2, seed=0)
+    assert set(tiny["label"]) == {"a", "b", "c"}  # every label keeps at least one image
+
+
+def test_near_duplicates_match_brute_force():
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 2**63, size=40, dtype=np.uint64)
+    # perturb copies by a few bits so that some pairs are close
+    flips = np.array([1 << int(b) for b in rng.integers(0, 64, size=40)], dtype=np.uint64)
+    hashes = np.concatenate([base, base ^ flips, base[:10] ^ flips[:10] ^ np.uint64(0b111000)])
+    manifest = pd.DataFrame(
+        {
+            "path": [f"img{i}.jpg" for i in range(len(hashes))],
+            "split": rng.choice(["train", "val", "test"], size=len(hashes)),
+            "phash": [f"{int(h):016x}" for h in hashes],
+        }
+    )
+    for max_distance in (0, 1, 4):
+        found = {(p["path_a"], p["path_b"], p["distance"]) for p in
+                 near_duplicates_across_splits(manifest, max_distance, chunk=16)}
+        expected = set()
+        for i in range(len(hashes)):
+            for j in range(i + 1, len(hashes)):
+                distance = bin(int(hashes[i]) ^ int(hashes[j])).count("1")
+                if distance <= max_distance and manifest.split[i] != manifest.split[j]:
+                    expected.add((f"img{i}.jpg", f"img{j}.jpg", distance))
+        assert found == expected
+    assert len(expected) > 0  # the case is not vacuous

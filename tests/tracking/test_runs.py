@@ -1,0 +1,82 @@
+import json
+import subprocess
+
+import mlflow
+import pytest
+import yaml
+
+from fairaug.config import Params
+from fairaug.tracking import RUN_FILE, read_run_id, stage_run
+from fairaug.tracking.lineage import dvc_md5, git_commit
+from fairaug.tracking.runs import flatten
+
+from conftest import run
+
+
+def test_flatten_nested_params():
+    assert flatten({"a": {"b": {"c": 1}, "d": [1, 2]}, "e": None}) == {"a.b.c": 1, "a.d": [1, 2], "e": None}
+
+
+def test_dvc_md5_equals_what_dvc_records(tmp_path):
+    """Our md5 of a file and of a directory must be the one DVC writes into dvc.lock."""
+    run(["git", "init", "-q"], tmp_path)
+    run(["dvc", "init", "-q"], tmp_path)
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "a.txt").write_text("alpha\n")
+    (tmp_path / "d" / "sub" / "b.bin").write_bytes(bytes(range(256)) * 3)
+    (tmp_path / "f.txt").write_text("one file\r\nwith CRLF\r\n")
+    run(["dvc", "stage", "add", "-q", "-n", "s", "-d", "d", "-d", "f.txt", "-o", "o.txt", "cp f.txt o.txt"], tmp_path)
+    run(["dvc", "repro", "-q"], tmp_path)
+    lock = yaml.safe_load((tmp_path / "dvc.lock").read_text())
+    recorded = {dep["path"]: dep["md5"] for dep in lock["stages"]["s"]["deps"]}
+    assert recorded["d"].endswith(".dir")
+    assert dvc_md5(tmp_path / "d") == recorded["d"]
+    assert dvc_md5(tmp_path / "f.txt") == recorded["f.txt"]
+
+
+def test_git_commit_outside_git_is_unknown(tmp_path):
+    assert git_commit(tmp_path) == ("unknown", False)
+
+
+def test_stage_run_logs_lineage_params_and_run_file(project, mlflow_uri):
+    params = Params()
+    upstream_dir = project / "outputs" / "ham10000" / "prepared"
+    with stage_run("prepare", "ham10000", params, {"prepare": {"split": {"train": 0.7}}}) as upstream:
+        upstream.write_run_file(upstream_dir)
+    assert read_run_id(upstream_dir) == upstream.run_id
+
+    with stage_run("train_lora", "ham10000", params, {"lr": 1e-3}, upstream={"prepare": upstream_dir}) as down:
+        pass
+
+    client = mlflow.MlflowClient(mlflow_uri)
+    first = client.get_run(upstream.run_id)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    assert first.data.tags["fairaug.stage"] == "prepare"
+    assert first.data.tags["fairaug.dataset"] == "ham10000"
+    assert first.data.tags["fairaug.profile"] == "tiny"
+    assert first.data.tags["git.commit"] == head
+    assert first.data.params == {"prepare.split.train": "0.7"}
+    # deps come from dvc.yaml (foreach resolved): the data directory and the stage's code
+    assert first.data.tags["dvc.md5.data/ham10000"] == dvc_md5(project / "data" / "ham10000")
+    assert first.data.tags["dvc.md5.pipelines/prepare.py"] == dvc_md5(project / "pipelines" / "prepare.py")
+    experiment = client.get_experiment(first.info.experiment_id)
+    assert experiment.name == "fairaug/ham10000"
+
+    second = client.get_run(down.run_id)
+    assert second.data.tags["fairaug.upstream.prepare"] == upstream.run_id
+    assert json.loads((upstream_dir / RUN_FILE).read_text())["experiment_id"] == first.info.experiment_id
+
+
+def test_failed_stage_run_is_marked_failed(project, mlflow_uri):
+    with pytest.raises(RuntimeError), stage_run("prepare", "wound", Params(), {}) as failing:
+        raise RuntimeError("boom")
+    assert mlflow.MlflowClient(mlflow_uri).get_run(failing.run_id).info.status == "FAILED"
+
+
+def test_default_store_is_sqlite_in_project_root(project, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with stage_run("prepare", "wound", Params(), {}) as default:
+        pass
+    assert (project / "mlflow.db").exists()
+    run_info = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(default.run_id)
+    assert run_info.info.artifact_uri.startswith((project / "mlartifacts").as_uri())
