@@ -17,7 +17,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 DERM_FIXTURE := fairaug fixture derm --out data/ham10000 --n 600 --seed 0
 WOUND_FIXTURE := fairaug fixture wound --out data/wound --n 240 --seed 1 --layout csv
 
-.PHONY: setup data demo test test-fast bench clean-outputs
+.PHONY: setup data fixtures demo test test-fast bench clean-outputs
 
 setup: $(STAMP)
 
@@ -29,7 +29,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-data: setup
+data: setup fixtures
+
+# Regenerate missing fixture data, then confirm it is exactly what data.dvc records.
+fixtures:
 	@test -d data/ham10000 || $(DERM_FIXTURE)
 	@test -d data/wound || $(WOUND_FIXTURE)
 	dvc status data.dvc
