@@ -31,10 +31,15 @@ $(STAMP): pyproject.toml
 
 data: setup fixtures
 
-# Regenerate missing fixture data, then confirm it is exactly what data.dvc records.
+# Regenerate missing fixture data, put it in the DVC cache, and stop if it is not exactly what
+# data.dvc records (it would be with other Pillow/numpy versions than pyproject.toml pins).
 fixtures:
-	@test -d data/ham10000 || $(DERM_FIXTURE)
-	@test -d data/wound || $(WOUND_FIXTURE)
+	@if [ ! -d data/ham10000 ] || [ ! -d data/wound ]; then \
+	  test -d data/ham10000 || $(DERM_FIXTURE) || exit 1; \
+	  test -d data/wound || $(WOUND_FIXTURE) || exit 1; \
+	  dvc commit -q -f data.dvc || exit 1; \
+	  git diff --quiet -- data.dvc || { echo "error: regenerated fixture data differs from data.dvc" >&2; exit 1; }; \
+	fi
 	dvc status data.dvc
 
 demo: data
