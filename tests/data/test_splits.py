@@ -19,7 +19,7 @@ def grouped() -> pd.DataFrame:
 
 def test_splits_are_group_disjoint_stratified_and_sized(grouped):
     shares = SplitConfig(train=0.7, val=0.15, test=0.15)
-    split = assign_splits(grouped["label"], grouped["group_id"], shares, seed=3)
+    split = assign_splits([grouped["label"]], grouped["group_id"], shares, seed=3)
     frame = grouped.assign(split=split)
     assert frame.groupby("group_id")["split"].nunique().max() == 1
     group_share = frame.drop_duplicates("group_id")["split"].value_counts(normalize=True)
@@ -33,9 +33,18 @@ def test_splits_are_group_disjoint_stratified_and_sized(grouped):
 
 def test_splits_are_seeded(grouped):
     shares = SplitConfig()
-    first = assign_splits(grouped["label"], grouped["group_id"], shares, seed=1)
-    assert first.equals(assign_splits(grouped["label"], grouped["group_id"], shares, seed=1))
-    assert not first.equals(assign_splits(grouped["label"], grouped["group_id"], shares, seed=2))
+    first = assign_splits([grouped["label"]], grouped["group_id"], shares, seed=1)
+    assert first.equals(assign_splits([grouped["label"]], grouped["group_id"], shares, seed=1))
+    assert not first.equals(assign_splits([grouped["label"]], grouped["group_id"], shares, seed=2))
+
+
+def test_too_fine_strata_fall_back_and_stay_group_disjoint():
+    # 30 singleton groups, every stratum unique: sklearn cannot stratify on it, nor on a 3-row label
+    frame = pd.DataFrame({"group_id": [f"g{i}" for i in range(30)], "label": ["a"] * 27 + ["b"] * 3})
+    unique = frame["group_id"] + "|x"
+    split = assign_splits([unique, frame["label"]], frame["group_id"], SplitConfig(), seed=0)
+    assert set(split) == {"train", "val", "test"}
+    assert split.value_counts()["test"] == pytest.approx(30 / 7, abs=1)
 
 
 def test_stratified_subsample_keeps_proportions(grouped):

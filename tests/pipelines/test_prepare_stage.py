@@ -68,3 +68,15 @@ def test_bad_data_fails_cleanly_without_outputs(project):
     )
     out_parent = project / "outputs" / "ham10000"
     assert not out_parent.exists() or list(out_parent.iterdir()) == []
+
+
+def test_dvc_exp_run_with_a_changed_param_reruns_and_logs_it(project):
+    run(["dvc", "repro", "prepare@wound"], project)
+    before = pd.read_parquet(project / "outputs" / "wound" / "prepared" / "manifest.parquet")
+    result = run(["dvc", "exp", "run", "-S", "prepare.seed=5", "prepare@wound"], project)
+    assert "Running stage 'prepare@wound'" in result.stdout
+    after = pd.read_parquet(project / "outputs" / "wound" / "prepared" / "manifest.parquet")
+    assert not before["split"].equals(after["split"])  # another seed, another split
+    assert after.groupby("group_id")["split"].nunique().max() == 1
+    client, runs = prepare_runs(project)
+    assert sorted(r.data.params["prepare.seed"] for r in runs) == ["0", "5"]

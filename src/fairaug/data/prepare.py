@@ -154,7 +154,7 @@ def prepare_dataset(name: str, dataset: DatasetConfig, config: PrepareConfig) ->
     if config.max_images is not None:
         records = stratified_subsample(records, config.max_images, config.seed)
     # stratify on label and FST jointly, so that every skin type reaches the test split for fairness metrics
-    strata = records["label"] + "|" + records["fst"].astype(str)
+    strata = [records["label"] + "|" + records["fst"].astype(str), records["label"]]
     records = records.assign(split=assign_splits(strata, records["group_id"], config.split, config.seed))
     records = records.assign(group_split=records.groupby("group_id")["split"].transform("first"))
     disjoint = run_checks(records, split_checks(), "splits")

@@ -12,37 +12,44 @@ from fairaug.config.models import SplitConfig
 from fairaug.errors import DataError
 
 
-def _hold_out(labels: np.ndarray, groups: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """Boolean mask of about ``share`` of the groups, stratified by label (one fold of K = 1/share)."""
+def _hold_out(strata: list[np.ndarray], groups: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Boolean mask of about ``share`` of the groups (one fold of K = 1/share).
+
+    Stratified by the finest of ``strata`` that has a stratum of at least K rows (sklearn refuses
+    otherwise), else by nothing: small data sets still get a group-disjoint split.
+    """
     n_folds = max(2, round(1.0 / share))
     n_groups = len(np.unique(groups))
     if n_groups < n_folds:
         raise DataError(f"{n_groups} groups are too few for a {share:.0%} split (need at least {n_folds})")
+    usable = [s for s in strata if np.unique(s, return_counts=True)[1].max() >= n_folds]
+    y = usable[0] if usable else np.zeros(len(groups), dtype=int)
     folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
-        # sklearn warns when a label has fewer groups than folds; the split stays valid, just less stratified
+        # sklearn warns when a stratum has fewer rows than folds; the split stays valid, just less stratified
         warnings.simplefilter("ignore", UserWarning)
-        _, held_out = next(folds.split(np.zeros(len(labels)), labels, groups))
-    mask = np.zeros(len(labels), dtype=bool)
+        _, held_out = next(folds.split(np.zeros(len(groups)), y, groups))
+    mask = np.zeros(len(groups), dtype=bool)
     mask[held_out] = True
     return mask
 
 
-def assign_splits(labels: pd.Series, groups: pd.Series, shares: SplitConfig, seed: int) -> pd.Series:
+def assign_splits(strata: list[pd.Series], groups: pd.Series, shares: SplitConfig, seed: int) -> pd.Series:
     """'train' / 'val' / 'test' per row; every group lies in exactly one split.
 
-    ``labels`` are the strata: any per-row key (e.g. label and FST joined) whose proportions each
-    split should keep.
+    ``strata`` are per-row keys whose proportions each split should keep, finest first (e.g. label
+    and FST joined, then label alone): each hold-out uses the finest one the data is large enough for.
     """
-    labels_arr, groups_arr = labels.to_numpy(), groups.to_numpy()
-    split = np.full(len(labels_arr), "train", dtype=object)
-    test = _hold_out(labels_arr, groups_arr, shares.test, seed)
+    strata_arr = [s.to_numpy() for s in strata]
+    groups_arr = groups.to_numpy()
+    split = np.full(len(groups_arr), "train", dtype=object)
+    test = _hold_out(strata_arr, groups_arr, shares.test, seed)
     split[test] = "test"
     rest = ~test
     val_share = shares.val / (shares.train + shares.val)
-    val = _hold_out(labels_arr[rest], groups_arr[rest], val_share, seed + 1)
+    val = _hold_out([s[rest] for s in strata_arr], groups_arr[rest], val_share, seed + 1)
     split[np.flatnonzero(rest)[val]] = "val"
-    return pd.Series(split, index=labels.index, name="split")
+    return pd.Series(split, index=groups.index, name="split")
 
 
 def stratified_subsample(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:

@@ -1,0 +1,51 @@
+"""Run every bench/<name>.py in its own process and write docs/performance.md from their JSON lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPORT = BENCH_DIR.parent / "docs" / "performance.md"
+
+
+def run_bench(script: Path) -> dict:
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        return {"bench": script.stem, "value": None, "unit": "", "target": "", "holds": False,
+                "error": (result.stderr.strip().splitlines() or ["no output"])[-1]}
+    return json.loads(lines[-1])
+
+
+def main() -> int:
+    scripts = sorted(p for p in BENCH_DIR.glob("*.py") if p.name != Path(__file__).name)
+    results = []
+    for script in scripts:
+        print(f"running {script.name} ...", flush=True)
+        results.append(run_bench(script))
+        print(json.dumps(results[-1]), flush=True)
+    rows = "\n".join(
+        f"| {r['bench']} | {r['value']} | {r['unit']} | {r['target']} | "
+        f"{'yes' if r['holds'] else 'no'}{' (' + r['error'] + ')' if r.get('error') else ''} |"
+        for r in results
+    )
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(
+        "# Performance\n\n"
+        f"Written by `make bench` on {date.today()} ({platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}). Each value is a ratio of two things run side by side in one "
+        "process (see each script's docstring).\n\n"
+        "| bench | value | unit | target | holds |\n|---|---|---|---|---|\n" + rows + "\n"
+    )
+    print(f"wrote {REPORT}")
+    return 0 if all(r.get("error") is None for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
