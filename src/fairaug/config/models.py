@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from fairaug.config.base import StrictModel
+from fairaug.config.diffusion import BaseConfig, PromptsConfig, TrainLoraConfig
 from fairaug.data.labels import HAM10000_DX, WOUND_PHASES
 
 DatasetFormat = Literal["ham10000", "fitzpatrick17k", "ddi", "csv", "imagefolder"]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DatasetConfig(StrictModel):
@@ -77,6 +75,9 @@ class Params(StrictModel):
         default_factory=_fixture_datasets, description="data sets the pipeline runs on (DVC foreach)"
     )
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    base: BaseConfig = Field(default_factory=BaseConfig)
+    train_lora: TrainLoraConfig = Field(default_factory=TrainLoraConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     def dataset(self, name: str) -> DatasetConfig:

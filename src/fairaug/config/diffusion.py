@@ -1,0 +1,110 @@
+"""Params of the diffusion stages: `prompts`, `base` (base_model) and `train_lora`."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from fairaug.config.base import StrictModel
+from fairaug.diffusion.prompts import DEFAULT_TEMPLATES
+
+
+class PromptsConfig(StrictModel):
+    templates: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_TEMPLATES),
+        description="prompt per domain (derm, wound, skin); {fst} is the Roman FST, {label_name} the label's words",
+    )
+    negative: str = Field("", description="negative prompt at generation time")
+
+
+class TinyArchitecture(StrictModel):
+    unet_channels: list[int] = Field([32, 64], description="UNet block widths (down path)")
+    vae_channels: list[int] = Field([32, 64], description="VAE block widths")
+    latent_channels: int = Field(4, description="VAE latent channels")
+    text_hidden_size: int = Field(32, description="CLIP text encoder width (= UNet cross-attention dim)")
+    text_layers: int = Field(2, description="CLIP text encoder layers")
+    text_heads: int = Field(2, description="CLIP text encoder attention heads")
+    attention_head_dim: int = Field(8, description="UNet attention head size")
+
+
+class PretrainConfig(StrictModel):
+    vae_steps: int = Field(300, ge=0, description="VAE training steps (reconstruction + KL)")
+    vae_batch_size: int = Field(16, gt=0, description="VAE batch size")
+    vae_lr: float = Field(1e-3, gt=0, description="VAE learning rate")
+    unet_steps: int = Field(1500, ge=0, description="UNet denoising steps, text encoder trained with it")
+    unet_batch_size: int = Field(32, gt=0, description="UNet batch size")
+    unet_lr: float = Field(1e-3, gt=0, description="UNet learning rate")
+    generic_skin_images: int = Field(
+        600, ge=0, description="extra skin images of every FST, uniform: stands for SD's knowledge of all skin types"
+    )
+    prompt_dropout: float = Field(0.1, ge=0, lt=1, description="share of empty prompts (classifier-free guidance)")
+    seed: int = Field(0, description="pretraining seed")
+
+
+HUB_REVISION = re.compile(r"^[0-9a-f]{40}$")
+
+
+class BaseConfig(StrictModel):
+    source: Literal["tiny", "hub", "local"] = Field(
+        "tiny", description="tiny: built from config and pretrained here; hub: hub_id@revision; local: local_path"
+    )
+    hub_id: str | None = Field(None, description="hub repository of a Stable Diffusion pipeline")
+    revision: str | None = Field(None, description="pinned commit (40 hex digits) of hub_id")
+    local_path: str | None = Field(None, description="a diffusers pipeline directory on disk")
+    resolution: int = Field(32, gt=0, description="training and generation image size in pixels")
+    prediction_type: Literal["epsilon", "v_prediction"] = Field("epsilon", description="tiny profile's UNet target")
+    tiny: TinyArchitecture = Field(default_factory=TinyArchitecture)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+
+    @model_validator(mode="after")
+    def _source_is_complete(self) -> BaseConfig:
+        if self.source == "hub" and not (self.hub_id and self.revision and HUB_REVISION.match(self.revision)):
+            raise ValueError("source 'hub' needs hub_id and a pinned revision (a 40-hex-digit commit)")
+        if self.source == "local" and not self.local_path:
+            raise ValueError("source 'local' needs local_path")
+        return self
+
+
+class EmaConfig(StrictModel):
+    enabled: bool = Field(True, description="keep an exponential moving average of the LoRA weights")
+    decay: float = Field(0.995, gt=0, lt=1, description="EMA decay per step")
+
+
+class TrainLoraConfig(StrictModel):
+    rank: int = Field(8, gt=0, description="LoRA rank")
+    alpha: float = Field(8.0, gt=0, description="LoRA alpha (scale = alpha / rank)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] = Field(["to_q", "to_k", "to_v", "to_out.0"], description="UNet modules given LoRA")
+    max_steps: int = Field(600, gt=0, description="optimizer steps")
+    batch_size: int = Field(16, gt=0, description="images per optimizer step (all processes, all accumulation)")
+    gradient_accumulation_steps: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = Field(
+        "constant", description="diffusers.optimization scheduler"
+    )
+    lr_warmup_steps: int = Field(0, ge=0, description="warm-up steps of the scheduler")
+    weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
+    use_8bit_adam: bool = Field(False, description="bitsandbytes AdamW8bit when installed (GPU)")
+    snr_gamma: float | None = Field(5.0, gt=0, description="Min-SNR loss weighting gamma; null: plain MSE")
+    noise_offset: float = Field(0.05, ge=0, description="per-channel noise offset (learns overall brightness)")
+    prompt_dropout: float = Field(0.1, ge=0, lt=1, description="share of empty prompts (classifier-free guidance)")
+    balance_by: list[Literal["fst", "label"]] = Field(["fst", "label"], description="cells the sampler balances")
+    balance_power: float = Field(1.0, ge=0, le=1, description="0: data distribution, 1: every cell equally likely")
+    ema: EmaConfig = Field(default_factory=EmaConfig)
+    mixed_precision: Literal["fp32", "fp16", "bf16"] = Field(
+        "fp32", description="training precision (fp16/bf16: accelerate mixed precision)"
+    )
+    gradient_checkpointing: bool = Field(False, description="trade compute for memory in the UNet")
+    checkpoint_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
+    checkpoint_limit: int = Field(2, gt=0, description="checkpoints kept (oldest deleted)")
+    validate_every: int = Field(100, gt=0, description="steps between validation loss and sample grids")
+    validation_images: int = Field(64, gt=0, description="validation images in the validation loss")
+    early_stopping_patience: int | None = Field(
+        None, gt=0, description="stop after this many validations without improvement; null: never"
+    )
+    sample_steps: int = Field(20, gt=0, description="sampler steps of the validation grids")
+    guidance_scale: float = Field(5.0, ge=1, description="classifier-free guidance of the validation grids")
+    export_kohya: bool = Field(False, description="also write the LoRA in kohya/webui key format")
+    seed: int = Field(0, description="training seed")

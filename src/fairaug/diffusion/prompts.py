@@ -1,0 +1,33 @@
+"""Prompts built from per-domain templates: the same words at training and at generation time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fairaug.data.labels import FST_ROMAN, FST_VALUES, HAM10000_DX, WOUND_PHASES
+
+# Skin type first: on the tiny model, the first tokens of a prompt weigh most (DESIGN.md).
+DEFAULT_TEMPLATES: dict[str, str] = {
+    "derm": "fitzpatrick skin type {fst}, dermoscopic image of {label_name}",
+    "wound": "fitzpatrick skin type {fst}, photo of a wound in the {label_name} healing phase",
+    "skin": "fitzpatrick skin type {fst}, photo of healthy skin",
+}
+LABEL_NAMES: dict[str, dict[str, str]] = {"derm": HAM10000_DX, "wound": WOUND_PHASES, "skin": {}}
+
+
+def label_name(domain: str, label: str) -> str:
+    """The words for a label (``mel`` -> ``melanoma``); unknown labels stand for themselves."""
+    return LABEL_NAMES.get(domain, {}).get(label, label)
+
+
+def build_prompt(template: str, domain: str, label: str, fst: int) -> str:
+    return template.format(fst=FST_ROMAN[int(fst)], label_name=label_name(domain, label), label=label)
+
+
+def all_prompts(templates: dict[str, str], domain_labels: dict[str, Iterable[str]]) -> list[str]:
+    """Every prompt the templates can make for these labels and all six FSTs (the tokenizer's corpus)."""
+    prompts = []
+    for domain, template in templates.items():
+        for label in domain_labels.get(domain, [""]):
+            prompts.extend(build_prompt(template, domain, label, fst) for fst in FST_VALUES)
+    return prompts
