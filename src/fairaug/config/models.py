@@ -58,6 +58,13 @@ class PrepareConfig(StrictModel):
     )
 
 
+class ComputeConfig(StrictModel):
+    launcher: str = Field(
+        "python",
+        description="how training stages start: python, or e.g. 'accelerate launch --multi_gpu --num_processes 4'",
+    )
+
+
 class TrackingConfig(StrictModel):
     experiment_prefix: str = Field("fairaug", description="MLflow experiment is <prefix>/<dataset>")
 
@@ -78,6 +85,7 @@ class Params(StrictModel):
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     base: BaseConfig = Field(default_factory=BaseConfig)
     train_lora: TrainLoraConfig = Field(default_factory=TrainLoraConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     def dataset(self, name: str) -> DatasetConfig:

@@ -88,7 +88,6 @@ def collate(items: list[dict]) -> dict:
     }
 
 
-def random_hflip(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Flip each image left-right with probability 1/2 (lesions and wounds have no handedness)."""
-    flip = torch.rand(pixels.shape[0], generator=generator) < 0.5
+def hflip(pixels: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror the images where ``flip`` is set (lesions and wounds have no handedness)."""
     return torch.where(flip[:, None, None, None].to(pixels.device), pixels.flip(-1), pixels)

@@ -1,10 +1,58 @@
-"""The denoising objective shared by base pretraining and LoRA training."""
+"""The denoising objective shared by base pretraining and LoRA training.
+
+The random draws of a step (flips, latent sampling, noise, timesteps, prompt dropout) are made for
+the whole global batch from a generator seeded by (seed, step) and then sliced per process, so a
+step gives the same result on one process or several, and after a resume.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from diffusers.training_utils import compute_snr
+
+from fairaug.diffusion.data import step_generator
+
+
+@dataclass(frozen=True)
+class StepNoise:
+    """Everything random about one step, for every sample of the global batch."""
+
+    flip: torch.Tensor  # (B,) bool: mirror the image
+    latent_noise: torch.Tensor  # (B, C, h, w): sample of the VAE posterior
+    noise: torch.Tensor  # (B, C, h, w): diffusion noise (with offset)
+    timesteps: torch.Tensor  # (B,) int64
+    drop_prompt: torch.Tensor  # (B,) bool: train unconditionally (classifier-free guidance)
+
+    def slice(self, rank: int, world_size: int) -> StepNoise:
+        """This process's share: samples rank, rank + world_size, ... (as the batch sampler slices)."""
+        return StepNoise(**{f.name: getattr(self, f.name)[rank::world_size] for f in fields(self)})
+
+
+def draw_step_noise(
+    seed: int,
+    step: int,
+    batch_size: int,
+    latent_shape: tuple[int, int, int],
+    num_train_timesteps: int,
+    noise_offset: float = 0.0,
+    prompt_dropout: float = 0.0,
+) -> StepNoise:
+    generator = step_generator(seed, step, stream=1)
+    channels = latent_shape[0]
+    noise = torch.randn((batch_size, *latent_shape), generator=generator)
+    offset = torch.randn((batch_size, channels, 1, 1), generator=generator)
+    return StepNoise(
+        flip=torch.rand(batch_size, generator=generator) < 0.5,
+        latent_noise=torch.randn((batch_size, *latent_shape), generator=generator),
+        # noise offset: per-channel constant noise lets the model learn overall brightness (dark skin)
+        # instead of pinning every image to mid-grey
+        noise=noise + noise_offset * offset,
+        timesteps=torch.randint(0, num_train_timesteps, (batch_size,), generator=generator),
+        drop_prompt=torch.rand(batch_size, generator=generator) < prompt_dropout,
+    )
 
 
 @torch.no_grad()
@@ -15,11 +63,11 @@ def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_latents(vae, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Scaled VAE latents, sampled with ``generator`` so that a step is reproducible."""
+def encode_latents(vae, pixels: torch.Tensor, latent_noise: torch.Tensor) -> torch.Tensor:
+    """Scaled VAE latents: a posterior sample with the given standard-normal noise."""
     distribution = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
-    noise = torch.randn(distribution.mean.shape, generator=generator).to(distribution.mean)
-    return (distribution.mean + distribution.std * noise) * vae.config.scaling_factor
+    sample = distribution.mean + distribution.std * latent_noise.to(distribution.mean)
+    return sample * vae.config.scaling_factor
 
 
 def denoising_loss(
@@ -27,32 +75,24 @@ def denoising_loss(
     noise_scheduler,
     latents: torch.Tensor,
     encoder_hidden_states: torch.Tensor,
-    generator: torch.Generator,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
     snr_gamma: float | None = None,
-    noise_offset: float = 0.0,
 ) -> torch.Tensor:
-    """MSE between the UNet's prediction and its target at random timesteps.
+    """MSE between the UNet's prediction and its target (noise, or velocity for v-prediction).
 
     ``snr_gamma`` weights each sample by min(SNR, gamma) / SNR (Min-SNR, Hang et al. 2023), so that
-    easy low-noise timesteps do not dominate. ``noise_offset`` adds per-channel constant noise, which
-    lets the model learn overall brightness (dark skin) instead of pinning images to mid-grey.
+    easy low-noise timesteps do not dominate the gradient.
     """
-    batch = latents.shape[0]
-    noise = torch.randn(latents.shape, generator=generator)
-    if noise_offset:
-        noise = noise + noise_offset * torch.randn((batch, latents.shape[1], 1, 1), generator=generator)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,), generator=generator)
     noise, timesteps = noise.to(latents), timesteps.to(latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    if noise_scheduler.config.prediction_type == "v_prediction":
-        target = noise_scheduler.get_velocity(latents, noise, timesteps)
-    else:
-        target = noise
+    v_prediction = noise_scheduler.config.prediction_type == "v_prediction"
+    target = noise_scheduler.get_velocity(latents, noise, timesteps) if v_prediction else noise
     prediction = unet(noisy, timesteps, encoder_hidden_states).sample
     if snr_gamma is None:
         return F.mse_loss(prediction.float(), target.float())
     snr = compute_snr(noise_scheduler, timesteps)
     clipped = torch.clamp(snr, max=snr_gamma)
-    weights = clipped / (snr + 1) if noise_scheduler.config.prediction_type == "v_prediction" else clipped / snr
+    weights = clipped / (snr + 1) if v_prediction else clipped / snr
     per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     return (per_sample * weights).mean()

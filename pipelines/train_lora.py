@@ -1,0 +1,30 @@
+"""DVC stage train_lora@<dataset>: FST-balanced LoRA fine-tuning of the base model (resumable).
+
+Runs as `python pipelines/train_lora.py ...` or under `accelerate launch [--cpu --num_processes N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fairaug.cli import exit_on_user_error
+from fairaug.config import load_params
+from fairaug.diffusion.finetune import finetune_lora
+
+
+@exit_on_user_error
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--prepared", type=Path, required=True, help="outputs/<dataset>/prepared")
+    parser.add_argument("--base", type=Path, required=True, help="outputs/<dataset>/models/base")
+    parser.add_argument("--out", type=Path, required=True, help="outputs/<dataset>/models/lora")
+    parser.add_argument("--resume", default="latest", help="'latest' (default), 'none', or a checkpoint directory")
+    args = parser.parse_args()
+    resume = None if args.resume == "none" else args.resume
+    finetune_lora(load_params(), args.dataset, args.prepared, args.base, args.out, resume)
+
+
+if __name__ == "__main__":
+    main()

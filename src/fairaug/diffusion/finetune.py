@@ -1,0 +1,130 @@
+"""The train_lora stage: data from the manifest, the trainer, and everything the stage writes.
+
+Outputs (outputs/<d>/models/lora, a DVC `persist` out so checkpoints survive a rerun):
+pytorch_lora_weights.safetensors (+ _ema, optional _kohya), checkpoints/, plots/loss.csv (DVC
+plot), samples/ (validation grids), README.md (model card), mlflow_run.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from accelerate import Accelerator
+
+from fairaug.config import Params
+from fairaug.diffusion.base import load_base_pipeline
+from fairaug.diffusion.data import ManifestImages, balanced_weights
+from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, LoraData, LoraTrainer
+from fairaug.diffusion.prompts import build_prompt
+from fairaug.diffusion.sampling import FST_ROW_LABELS, fst_grid_prompts, sample_grid
+from fairaug.io import atomic_write_text
+from fairaug.tracking import stage_run
+from fairaug.tracking.lineage import dvc_md5
+
+PLOTS = "plots/loss.csv"
+MODEL_CARD = "README.md"
+CHECKPOINT_ONLY_PARAMS = {"checkpoint_every", "checkpoint_limit"}
+
+
+def split_images(manifest: pd.DataFrame, split: str, root: Path, resolution: int, template: str,
+                 domain: str) -> tuple[pd.DataFrame, ManifestImages]:
+    rows = manifest[manifest["split"] == split].reset_index(drop=True)
+    prompts = [build_prompt(template, domain, r.label, r.fst) for r in rows.itertuples()]
+    return rows, ManifestImages(rows, root, resolution, prompts)
+
+
+def lora_data(params: Params, dataset: str, manifest: pd.DataFrame) -> LoraData:
+    config = params.dataset(dataset)
+    template = params.prompts.templates[config.domain]
+    args = (Path(config.root), params.base.resolution, template, config.domain)
+    train_rows, train = split_images(manifest, "train", *args)
+    _, val = split_images(manifest, "val", *args)
+    weights = balanced_weights(train_rows, list(params.train_lora.balance_by), params.train_lora.balance_power)
+    return LoraData(train, weights, val)
+
+
+def training_fingerprint(params: Params, base_dir: Path, manifest_path: Path) -> str:
+    """What the LoRA depends on: its params (less checkpoint bookkeeping), the base model, the data."""
+    relevant = params.train_lora.model_dump(exclude=CHECKPOINT_ONLY_PARAMS)
+    payload = json.dumps({"train_lora": relevant, "prompts": params.prompts.model_dump(),
+                          "resolution": params.base.resolution, "base": dvc_md5(base_dir),
+                          "data": dvc_md5(manifest_path)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def write_model_card(out_dir: Path, params: Params, dataset: str, base_dir: Path, manifest_path: Path,
+                     history: pd.DataFrame) -> Path:
+    base = json.loads((base_dir / "base.json").read_text()) if (base_dir / "base.json").exists() else {}
+    last = history.iloc[-1].to_dict() if len(history) else {}
+    config = params.train_lora
+    return atomic_write_text(out_dir / MODEL_CARD, f"""---
+library_name: diffusers
+tags: [stable-diffusion, lora, fairaug, research-only]
+---
+# fairaug LoRA: {dataset}
+
+LoRA (rank {config.rank}, alpha {config.alpha}) on the UNet attention of the base model, trained with
+FST-balanced sampling (cells {', '.join(config.balance_by)}, power {config.balance_power}) for
+{last.get('step', 0):.0f} steps. Load with `StableDiffusionPipeline.load_lora_weights(dir)`
+(`{LORA_WEIGHTS}`; EMA weights in `{EMA_WEIGHTS}`).
+
+- Base model: {json.dumps(base) or base_dir}
+- Data version (DVC md5 of the prepared manifest): {dvc_md5(manifest_path)}
+- Profile: {params.profile}
+- Final train loss: {last.get('train/loss', float('nan')):.4f}; validation loss: {last.get('val/loss', float('nan')):.4f}
+- Parameters: `{json.dumps(config.model_dump(), sort_keys=True)}`
+
+## Intended use and limits
+Research on synthetic data augmentation and fairness across Fitzpatrick skin types only. Not for
+diagnosis or any clinical decision. Generated images can carry the biases of the base model and of
+the training data, and may reproduce training images: check memorization before sharing them.
+""")
+
+
+def finetune_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Path, out_dir: Path,
+                  resume: str | None = "latest") -> Path:
+    accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(params.train_lora.mixed_precision,
+                                                                 params.train_lora.mixed_precision))
+    manifest_path = prepared_dir / "manifest.parquet"
+    manifest = pd.read_parquet(manifest_path)
+    pipeline = load_base_pipeline(base_dir)
+    trainer = LoraTrainer(pipeline, lora_data(params, dataset, manifest), params.train_lora, out_dir,
+                          training_fingerprint(params, base_dir, manifest_path), accelerator)
+    # one row per FST, one column per label (at most 4): does the LoRA follow the skin type asked for?
+    domain = params.dataset(dataset).domain
+    grid_rows = fst_grid_prompts([(params.prompts.templates[domain], domain, label)
+                                  for label in sorted(manifest["label"].unique())[:4]])
+
+    def log_grid(step: int) -> None:
+        grid = sample_grid(pipeline, grid_rows, seed=params.train_lora.seed, steps=params.train_lora.sample_steps,
+                           guidance=params.train_lora.guidance_scale, negative_prompt=params.prompts.negative,
+                           row_labels=FST_ROW_LABELS)
+        (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+        grid.save(out_dir / "samples" / f"step_{step:06d}.png")
+        mlflow.log_image(grid, f"samples/step_{step:06d}.png")
+
+    stage_params = {"train_lora": params.train_lora.model_dump(), "prompts": params.prompts.model_dump()}
+    tracked = (stage_run("train_lora", dataset, params, stage_params,
+                         upstream={"prepare": prepared_dir, "base_model": base_dir})
+               if accelerator.is_main_process else contextlib.nullcontext())
+    with tracked as run:
+        trainer.train(resume, log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), on_validation=log_grid)
+        if accelerator.is_main_process:
+            trainer.save_final()
+            history = trainer.history_frame()
+            (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+            plot = history.rename(columns={"train/loss": "train_loss", "val/loss": "val_loss"})
+            atomic_write_text(out_dir / PLOTS, plot[[c for c in ("step", "train_loss", "val_loss") if c in plot]]
+                              .to_csv(index=False))
+            write_model_card(out_dir, params, dataset, base_dir, manifest_path, history)
+            run.write_run_file(out_dir)
+            for name in (LORA_WEIGHTS, EMA_WEIGHTS, MODEL_CARD, PLOTS):
+                if (out_dir / name).exists():
+                    mlflow.log_artifact(str(out_dir / name), artifact_path=str(Path("lora", name).parent))
+    accelerator.wait_for_everyone()
+    return out_dir

@@ -1,0 +1,307 @@
+"""LoRA fine-tuning of a Stable Diffusion UNet with peft and accelerate.
+
+Exact resume: every random draw of a step comes from (seed, step) (see data.py and loss.py), and a
+checkpoint holds everything else that evolves: LoRA weights, EMA, optimizer, lr scheduler, the
+best validated weights and the history. A run killed after checkpoint k and resumed ends with the
+same LoRA as an uninterrupted run. Under `accelerate launch` each process takes a slice of every
+global batch; gradients are averaged, so N processes train like one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import Accelerator
+from diffusers import StableDiffusionPipeline
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_kohya
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from fairaug.config.diffusion import TrainLoraConfig
+from fairaug.diffusion import checkpoints
+from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
+from fairaug.diffusion.loss import draw_step_noise, denoising_loss, encode_latents, encode_prompts
+
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+EMA_WEIGHTS = "pytorch_lora_weights_ema.safetensors"
+KOHYA_WEIGHTS = "pytorch_lora_weights_kohya.safetensors"
+CHECKPOINTS = "checkpoints"
+VALIDATION_STREAM = 7  # seed stream of the fixed validation noise, apart from training steps
+DROPOUT_STREAM = 2
+
+
+@dataclass
+class TrainingState:
+    step: int = 0
+    best_val_loss: float = math.inf
+    validations_without_improvement: int = 0
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class LoraData:
+    train: ManifestImages
+    weights: np.ndarray  # sampling probability of each train image
+    val: ManifestImages | None = None
+
+
+def add_lora(unet, config: TrainLoraConfig) -> list[torch.nn.Parameter]:
+    """Freeze the UNet and add a LoRA adapter; return the trainable parameters."""
+    unet.requires_grad_(False)
+    torch.manual_seed(config.seed)  # LoRA's initial weights come from the global generator
+    unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                init_lora_weights="gaussian", target_modules=list(config.target_modules)))
+    return [p for p in unet.parameters() if p.requires_grad]
+
+
+def lora_state(unet) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
+
+
+def save_lora(state: dict[str, torch.Tensor], out_dir: Path, weight_name: str) -> Path:
+    """Diffusers-format LoRA (loadable by StableDiffusionPipeline.load_lora_weights), written atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp_dir = out_dir / f".{weight_name}.d"
+    StableDiffusionPipeline.save_lora_weights(tmp_dir, unet_lora_layers=convert_state_dict_to_diffusers(state),
+                                              weight_name=weight_name, safe_serialization=True)
+    target = out_dir / weight_name
+    (tmp_dir / weight_name).replace(target)
+    tmp_dir.rmdir()
+    return target
+
+
+def save_kohya(state: dict[str, torch.Tensor], path: Path) -> Path:
+    """The LoRA in kohya/webui key format (lora_unet_..., .lora_down/.lora_up, .alpha)."""
+    kohya = convert_state_dict_to_kohya(convert_state_dict_to_diffusers(state))
+    save_file({k: v.contiguous() for k, v in kohya.items()}, str(path) + ".tmp")
+    Path(str(path) + ".tmp").replace(path)
+    return path
+
+
+def _make_optimizer(params, config: TrainLoraConfig):
+    if config.use_8bit_adam:
+        try:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, lr=config.lr, weight_decay=config.weight_decay)
+        except ImportError:
+            import warnings
+
+            warnings.warn("use_8bit_adam: bitsandbytes is not installed, using torch AdamW", stacklevel=2)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _rng_states() -> dict:
+    """Global RNG states as tensors and numbers, so they load with torch.load(weights_only=True)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, python_state, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(keys.astype(np.int64)),
+            "numpy_extra": [int(pos), int(has_gauss), float(cached)],
+            "python": torch.tensor(python_state, dtype=torch.int64), "python_extra": [version, gauss_next]}
+
+
+def _restore_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    pos, has_gauss, cached = states["numpy_extra"]
+    np.random.set_state(("MT19937", states["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, gauss_next = states["python_extra"]
+    random.setstate((version, tuple(states["python"].tolist()), gauss_next))
+
+
+class LoraTrainer:
+    """Trains a LoRA on ``pipeline.unet``; text encoder and VAE stay frozen."""
+
+    def __init__(self, pipeline: StableDiffusionPipeline, data: LoraData, config: TrainLoraConfig,
+                 out_dir: Path, fingerprint: str, accelerator: Accelerator):
+        if config.batch_size % (config.gradient_accumulation_steps * accelerator.num_processes):
+            raise ValueError("train_lora.batch_size must be divisible by gradient_accumulation_steps x processes")
+        self.pipeline, self.data, self.config = pipeline, data, config
+        self.out_dir, self.fingerprint, self.accelerator = Path(out_dir), fingerprint, accelerator
+        self.checkpoint_root = self.out_dir / CHECKPOINTS
+        self.micro_batch = config.batch_size // config.gradient_accumulation_steps
+        device = accelerator.device
+        for frozen in (pipeline.vae, pipeline.text_encoder):
+            frozen.requires_grad_(False).to(device).eval()
+        self.params = add_lora(pipeline.unet, config)
+        if config.gradient_checkpointing:
+            pipeline.unet.enable_gradient_checkpointing()
+        self.ema = EMAModel(self.params, decay=config.ema.decay) if config.ema.enabled else None
+        self.unet, self.optimizer = accelerator.prepare(pipeline.unet, _make_optimizer(self.params, config))
+        # stepped by hand once per optimizer step: accelerate's wrapper would step it once per process
+        self.lr_scheduler = get_scheduler(config.lr_scheduler, self.optimizer.optimizer,
+                                          num_warmup_steps=config.lr_warmup_steps, num_training_steps=config.max_steps)
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.state = TrainingState()
+        unet_config = pipeline.unet.config
+        self.latent_shape = (unet_config.in_channels, unet_config.sample_size, unet_config.sample_size)
+
+    # ---------------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> None:
+        def write(tmp: Path) -> None:
+            save_file(lora_state(self.accelerator.unwrap_model(self.unet)), str(tmp / "lora.safetensors"))
+            if self.ema is not None:
+                names = [f"p{i}" for i in range(len(self.ema.shadow_params))]
+                save_file({n: p.contiguous() for n, p in zip(names, self.ema.shadow_params, strict=True)},
+                          str(tmp / "ema.safetensors"))
+            if self.best_state is not None:
+                save_file(self.best_state, str(tmp / "best.safetensors"))
+            torch.save({"optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
+                        "rng": _rng_states()}, tmp / "training_state.pt")
+
+        if self.accelerator.is_main_process:
+            state = {"fingerprint": self.fingerprint, "ema_step": self.ema.optimization_step if self.ema else 0,
+                     **asdict(self.state)}
+            checkpoints.write_checkpoint(self.checkpoint_root, self.state.step, state, write, self.config.checkpoint_limit)
+        self.accelerator.wait_for_everyone()
+
+    def resume(self, resume: str | Path | None) -> int:
+        """Load the checkpoint to resume from (or clear stale ones); return the step to start at."""
+        if self.accelerator.is_main_process:
+            checkpoints.remove_stale(self.checkpoint_root, self.fingerprint)
+        self.accelerator.wait_for_everyone()
+        found = checkpoints.find_checkpoint(self.checkpoint_root, resume, self.fingerprint)
+        if found is None:
+            return 0
+        saved = checkpoints.read_state(found)
+        set_peft_model_state_dict(self.accelerator.unwrap_model(self.unet), load_file(str(found / "lora.safetensors")))
+        training = torch.load(found / "training_state.pt", weights_only=True)
+        self.optimizer.load_state_dict(training["optimizer"])
+        self.lr_scheduler.load_state_dict(training["lr_scheduler"])
+        _restore_rng_states(training["rng"])
+        if self.ema is not None:
+            shadow = load_file(str(found / "ema.safetensors"))
+            self.ema.shadow_params = [shadow[f"p{i}"] for i in range(len(shadow))]
+            self.ema.optimization_step = saved["ema_step"]
+        if (found / "best.safetensors").exists():
+            self.best_state = load_file(str(found / "best.safetensors"))
+        fields_ = TrainingState.__dataclass_fields__
+        self.state = TrainingState(**{k: v for k, v in saved.items() if k in fields_})
+        return self.state.step
+
+    # ---------------------------------------------------------------- steps
+    def _micro_step_loss(self, batch: dict, micro_step: int) -> torch.Tensor:
+        config, pipeline, accelerator = self.config, self.pipeline, self.accelerator
+        scheduler = pipeline.scheduler
+        noise = draw_step_noise(config.seed, micro_step, self.micro_batch, self.latent_shape,
+                                scheduler.config.num_train_timesteps, config.noise_offset, config.prompt_dropout)
+        noise = noise.slice(accelerator.process_index, accelerator.num_processes)
+        pixels = hflip(batch["pixels"], noise.flip).to(accelerator.device)
+        latents = encode_latents(pipeline.vae, pixels, noise.latent_noise)
+        prompts = ["" if drop else p for p, drop in zip(batch["prompts"], noise.drop_prompt.tolist(), strict=True)]
+        states = encode_prompts(pipeline.tokenizer, pipeline.text_encoder, prompts)
+        torch.manual_seed(step_seed(config.seed, micro_step, DROPOUT_STREAM))  # LoRA dropout masks
+        with accelerator.autocast():
+            return denoising_loss(self.unet, scheduler, latents, states, noise.noise, noise.timesteps, config.snr_gamma)
+
+    @torch.no_grad()
+    def validation_loss(self) -> float | None:
+        """Loss on a fixed set of validation images with fixed noise: comparable across steps."""
+        val = self.data.val
+        if val is None or len(val) == 0:
+            return None
+        count = min(self.config.validation_images, len(val))
+        indices = np.linspace(0, len(val) - 1, count).round().astype(int)
+        batch = collate([val[int(i)] for i in indices])
+        scheduler = self.pipeline.scheduler
+        noise = draw_step_noise(step_seed(self.config.seed, 0, VALIDATION_STREAM), 0, count, self.latent_shape,
+                                scheduler.config.num_train_timesteps)
+        unet = self.accelerator.unwrap_model(self.unet)
+        unet.eval()
+        latents = encode_latents(self.pipeline.vae, batch["pixels"].to(self.accelerator.device), noise.latent_noise)
+        states = encode_prompts(self.pipeline.tokenizer, self.pipeline.text_encoder, batch["prompts"])
+        loss = denoising_loss(unet, scheduler, latents, states, noise.noise, noise.timesteps, self.config.snr_gamma)
+        unet.train()
+        return float(loss)
+
+    def _validate(self, on_validation: Callable[[int], None] | None) -> dict:
+        val_loss = self.validation_loss()
+        if on_validation is not None and self.accelerator.is_main_process:
+            on_validation(self.state.step)
+        if val_loss is None:
+            return {}
+        if val_loss < self.state.best_val_loss:
+            self.state.best_val_loss = val_loss
+            self.state.validations_without_improvement = 0
+            self.best_state = lora_state(self.accelerator.unwrap_model(self.unet))
+        else:
+            self.state.validations_without_improvement += 1
+        patience = self.config.early_stopping_patience
+        self.state.stopped_early = patience is not None and self.state.validations_without_improvement >= patience
+        return {"val/loss": val_loss}
+
+    def train(self, resume: str | Path | None = "latest", log: Callable[[dict, int], None] | None = None,
+              on_validation: Callable[[int], None] | None = None) -> TrainingState:
+        config, accelerator = self.config, self.accelerator
+        accumulation = config.gradient_accumulation_steps
+        start = self.resume(resume)
+        sampler = StepBatchSampler(self.data.weights, self.micro_batch, config.seed, start * accumulation,
+                                   config.max_steps * accumulation, accelerator.process_index, accelerator.num_processes)
+        batches = iter(DataLoader(self.data.train, batch_sampler=sampler, collate_fn=collate))
+        self.unet.train()
+        progress = tqdm(range(start, config.max_steps), initial=start, total=config.max_steps, desc="train_lora",
+                        disable=not accelerator.is_local_main_process or None)
+        for step in progress:
+            if self.state.stopped_early:
+                break
+            losses = []
+            for micro in range(accumulation):
+                last = micro == accumulation - 1
+                with accelerator.no_sync(self.unet) if not last else contextlib.nullcontext():
+                    loss = self._micro_step_loss(next(batches), step * accumulation + micro)
+                    accelerator.backward(loss / accumulation)
+                losses.append(loss.detach())
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.lr_scheduler.step()
+            if self.ema is not None:
+                self.ema.step(self.params)
+            self.state.step = step + 1
+            train_loss = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
+            metrics = {"train/loss": train_loss, "train/lr": self.lr_scheduler.get_last_lr()[0]}
+            if self.state.step % config.validate_every == 0 or self.state.step == config.max_steps:
+                metrics |= self._validate(on_validation)
+            self.state.history.append({"step": self.state.step, **metrics})
+            progress.set_postfix(loss=f"{train_loss:.4f}")
+            if log is not None and accelerator.is_main_process:
+                log(metrics, self.state.step)
+            if self.state.step % config.checkpoint_every == 0 or self.state.stopped_early:
+                self.save_checkpoint()
+        return self.state
+
+    # ---------------------------------------------------------------- results
+    def final_states(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The LoRA to ship (the best validated one when early stopping is on) and its EMA variant."""
+        unet = self.accelerator.unwrap_model(self.unet)
+        use_best = self.config.early_stopping_patience is not None and self.best_state is not None
+        states = {LORA_WEIGHTS: self.best_state if use_best else lora_state(unet)}
+        if self.ema is not None:
+            self.ema.store(self.params)
+            self.ema.copy_to(self.params)
+            states[EMA_WEIGHTS] = lora_state(unet)
+            self.ema.restore(self.params)
+        return states
+
+    def save_final(self) -> list[Path]:
+        if not self.accelerator.is_main_process:
+            return []
+        written = [save_lora(state, self.out_dir, name) for name, state in self.final_states().items()]
+        if self.config.export_kohya:
+            written.append(save_kohya(self.final_states()[LORA_WEIGHTS], self.out_dir / KOHYA_WEIGHTS))
+        return written
+
+    def history_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.state.history)

@@ -1,0 +1,136 @@
+"""LoRA training pieces: step randomness, balanced sampling, checkpoints, and the saved LoRA."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from accelerate import Accelerator
+from diffusers import StableDiffusionPipeline
+
+from fairaug.config import DatasetConfig, Params, PrepareConfig
+from fairaug.config.diffusion import BaseConfig, TrainLoraConfig
+from fairaug.data.prepare import prepare_dataset
+from fairaug.diffusion import checkpoints
+from fairaug.diffusion.base import build_tiny_pipeline
+from fairaug.diffusion.data import StepBatchSampler, balanced_weights
+from fairaug.diffusion.finetune import lora_data
+from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, LoraTrainer
+from fairaug.diffusion.loss import draw_step_noise
+from fairaug.diffusion.prompts import all_prompts
+from fairaug.diffusion.tokenizer import build_tokenizer
+
+
+def test_balanced_weights_make_cells_equally_likely():
+    frame = pd.DataFrame({"fst": [1] * 6 + [2] * 3 + [6], "label": ["a"] * 4 + ["b"] * 2 + ["a"] * 3 + ["b"]})
+    weights = balanced_weights(frame, ["fst", "label"], power=1.0)
+    cell_mass = pd.Series(weights).groupby([frame["fst"], frame["label"]]).sum()
+    np.testing.assert_allclose(cell_mass.to_numpy(), 1 / 4)  # 4 cells, each 1/4 of the probability
+    natural = balanced_weights(frame, ["fst", "label"], power=0.0)
+    np.testing.assert_allclose(natural, 1 / len(frame))
+
+
+def test_processes_slice_the_same_global_batch():
+    weights = np.full(50, 1 / 50)
+    single = list(StepBatchSampler(weights, 8, seed=3, start_step=0, num_steps=4))
+    ranks = [list(StepBatchSampler(weights, 8, 3, 0, 4, rank=r, world_size=2)) for r in (0, 1)]
+    for step in range(4):
+        assert sorted(ranks[0][step] + ranks[1][step]) == sorted(single[step])
+    resumed = list(StepBatchSampler(weights, 8, seed=3, start_step=2, num_steps=4))
+    assert resumed == single[2:]  # a resumed run sees the batches the uninterrupted one saw
+
+
+def test_step_noise_slices_recombine():
+    full = draw_step_noise(seed=1, step=5, batch_size=6, latent_shape=(4, 8, 8), num_train_timesteps=1000,
+                           noise_offset=0.1, prompt_dropout=0.5)
+    again = draw_step_noise(1, 5, 6, (4, 8, 8), 1000, 0.1, 0.5)
+    assert torch.equal(full.noise, again.noise) and torch.equal(full.timesteps, again.timesteps)
+    halves = [full.slice(r, 2) for r in (0, 1)]
+    assert torch.equal(torch.cat([halves[0].noise[:1], halves[1].noise[:1]]), full.noise[:2])
+    other = draw_step_noise(1, 6, 6, (4, 8, 8), 1000, 0.1, 0.5)
+    assert not torch.equal(full.noise, other.noise)
+
+
+def test_checkpoints_are_fingerprinted_atomic_and_pruned(tmp_path):
+    write = lambda d: (d / "payload").write_text("x")  # noqa: E731
+    for step in (2, 4, 6):
+        checkpoints.write_checkpoint(tmp_path, step, {"fingerprint": "a"}, write, limit=2)
+    assert [p.name for p in checkpoints.complete_checkpoints(tmp_path)] == ["checkpoint-000004", "checkpoint-000006"]
+    (tmp_path / ".checkpoint-000008.tmp").mkdir()  # a write killed half way
+    (tmp_path / "checkpoint-000010").mkdir()  # no state.json: incomplete
+    assert checkpoints.find_checkpoint(tmp_path, "latest", "a").name == "checkpoint-000006"
+    assert checkpoints.find_checkpoint(tmp_path, "latest", "b") is None  # other params: never resumed
+    assert checkpoints.find_checkpoint(tmp_path, None, "a") is None
+    removed = checkpoints.remove_stale(tmp_path, "b")
+    assert len(removed) == 4 and not any(tmp_path.iterdir())
+    with pytest.raises(FileNotFoundError):
+        checkpoints.find_checkpoint(tmp_path, tmp_path / "nope", "a")
+
+
+@pytest.fixture(scope="module")
+def derm_manifest(fixture_data) -> pd.DataFrame:
+    manifest, _ = prepare_dataset("ham10000", DatasetConfig(format="ham10000", root=str(fixture_data / "ham10000"),
+                                                            domain="derm"), PrepareConfig())
+    return manifest
+
+
+def tiny_params(fixture_data, **train_lora) -> Params:
+    params = Params()
+    datasets = {"ham10000": DatasetConfig(format="ham10000", root=str(fixture_data / "ham10000"), domain="derm")}
+    lora = TrainLoraConfig(**{"batch_size": 4, "max_steps": 6, "checkpoint_every": 3, "validate_every": 3,
+                              "validation_images": 8, **train_lora})
+    return params.model_copy(update={"datasets": datasets, "train_lora": lora})
+
+
+def fresh_tiny_pipeline(params: Params) -> StableDiffusionPipeline:
+    tokenizer = build_tokenizer(all_prompts(params.prompts.templates, {"derm": ["mel", "nv"]}))
+    return build_tiny_pipeline(BaseConfig(), tokenizer)
+
+
+def test_trained_lora_loads_in_a_stock_pipeline(fixture_data, derm_manifest, tmp_path):
+    params = tiny_params(fixture_data, lr=1e-2)
+    pipeline = fresh_tiny_pipeline(params)
+    base_dir = tmp_path / "base"
+    pipeline.save_pretrained(base_dir)
+    trainer = LoraTrainer(pipeline, lora_data(params, "ham10000", derm_manifest), params.train_lora,
+                          tmp_path / "lora", "fp", Accelerator(cpu=True))
+    state = trainer.train()
+    assert state.step == 6 and [h["step"] for h in state.history] == list(range(1, 7))
+    assert "val/loss" in state.history[2] and "val/loss" in state.history[5]
+    trainer.save_final()
+    assert (tmp_path / "lora" / LORA_WEIGHTS).exists() and (tmp_path / "lora" / EMA_WEIGHTS).exists()
+
+    stock = StableDiffusionPipeline.from_pretrained(base_dir, safety_checker=None)
+    stock.set_progress_bar_config(disable=True)
+
+    def generate():
+        return stock("fitzpatrick skin type vi, dermoscopic image of melanoma", num_inference_steps=3,
+                     generator=torch.Generator().manual_seed(0), output_type="np").images
+
+    before = generate()
+    stock.load_lora_weights(tmp_path / "lora", weight_name=LORA_WEIGHTS)
+    with_lora = generate()
+    stock.unload_lora_weights()
+    assert np.abs(with_lora - before).max() > 1e-3  # the LoRA changes what the model makes
+    np.testing.assert_allclose(generate(), before, atol=1e-6)  # and unloading it restores the base
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(fixture_data, derm_manifest, tmp_path):
+    params = tiny_params(fixture_data, dropout=0.1)
+    data = lora_data(params, "ham10000", derm_manifest)
+    full = LoraTrainer(fresh_tiny_pipeline(params), data, params.train_lora, tmp_path / "full", "fp",
+                       Accelerator(cpu=True))
+    full.train()
+    # a second run is stopped after its first checkpoint (step 3), then a new trainer resumes it
+    partial_config = params.train_lora.model_copy(update={"max_steps": 3})
+    first = LoraTrainer(fresh_tiny_pipeline(params), data, partial_config, tmp_path / "split", "fp",
+                        Accelerator(cpu=True))
+    first.train()
+    resumed = LoraTrainer(fresh_tiny_pipeline(params), data, params.train_lora, tmp_path / "split", "fp",
+                          Accelerator(cpu=True))
+    assert resumed.resume("latest") == 3
+    resumed.train()
+    for name, state in full.final_states().items():
+        other = resumed.final_states()[name]
+        assert state.keys() == other.keys()
+        assert max((state[k] - other[k]).abs().max().item() for k in state) <= 1e-6, name
+    assert resumed.state.history == full.state.history
