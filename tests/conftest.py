@@ -64,12 +64,10 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) 
     return result
 
 
-@pytest.fixture
-def project(tmp_path, fixture_data, monkeypatch) -> Path:
+def make_project(root: Path, fixture_data: Path) -> Path:
     """A copy of this project (params, dvc.yaml, stages, code) with the small fixture data under data/,
-    in its own git + DVC repo, as the working directory."""
-    root = tmp_path / "project"
-    root.mkdir()
+    in its own git + DVC repo."""
+    root.mkdir(parents=True)
     for name in PROJECT_FILES:
         source = REPO_ROOT / name
         if source.is_dir():
@@ -84,5 +82,22 @@ def project(tmp_path, fixture_data, monkeypatch) -> Path:
     (root / ".gitignore").write_text("/data\n/outputs\nmlflow.db\nmlartifacts/\n")
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "project"], root)
+    return root
+
+
+def write_params(root: Path, **sections) -> None:
+    """Rewrite a project copy's params.yaml with ``sections`` deep-merged in (tiny limits), validated."""
+    from fairaug.config import load_params, render_params
+    from fairaug.config.loader import merge_overlay, params_from_dict
+
+    params = load_params(root / "params.yaml")
+    updated = params_from_dict(merge_overlay(params.model_dump(mode="json"), sections))
+    (root / "params.yaml").write_text(render_params(updated))
+
+
+@pytest.fixture
+def project(tmp_path, fixture_data, monkeypatch) -> Path:
+    """make_project in tmp_path, as the working directory."""
+    root = make_project(tmp_path / "project", fixture_data)
     monkeypatch.chdir(root)
     return root

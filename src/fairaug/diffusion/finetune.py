@@ -21,7 +21,7 @@ from fairaug.diffusion.base import load_base_pipeline
 from fairaug.diffusion.data import ManifestImages, balanced_weights
 from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, LoraData, LoraTrainer
 from fairaug.diffusion.prompts import build_prompt
-from fairaug.diffusion.sampling import FST_ROW_LABELS, fst_grid_prompts, sample_grid
+from fairaug.diffusion.sampling import fst_sample_grid, most_common
 from fairaug.io import atomic_write_text
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5
@@ -95,15 +95,14 @@ def finetune_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Pa
     pipeline = load_base_pipeline(base_dir)
     trainer = LoraTrainer(pipeline, lora_data(params, dataset, manifest), params.train_lora, out_dir,
                           training_fingerprint(params, base_dir, manifest_path), accelerator)
-    # one row per FST, one column per label (at most 4): does the LoRA follow the skin type asked for?
+    # one row per FST: does the LoRA give the skin type asked for, for the most common labels?
     domain = params.dataset(dataset).domain
-    grid_rows = fst_grid_prompts([(params.prompts.templates[domain], domain, label)
-                                  for label in sorted(manifest["label"].unique())[:4]])
+    grid_labels = most_common(manifest["label"], 3)
 
     def log_grid(step: int) -> None:
-        grid = sample_grid(pipeline, grid_rows, seed=params.train_lora.seed, steps=params.train_lora.sample_steps,
-                           guidance=params.train_lora.guidance_scale, negative_prompt=params.prompts.negative,
-                           row_labels=FST_ROW_LABELS)
+        grid = fst_sample_grid(pipeline, params.prompts.templates, domain, grid_labels, seed=params.train_lora.seed,
+                               steps=params.train_lora.sample_steps, guidance=params.train_lora.guidance_scale,
+                               negative_prompt=params.prompts.negative, seeds_per_label=1)
         (out_dir / "samples").mkdir(parents=True, exist_ok=True)
         grid.save(out_dir / "samples" / f"step_{step:06d}.png")
         mlflow.log_image(grid, f"samples/step_{step:06d}.png")

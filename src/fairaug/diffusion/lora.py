@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -190,6 +191,8 @@ class LoraTrainer:
             self.best_state = load_file(str(found / "best.safetensors"))
         fields_ = TrainingState.__dataclass_fields__
         self.state = TrainingState(**{k: v for k, v in saved.items() if k in fields_})
+        if self.accelerator.is_main_process:
+            print(f"train_lora: resuming from {found} (step {self.state.step})", file=sys.stderr)
         return self.state.step
 
     # ---------------------------------------------------------------- steps
