@@ -1,5 +1,6 @@
 """A fresh clone of the committed repository: the Makefile regenerates exactly the data data.dvc
-records, `dvc repro` runs offline, a second `dvc repro` is a no-op, and MLflow holds the runs."""
+records, `dvc repro` of the ci profile runs offline, a second `dvc repro` is a no-op, and MLflow
+holds every stage's run with its lineage."""
 
 import mlflow
 import pytest
@@ -18,9 +19,12 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
     assert "Data and pipelines are up to date." in fixtures.stdout, fixtures.stdout
     assert run(["git", "status", "--porcelain"], clone).stdout == ""  # data.dvc untouched
 
+    run(["fairaug", "profile", "ci"], clone)  # the documented one-command switch; tiny takes minutes
     first = run(["dvc", "repro"], clone)
-    assert "Running stage 'prepare@ham10000'" in first.stdout
-    assert "Running stage 'prepare@wound'" in first.stdout
+    stages = [f"{stage}@{dataset}" for stage in ("prepare", "base_model", "train_lora")
+              for dataset in ("ham10000", "wound")]
+    for stage in stages:
+        assert f"Running stage '{stage}'" in first.stdout
     second = run(["dvc", "repro"], clone)
     assert "Data and pipelines are up to date." in second.stdout
     assert "Running stage" not in second.stdout
@@ -28,7 +32,12 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{clone / 'mlflow.db'}")
     experiments = {e.name: e.experiment_id for e in client.search_experiments()}
     for dataset in ("ham10000", "wound"):
-        (tracked,) = client.search_runs([experiments[f"fairaug/{dataset}"]])
-        assert tracked.data.tags["fairaug.stage"] == "prepare"
-        assert tracked.data.tags[f"dvc.md5.data/{dataset}"].endswith(".dir")
+        runs = {r.data.tags["fairaug.stage"]: r for r in client.search_runs([experiments[f"fairaug/{dataset}"]])}
+        assert sorted(runs) == ["base_model", "prepare", "train_lora"]
+        assert runs["prepare"].data.tags[f"dvc.md5.data/{dataset}"].endswith(".dir")
+        assert runs["prepare"].data.tags["fairaug.profile"] == "ci"
+        lineage = runs["train_lora"].data.tags
+        assert lineage["fairaug.upstream.prepare"] == runs["prepare"].info.run_id
+        assert lineage["fairaug.upstream.base_model"] == runs["base_model"].info.run_id
+        assert (clone / "outputs" / dataset / "models" / "lora" / "pytorch_lora_weights.safetensors").exists()
     assert (clone / "mlartifacts").is_dir()

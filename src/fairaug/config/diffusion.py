@@ -26,7 +26,9 @@ class TinyArchitecture(StrictModel):
     text_hidden_size: int = Field(32, description="CLIP text encoder width (= UNet cross-attention dim)")
     text_layers: int = Field(2, description="CLIP text encoder layers")
     text_heads: int = Field(2, description="CLIP text encoder attention heads")
-    attention_head_dim: int = Field(8, description="UNet attention head size")
+    attention_head_dim: int = Field(
+        2, description="UNet attention heads (diffusers' attention_head_dim means heads); 2 is 2x faster than 8 on CPU"
+    )
 
 
 class PretrainConfig(StrictModel):
