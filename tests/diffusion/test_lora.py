@@ -6,6 +6,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 from diffusers import StableDiffusionPipeline
+from safetensors.torch import load_file
 
 from fairaug.config import DatasetConfig, Params, PrepareConfig
 from fairaug.config.diffusion import BaseConfig, TrainLoraConfig
@@ -134,3 +135,25 @@ def test_resume_from_checkpoint_equals_uninterrupted(fixture_data, derm_manifest
         assert state.keys() == other.keys()
         assert max((state[k] - other[k]).abs().max().item() for k in state) <= 1e-6, name
     assert resumed.state.history == full.state.history
+
+
+def test_early_stopping_kohya_export_and_8bit_fallback(fixture_data, derm_manifest, tmp_path):
+    # a learning rate this high makes the validation loss get worse: training must stop early
+    params = tiny_params(fixture_data, lr=5.0, max_steps=12, validate_every=1, early_stopping_patience=2,
+                         export_kohya=True, use_8bit_adam=True)
+    with pytest.warns(UserWarning, match="bitsandbytes is not installed"):
+        trainer = LoraTrainer(fresh_tiny_pipeline(params), lora_data(params, "ham10000", derm_manifest),
+                              params.train_lora, tmp_path / "lora", "fp", Accelerator(cpu=True))
+    state = trainer.train()
+    val_losses = [h["val/loss"] for h in state.history]
+    assert state.stopped_early and state.step < 12
+    assert state.validations_without_improvement == 2
+    best_step = int(np.argmin(val_losses)) + 1
+    assert min(val_losses) == state.best_val_loss and best_step == state.step - 2
+    shipped = trainer.final_states()[LORA_WEIGHTS]
+    assert all(torch.equal(shipped[k], trainer.best_state[k]) for k in shipped)  # the best, not the last
+    written = trainer.save_final()
+    kohya = load_file(str(tmp_path / "lora" / "pytorch_lora_weights_kohya.safetensors"))
+    assert any(p.name.endswith("kohya.safetensors") for p in written)
+    assert all(k.startswith("lora_unet_") for k in kohya)
+    assert any(k.endswith(".alpha") for k in kohya) and any(k.endswith(".lora_down.weight") for k in kohya)

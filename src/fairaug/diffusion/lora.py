@@ -87,7 +87,8 @@ def save_lora(state: dict[str, torch.Tensor], out_dir: Path, weight_name: str) -
 
 def save_kohya(state: dict[str, torch.Tensor], path: Path) -> Path:
     """The LoRA in kohya/webui key format (lora_unet_..., .lora_down/.lora_up, .alpha)."""
-    kohya = convert_state_dict_to_kohya(convert_state_dict_to_diffusers(state))
+    # the converter reads PEFT keys (lora_A/lora_B) and maps the "unet." prefix to "lora_unet_"
+    kohya = convert_state_dict_to_kohya({f"unet.{key}": value for key, value in state.items()})
     save_file({k: v.contiguous() for k, v in kohya.items()}, str(path) + ".tmp")
     Path(str(path) + ".tmp").replace(path)
     return path
