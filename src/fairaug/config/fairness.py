@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from fairaug.config.models import StrictModel
+from fairaug.config.base import StrictModel
 
 ClassifierArch = Literal["small_cnn", "resnet50", "efficientnet_b0"]
 
@@ -20,12 +20,12 @@ class ClassifierConfig(StrictModel):
         "small_cnn", description="small_cnn: ~100k-parameter CNN (tiny profile); or a torchvision backbone"
     )
     image_size: int = Field(32, ge=16, description="images are resized to image_size x image_size pixels")
-    epochs: int = Field(40, gt=0, description="most training epochs (early stopping may end sooner)")
+    epochs: int = Field(30, gt=0, description="most training epochs (early stopping may end sooner)")
     batch_size: int = Field(32, gt=0, description="images per optimisation step")
     lr: float = Field(3e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     patience: int = Field(
-        8, gt=0, description="stop after this many epochs without a lower validation loss; keep the best epoch"
+        5, gt=0, description="stop after this many epochs without a lower validation loss; keep the best epoch"
     )
     class_weighting: bool = Field(True, description="weight the loss by inverse class frequency in the train split")
     augment: bool = Field(True, description="random flips and small rotations of training images")

@@ -1,0 +1,1 @@
+"""Downstream classifier and per-FST fairness metrics (classification quality and gaps across skin types)."""

@@ -1,0 +1,190 @@
+import numpy as np
+import pandas as pd
+import pytest
+import safetensors.torch
+import torch
+import torchvision
+from pydantic import ValidationError
+from sklearn.metrics import roc_auc_score
+from sklearn.utils.class_weight import compute_class_weight
+
+from fairaug.config import DatasetConfig, PrepareConfig
+from fairaug.config.fairness import ClassifierConfig
+from fairaug.data.labels import HAM10000_DX
+from fairaug.data.prepare import prepare_dataset
+from fairaug.errors import DataError
+from fairaug.fairness.classifier import (
+    ManifestDataset,
+    build_classifier,
+    inverse_frequency_weights,
+    load_classifier,
+    make_loader,
+    predict,
+    save_classifier,
+    split_datasets,
+    train_classifier,
+)
+from fairaug.fairness.metrics import read_predictions, write_predictions
+
+CLASSES = list(HAM10000_DX)
+# 12 epochs at 32 px: a few seconds on 2 cores for the 160-image fixture
+FAST = ClassifierConfig(epochs=12, patience=12, image_size=32, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def derm(fixture_data):
+    root = fixture_data / "ham10000"
+    manifest, _ = prepare_dataset(
+        "ham10000", DatasetConfig(format="ham10000", root=str(root), domain="derm"), PrepareConfig()
+    )
+    return root, manifest
+
+
+@pytest.fixture(scope="module")
+def datasets(derm):
+    root, manifest = derm
+    return split_datasets(root, manifest, CLASSES, FAST)
+
+
+@pytest.fixture(scope="module")
+def trained(datasets):
+    return train_classifier(datasets["train"], datasets["val"], FAST)
+
+
+def state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    left, right = a.state_dict(), b.state_dict()
+    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
+
+
+def test_small_cnn_is_small():
+    model = build_classifier("small_cnn", CLASSES, 32)
+    n_parameters = sum(p.numel() for p in model.parameters())
+    assert 80_000 < n_parameters < 120_000
+    for size in (32, 64):
+        assert model(torch.zeros(2, 3, size, size)).shape == (2, len(CLASSES))
+
+
+def test_trained_classifier_beats_chance_on_the_test_split(trained, datasets):
+    model, history = trained
+    predictions = predict(model, make_loader(datasets["test"], FAST))
+    scores = predictions[[f"score_{c}" for c in CLASSES]].to_numpy()
+    truth = predictions["label"].map(CLASSES.index).to_numpy()
+    present = np.unique(truth)
+    macro_auroc = np.mean([roc_auc_score(truth == c, scores[:, c]) for c in present])
+    accuracy = np.mean(scores.argmax(axis=1) == truth)
+    majority = predictions["label"].value_counts(normalize=True).max()
+    assert macro_auroc > 0.8
+    assert accuracy > majority + 0.15
+    assert history.val_loss[history.best_epoch - 1] == min(history.val_loss)
+    assert history.train_loss[-1] < history.train_loss[0]
+
+
+def test_predictions_columns_and_rows(trained, datasets):
+    model, _ = trained
+    test_set = datasets["test"]
+    predictions = predict(model, make_loader(test_set, FAST))
+    assert list(predictions.columns) == ["path", "label", "fst", "group_id", *(f"score_{c}" for c in CLASSES)]
+    pd.testing.assert_frame_equal(predictions[["path", "label", "fst", "group_id"]],
+                                  test_set.rows[["path", "label", "fst", "group_id"]])  # fmt: skip
+    scores = predictions.filter(like="score_").to_numpy()
+    assert np.allclose(scores.sum(axis=1), 1.0)
+    # a shuffled loader gives the same table: rows are placed by their dataset index
+    shuffled = predict(model, make_loader(test_set, FAST.model_copy(update={"batch_size": 5}), shuffle=True))
+    pd.testing.assert_frame_equal(shuffled, predictions, atol=1e-6)
+
+
+def test_predictions_file_round_trip(trained, datasets, tmp_path):
+    model, _ = trained
+    predictions = predict(model, make_loader(datasets["test"], FAST))
+    write_predictions(predictions, tmp_path / "predictions.parquet")
+    pd.testing.assert_frame_equal(read_predictions(tmp_path / "predictions.parquet"), predictions, check_dtype=False)
+
+
+def test_safetensors_round_trip(trained, datasets, tmp_path):
+    model, _ = trained
+    path = save_classifier(model, tmp_path / "classifier" / "weights.safetensors")
+    assert not list(path.parent.glob(".*.tmp"))  # written via a temp file, renamed into place
+    loaded = load_classifier(path)
+    assert (loaded.arch, loaded.classes, loaded.image_size) == ("small_cnn", CLASSES, 32)
+    assert state_equal(loaded, model)
+    loader = make_loader(datasets["test"], FAST)
+    pd.testing.assert_frame_equal(predict(loaded, loader), predict(model, loader))
+
+
+def test_same_seed_same_weights(datasets):
+    config = FAST.model_copy(update={"epochs": 1})
+    first, first_history = train_classifier(datasets["train"], datasets["val"], config)
+    second, second_history = train_classifier(datasets["train"], datasets["val"], config)
+    assert state_equal(first, second)
+    assert first_history == second_history
+    other, _ = train_classifier(datasets["train"], datasets["val"], config.model_copy(update={"seed": 1}))
+    assert not state_equal(first, other)
+
+
+def test_early_stopping_keeps_the_best_epoch(datasets):
+    config = FAST.model_copy(update={"epochs": 40, "patience": 1, "lr": 0.05})  # too high a rate: noisy losses
+    _, history = train_classifier(datasets["train"], datasets["val"], config)
+    assert len(history.val_loss) < 40
+    assert len(history.val_loss) == history.best_epoch + 1
+    assert history.val_loss[history.best_epoch - 1] == min(history.val_loss)
+
+
+def test_inverse_frequency_weights_match_sklearn_balanced():
+    targets = np.array([0, 0, 0, 0, 1, 1, 2, 0, 1, 2, 2, 2, 2, 2])
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=targets)
+    assert inverse_frequency_weights(targets, 3).numpy() == pytest.approx(expected)
+
+
+def test_augmentation_only_for_training(derm):
+    root, manifest = derm
+    rows = manifest.head(3)
+    plain = ManifestDataset(root, rows, CLASSES, 32)
+    assert torch.equal(plain[0][0], plain[0][0])
+    augmented = ManifestDataset(root, rows, CLASSES, 32, augment=True)
+    torch.manual_seed(0)
+    draws = [augmented[0][0] for _ in range(4)]
+    assert any(not torch.equal(draws[0], d) for d in draws[1:])
+    assert draws[0].shape == (3, 32, 32)
+
+
+def test_unknown_label_and_empty_split_are_data_errors(derm, datasets):
+    root, manifest = derm
+    with pytest.raises(DataError, match="labels nv are not among the classes akiec, bcc, bkl, df, mel, vasc"):
+        ManifestDataset(root, manifest, sorted(set(CLASSES) - {"nv"}), 32)
+    empty = ManifestDataset(root, manifest.head(0), CLASSES, 32)
+    with pytest.raises(DataError, match="the val split has no images"):
+        train_classifier(datasets["train"], empty, FAST)
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "efficientnet_b0"])
+def test_torchvision_backbones_without_downloads(arch):
+    model = build_classifier(arch, ["I", "P", "R"], 32)
+    model.eval()
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_backbone_weights_from_a_local_safetensors_file(tmp_path):
+    torch.manual_seed(0)
+    reference = torchvision.models.efficientnet_b0(weights=None)
+    weights = tmp_path / "efficientnet_b0.safetensors"
+    safetensors.torch.save_file(reference.state_dict(), weights)
+    model = build_classifier("efficientnet_b0", ["I", "P", "R"], 32, weights_path=weights)
+    assert torch.equal(model.backbone.features[0][0].weight, reference.features[0][0].weight)
+
+    safetensors.torch.save_file({"conv.weight": torch.zeros(1)}, tmp_path / "other.safetensors")
+    with pytest.raises(DataError, match=r"other.safetensors: does not hold efficientnet_b0 weights"):
+        build_classifier("efficientnet_b0", ["I", "P", "R"], 32, weights_path=tmp_path / "other.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(DataError, match="not a safetensors file"):
+        build_classifier("efficientnet_b0", ["I", "P", "R"], 32, weights_path=tmp_path / "bad.safetensors")
+    with pytest.raises(DataError, match="file not found"):
+        load_classifier(tmp_path / "missing.safetensors")
+
+
+def test_config_rejects_weights_for_the_small_cnn():
+    with pytest.raises(ValidationError, match="not small_cnn"):
+        ClassifierConfig(arch="small_cnn", pretrained=True)
+    with pytest.raises(ValidationError, match="not both"):
+        ClassifierConfig(arch="resnet50", pretrained=True, weights_path="w.safetensors")
+    with pytest.raises(ValidationError, match="extra"):
+        ClassifierConfig(epoch=3)
