@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from fairaug.config.base import StrictModel
 from fairaug.config.diffusion import BaseConfig, PromptsConfig, TrainLoraConfig
+from fairaug.config.fairness import ClassifierConfig, FairnessConfig
 from fairaug.data.labels import HAM10000_DX, WOUND_PHASES
 
 DatasetFormat = Literal["ham10000", "fitzpatrick17k", "ddi", "csv", "imagefolder"]
@@ -85,6 +86,8 @@ class Params(StrictModel):
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     base: BaseConfig = Field(default_factory=BaseConfig)
     train_lora: TrainLoraConfig = Field(default_factory=TrainLoraConfig)
+    train_classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    evaluate_fairness: FairnessConfig = Field(default_factory=FairnessConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
