@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from fairaug.config.base import StrictModel
 from fairaug.config.diffusion import BaseConfig, PromptsConfig, TrainLoraConfig
 from fairaug.config.fairness import ClassifierConfig, FairnessConfig
+from fairaug.config.generation import GenerateConfig
 from fairaug.data.labels import HAM10000_DX, WOUND_PHASES
 
 DatasetFormat = Literal["ham10000", "fitzpatrick17k", "ddi", "csv", "imagefolder"]
@@ -87,6 +88,7 @@ class Params(StrictModel):
     base: BaseConfig = Field(default_factory=BaseConfig)
     train_lora: TrainLoraConfig = Field(default_factory=TrainLoraConfig)
     train_classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
     evaluate_fairness: FairnessConfig = Field(default_factory=FairnessConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

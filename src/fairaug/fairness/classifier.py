@@ -157,6 +157,24 @@ def load_classifier(path: str | Path) -> Classifier:
 # Data
 
 
+def image_transform(image_size: int, augment: bool = False) -> v2.Compose:
+    """PIL image or HxWx3 uint8 array -> the normalised tensor the classifier takes."""
+    augmentation = [
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.RandomRotation(MAX_ROTATION_DEGREES),
+    ]
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize((image_size, image_size), antialias=True),
+            *(augmentation if augment else []),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
 class ManifestDataset(Dataset):
     """Images of manifest rows (``path`` relative to ``root``) as normalised tensors with their class
     position in ``classes`` and their row position; ``augment`` adds random flips and small rotations
@@ -171,20 +189,7 @@ class ManifestDataset(Dataset):
         if unknown:
             raise DataError(f"labels {', '.join(map(str, unknown))} are not among the classes {', '.join(classes)}")
         self.targets = self.rows["label"].map({label: i for i, label in enumerate(self.classes)}).to_numpy(np.int64)
-        augmentation = [
-            v2.RandomHorizontalFlip(),
-            v2.RandomVerticalFlip(),
-            v2.RandomRotation(MAX_ROTATION_DEGREES),
-        ]
-        self.transform = v2.Compose(
-            [
-                v2.ToImage(),
-                v2.Resize((image_size, image_size), antialias=True),
-                *(augmentation if augment else []),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-            ]
-        )
+        self.transform = image_transform(image_size, augment)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -1,0 +1,1 @@
+"""FST-balanced synthetic sets: the plan, batched resumable sharded sampling, and filtering."""

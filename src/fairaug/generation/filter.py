@@ -1,0 +1,86 @@
+"""Choosing the kept images from the overgenerated pool.
+
+Each image gets scores and a reason: the real-only classifier's probability of the intended label
+(when that classifier exists), and its nearest real training image with their SSIM (memorization:
+near copies are rejected, never kept). Per (fst, label) cell the first `target` passing images in
+plan order are kept; if too few pass the confidence bar, the most confident of the rest fill the
+cell and say so in `reason`, so every cell has exactly its planned count.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from skimage.metrics import structural_similarity
+
+from fairaug.config.generation import FilterConfig
+from fairaug.fairness.classifier import Classifier, image_transform
+
+FEATURE_SIZE = 16  # nearest-neighbour search on 16x16 thumbnails: cheap, and SSIM then checks closely
+
+
+def thumbnail_features(images: list[np.ndarray]) -> np.ndarray:
+    """Standardised 16x16 RGB thumbnails, flattened: a pixel-space embedding for nearest neighbours."""
+    small = np.stack([np.asarray(Image.fromarray(i).resize((FEATURE_SIZE, FEATURE_SIZE), Image.Resampling.BOX),
+                                 dtype=np.float32).ravel() for i in images])
+    return (small - small.mean(axis=1, keepdims=True)) / (small.std(axis=1, keepdims=True) + 1e-6)
+
+
+def nearest_real(synthetic: list[np.ndarray], real: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each synthetic image's nearest real image, and the SSIM between them."""
+    synthetic_features, real_features = thumbnail_features(synthetic), thumbnail_features(real)
+    distances = ((synthetic_features[:, None, :] - real_features[None, :, :]) ** 2).sum(axis=-1)
+    nearest = distances.argmin(axis=1)
+    ssim = np.array([
+        structural_similarity(image, _resized(real[j], image.shape[:2]), channel_axis=2, data_range=255)
+        for image, j in zip(synthetic, nearest, strict=True)
+    ])
+    return nearest, ssim
+
+
+def _resized(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if image.shape[:2] == shape:
+        return image
+    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))
+
+
+@torch.no_grad()
+def label_confidence(model: Classifier, images: list[np.ndarray], labels: list[str]) -> np.ndarray:
+    """The classifier's probability of each image's intended label."""
+    model.eval()
+    transform = image_transform(model.image_size)
+    batch = torch.stack([transform(image) for image in images])
+    probabilities = torch.softmax(model(batch), dim=1).numpy()
+    positions = [model.classes.index(label) for label in labels]
+    return probabilities[np.arange(len(images)), positions]
+
+
+def select(pool: pd.DataFrame, config: FilterConfig) -> pd.DataFrame:
+    """Add `kept` and `reason` to a pool with columns fst, label, index, target, confidence, ssim_to_real."""
+    pool = pool.sort_values(["fst", "label", "index"]).copy()
+    copy = pool["ssim_to_real"] >= config.max_ssim_to_real
+    unsure = pool["confidence"].notna() & (pool["confidence"] < config.min_confidence)
+    pool["reason"] = np.select([copy, unsure], ["near copy of a real image", "low classifier confidence"], "passed")
+    pool["kept"] = False
+    for _, cell in pool.groupby(["fst", "label"], sort=False):
+        target = int(cell["target"].iloc[0])
+        passed = cell.index[cell["reason"] == "passed"]
+        shortfall = max(0, target - len(passed))
+        fill = cell[cell["reason"] == "low classifier confidence"].nlargest(shortfall, "confidence").index
+        pool.loc[passed[target:], "reason"] = "passed, cell already full"
+        pool.loc[passed[:target].union(fill), "kept"] = True
+        pool.loc[fill, "reason"] = "kept below min_confidence to fill the cell"
+    return pool
+
+
+def load_real_images(manifest: pd.DataFrame, root: Path, split: str = "train") -> list[np.ndarray]:
+    rows = manifest[manifest["split"] == split]
+    images = []
+    for path in rows["path"]:
+        with Image.open(root / path) as image:
+            images.append(np.asarray(image.convert("RGB")))
+    return images

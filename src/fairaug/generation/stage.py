@@ -1,0 +1,118 @@
+"""The generate stage: plan, sample (resumable, sharded across processes), filter, manifest.
+
+outputs/<d>/synthetic is a DVC `persist` out: finished shards survive a kill and a rerun only
+samples what is missing. The manifest is rebuilt from the shards on disk every time, so it never
+lists an image that is not there, nor one twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from accelerate import PartialState
+from PIL import Image
+
+from fairaug.config import Params
+from fairaug.fairness.classifier import load_classifier
+from fairaug.generation import storage
+from fairaug.generation.filter import label_confidence, load_real_images, nearest_real, select
+from fairaug.generation.plan import build_plan
+from fairaug.generation.sampler import generate_shards, load_sampler
+from fairaug.io import atomic_write_bytes
+from fairaug.tracking import stage_run
+from fairaug.tracking.lineage import dvc_md5
+
+MANIFEST = "manifest.parquet"
+CLASSIFIER_WEIGHTS = "model.safetensors"
+SAMPLING_ONLY = {"filter"}  # params that change the selection but not a single sampled pixel
+MANIFEST_COLUMNS = ["path", "id", "fst", "label", "prompt", "seed", "index", "confidence", "ssim_to_real",
+                    "nearest_real", "kept", "reason"]
+
+
+def plan_for(params: Params, dataset: str, manifest: pd.DataFrame) -> pd.DataFrame:
+    config, data = params.generate, params.dataset(dataset)
+    train = manifest[manifest["split"] == "train"]
+    labels = config.labels or sorted(train["label"].unique())
+    real_counts = train.groupby(["fst", "label"]).size()
+    return build_plan(config, params.prompts.templates[data.domain], data.domain, labels, real_counts)
+
+
+def sampling_fingerprint(params: Params, plan: pd.DataFrame, base_dir: Path, lora_dir: Path) -> str:
+    """What the sampled pixels depend on: the plan, the sampling params, the base model, the LoRA."""
+    payload = json.dumps({
+        "plan": hashlib.sha256(pd.util.hash_pandas_object(plan, index=False).values.tobytes()).hexdigest(),
+        "generate": params.generate.model_dump(exclude=SAMPLING_ONLY), "negative": params.prompts.negative,
+        "base": dvc_md5(base_dir), "lora": dvc_md5(lora_dir),
+    }, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def filter_pool(params: Params, dataset: str, manifest: pd.DataFrame, out_dir: Path,
+                classifier_dir: Path | None) -> pd.DataFrame:
+    pool = storage.read_shards(out_dir)
+    images = [storage.decode(png) for png in pool["png"]]
+    real_rows = manifest[manifest["split"] == "train"].reset_index(drop=True)
+    real = load_real_images(real_rows, Path(params.dataset(dataset).root))
+    nearest, ssim = nearest_real(images, real)
+    weights = classifier_dir / CLASSIFIER_WEIGHTS if classifier_dir is not None else None
+    confidence = (label_confidence(load_classifier(weights), images, list(pool["label"]))
+                  if weights is not None and weights.exists() else np.full(len(pool), np.nan))
+    pool = pool.assign(confidence=confidence, ssim_to_real=ssim, nearest_real=real_rows["path"].to_numpy()[nearest],
+                       path=pool["shard_file"] + "#" + pool["id"])
+    return select(pool.drop(columns=["png"]), params.generate.filter)[MANIFEST_COLUMNS]
+
+
+def kept_grid(selected: pd.DataFrame, out_dir: Path, per_cell: int = 4) -> Image.Image:
+    """Kept images, one row per (FST, label), for a look at what the filter let through."""
+    pool = storage.read_shards(out_dir).set_index("id")
+    rows = [cell.head(per_cell) for _, cell in selected[selected["kept"]].groupby(["fst", "label"])]
+    tile = storage.decode(pool["png"].iloc[0]).shape[0]
+    grid = Image.new("RGB", (per_cell * tile, max(1, len(rows)) * tile), "white")
+    for r, cell in enumerate(rows):
+        for c, image_id in enumerate(cell["id"]):
+            grid.paste(Image.fromarray(storage.decode(pool.at[image_id, "png"])), (c * tile, r * tile))
+    return grid
+
+
+def acceptance_metrics(selected: pd.DataFrame) -> dict[str, float]:
+    passed = selected["reason"].isin(["passed", "passed, cell already full"])
+    rates = passed.groupby([selected["fst"], selected["label"]]).mean()
+    metrics = {f"generate/acceptance.fst{fst}.{label}": float(rate) for (fst, label), rate in rates.items()}
+    return metrics | {"generate/acceptance": float(passed.mean()), "generate/kept": float(selected["kept"].sum()),
+                      "generate/sampled": float(len(selected))}
+
+
+def generate_synthetic(params: Params, dataset: str, prepared_dir: Path, base_dir: Path, lora_dir: Path,
+                       classifier_dir: Path | None, out_dir: Path) -> Path:
+    state = PartialState()
+    manifest = pd.read_parquet(prepared_dir / "manifest.parquet")
+    plan = plan_for(params, dataset, manifest)
+    fingerprint = sampling_fingerprint(params, plan, base_dir, lora_dir)
+    if state.is_main_process:
+        storage.remove_stale(out_dir, fingerprint)
+    state.wait_for_everyone()
+    upstream = {"prepare": prepared_dir, "base_model": base_dir, "train_lora": lora_dir}
+    if classifier_dir is not None and (classifier_dir / "mlflow_run.json").exists():
+        upstream["train_classifier"] = classifier_dir
+    tracked = (stage_run("generate", dataset, params, {"generate": params.generate.model_dump()}, upstream=upstream)
+               if state.is_main_process else contextlib.nullcontext())
+    with tracked as run:
+        pipeline = load_sampler(base_dir, lora_dir, params.generate, device=state.device)
+        generate_shards(pipeline, plan, out_dir, params.generate, fingerprint, params.prompts.negative,
+                        state.process_index, state.num_processes)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            selected = filter_pool(params, dataset, manifest, out_dir, classifier_dir)
+            buffer = selected.to_parquet(index=False)
+            atomic_write_bytes(out_dir / MANIFEST, buffer)
+            mlflow.log_metrics(acceptance_metrics(selected))
+            mlflow.log_image(kept_grid(selected, out_dir), "samples/kept.png")
+            mlflow.log_artifact(str(out_dir / MANIFEST), artifact_path="synthetic")
+            run.write_run_file(out_dir)
+    return out_dir

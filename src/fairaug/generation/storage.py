@@ -1,0 +1,82 @@
+"""Synthetic images stored as parquet shards of PNG bytes.
+
+A data set of 60k images as plain files makes DVC hash and stat 60k files on every status; shards
+of `shard_size` images keep that to a few hundred files (bench/dvc_status.py measures both). A shard
+is written to a temp file and renamed, so it is complete or absent, and it records the fingerprint
+of the plan it belongs to: a persisted out is only ever resumed by the same plan.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+SHARDS = "shards"
+FINGERPRINT_KEY = b"fairaug.fingerprint"
+
+
+def shard_path(out_dir: Path, shard: int) -> Path:
+    return out_dir / SHARDS / f"shard-{shard:06d}.parquet"
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """Lossless, deterministic PNG of an HxWx3 uint8 image."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def write_shard(path: Path, rows: pd.DataFrame, images: list[bytes], fingerprint: str) -> Path:
+    table = pa.Table.from_pandas(rows.assign(png=images).reset_index(drop=True), preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def shard_fingerprint(path: Path) -> str | None:
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None  # unreadable: treated as not done
+    return metadata.get(FINGERPRINT_KEY, b"").decode() or None
+
+
+def done_shards(out_dir: Path, fingerprint: str) -> set[int]:
+    """Shards already written for this plan."""
+    root = out_dir / SHARDS
+    if not root.is_dir():
+        return set()
+    return {int(p.stem.removeprefix("shard-")) for p in root.glob("shard-*.parquet")
+            if shard_fingerprint(p) == fingerprint}
+
+
+def remove_stale(out_dir: Path, fingerprint: str) -> list[Path]:
+    """Delete shards of other plans and leftovers of killed writes."""
+    root = out_dir / SHARDS
+    stale = [p for p in root.glob("*") if p.name.startswith(".") or shard_fingerprint(p) != fingerprint] \
+        if root.is_dir() else []
+    for path in stale:
+        path.unlink()
+    return stale
+
+
+def read_shards(out_dir: Path) -> pd.DataFrame:
+    """Every stored image row (plan columns + png bytes), in plan order."""
+    paths = sorted((out_dir / SHARDS).glob("shard-*.parquet"))
+    frames = [pq.read_table(p).to_pandas().assign(shard_file=f"{SHARDS}/{p.name}") for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def decode(png: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image.convert("RGB"))

@@ -1,0 +1,156 @@
+"""Generation: per-image seeds, resumable sharded sampling (also after SIGKILL), process sharding,
+and the filter."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairaug.config import Params
+from fairaug.config.diffusion import BaseConfig
+from fairaug.config.generation import FilterConfig, GenerateConfig
+from fairaug.diffusion.base import build_tiny_pipeline, save_tiny_base
+from fairaug.diffusion.prompts import all_prompts
+from fairaug.diffusion.tokenizer import build_tokenizer
+from fairaug.generation import storage
+from fairaug.generation.filter import nearest_real, select
+from fairaug.generation.plan import build_plan, image_seed
+
+TEMPLATE = "fitzpatrick skin type {fst}, dermoscopic image of {label_name}"
+WORKER = '''
+import sys
+from pathlib import Path
+from accelerate import PartialState
+from fairaug.config.generation import GenerateConfig
+from fairaug.generation.plan import build_plan
+from fairaug.generation.sampler import generate_shards, load_sampler
+
+config = GenerateConfig(fsts=[1, 6], per_cell=int(sys.argv[3]), overgenerate=1.0, steps=3, batch_size=2,
+                        shard_size=4)
+plan = build_plan(config, sys.argv[4], "derm", ["mel", "nv"])
+state = PartialState()
+generate_shards(load_sampler(Path(sys.argv[1]), None, config), plan, Path(sys.argv[2]), config, "fp",
+                rank=state.process_index, world_size=state.num_processes)
+'''
+
+
+def test_seeds_are_per_image_and_counts_follow_the_target():
+    config = GenerateConfig(fsts=[1, 6], per_cell=4, overgenerate=1.5, batch_size=2, shard_size=4)
+    plan = build_plan(config, TEMPLATE, "derm", ["mel", "nv"])
+    assert plan.groupby(["fst", "label"]).size().tolist() == [6, 6, 6, 6]  # ceil(4 x 1.5)
+    wider = build_plan(config, TEMPLATE, "derm", ["bkl", "mel", "nv"]).set_index("id")
+    assert (wider.loc[plan["id"], "seed"].to_numpy() == plan["seed"].to_numpy()).all()  # other cells change nothing
+    assert plan["seed"].nunique() == len(plan)
+    assert plan.loc[0, "seed"] == image_seed(0, 1, "mel", 0)
+    assert plan["shard"].tolist() == [i // 4 for i in range(len(plan))]
+    assert plan.loc[plan["fst"] == 6, "prompt"].iloc[0] == "fitzpatrick skin type VI, dermoscopic image of melanoma"
+
+    top_up = GenerateConfig(fsts=[1, 6], per_cell=None, top_up_to=10, overgenerate=1.0)
+    real = pd.Series({(1, "mel"): 7, (1, "nv"): 12, (6, "mel"): 1})
+    counts = build_plan(top_up, TEMPLATE, "derm", ["mel", "nv"], real).groupby(["fst", "label"]).size()
+    assert counts.to_dict() == {(1, "mel"): 3, (6, "mel"): 9, (6, "nv"): 10}  # (1, nv) is already full
+
+
+def test_select_keeps_exact_counts_and_never_a_near_copy():
+    pool = pd.DataFrame({
+        "fst": [1] * 5 + [2] * 3, "label": ["a"] * 8, "index": [0, 1, 2, 3, 4, 0, 1, 2], "target": [2] * 8,
+        "confidence": [0.9, 0.1, 0.8, 0.7, 0.99, 0.1, 0.2, 0.9], "ssim_to_real": [0.5, 0.5, 0.99, 0.5, 0.5, 0.5, 0.5, 0.98],
+    })
+    chosen = select(pool, FilterConfig(min_confidence=0.3, max_ssim_to_real=0.95))
+    assert chosen.groupby("fst")["kept"].sum().tolist() == [2, 2]
+    assert chosen.loc[chosen["kept"] & (chosen["fst"] == 1), "index"].tolist() == [0, 3]  # plan order
+    assert not chosen.loc[chosen["ssim_to_real"] >= 0.95, "kept"].any()
+    assert chosen.loc[5, "reason"] == "kept below min_confidence to fill the cell"
+    assert chosen.loc[4, "reason"] == "passed, cell already full"
+
+
+def test_nearest_real_finds_a_copy():
+    rng = np.random.default_rng(0)
+    real = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(5)]
+    nearest, ssim = nearest_real([real[3].copy(), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)], real)
+    assert nearest[0] == 3 and ssim[0] == pytest.approx(1.0)
+    assert ssim[1] < 0.2
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("base")
+    tokenizer = build_tokenizer(all_prompts(Params().prompts.templates, {"derm": ["mel", "nv"]}))
+    save_tiny_base(build_tiny_pipeline(BaseConfig(), tokenizer), out)
+    return out
+
+
+def shard_bytes(out: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "shards").glob("*.parquet"))}
+
+
+def images_of(out: Path) -> dict[str, bytes]:
+    frame = storage.read_shards(out)
+    return dict(zip(frame["id"], frame["png"], strict=True))
+
+
+def run_worker(tmp_path: Path, tiny_base: Path, out: Path, per_cell: int, launcher: list[str] | None = None,
+               background: bool = False, env: dict | None = None):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    cmd = [*(launcher or [sys.executable]), str(script), str(tiny_base), str(out), str(per_cell), TEMPLATE]
+    env = {**os.environ, **(env or {})}
+    if background:
+        return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=env)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_rerun_samples_only_missing_shards(tiny_base, tmp_path):
+    out = tmp_path / "synthetic"
+    run_worker(tmp_path, tiny_base, out, per_cell=2)
+    first = shard_bytes(out)
+    assert len(first) == 2  # 8 images in shards of 4
+    removed = sorted((out / "shards").glob("*.parquet"))[1]
+    removed.unlink()
+    (out / "shards" / ".shard-000009.parquet.tmp").write_bytes(b"half a write")
+    storage.remove_stale(out, "fp")
+    assert not (out / "shards" / ".shard-000009.parquet.tmp").exists()
+    assert storage.done_shards(out, "fp") == {0}
+    run_worker(tmp_path, tiny_base, out, per_cell=2)
+    assert shard_bytes(out) == first  # the missing shard came back byte for byte
+    assert storage.done_shards(out, "another plan") == set()
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(tiny_base, tmp_path):
+    reference = tmp_path / "reference"
+    run_worker(tmp_path, tiny_base, reference, per_cell=6)
+    killed = tmp_path / "killed"
+    process = run_worker(tmp_path, tiny_base, killed, per_cell=6, background=True)
+    deadline = time.monotonic() + 300
+    while not list((killed / "shards").glob("shard-*.parquet")) if (killed / "shards").exists() else True:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert len(list((killed / "shards").glob("shard-*.parquet"))) < len(shard_bytes(reference))
+    run_worker(tmp_path, tiny_base, killed, per_cell=6)
+    assert images_of(killed) == images_of(reference)
+    assert shard_bytes(killed) == shard_bytes(reference)
+
+
+@pytest.mark.slow
+def test_two_processes_write_what_one_writes(tiny_base, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    # accelerate gives each of the 2 processes 1 CPU thread; the thread count changes float summation
+    # order (a pixel can round the other way), so the single process runs with 1 thread too
+    run_worker(tmp_path, tiny_base, one, per_cell=3, env={"OMP_NUM_THREADS": "1"})
+    launcher = ["accelerate", "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29523"]
+    run_worker(tmp_path, tiny_base, two, per_cell=3, launcher=launcher)
+    assert images_of(two) == images_of(one)
+    assert len(images_of(one)) == 12
