@@ -33,7 +33,7 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
     experiments = {e.name: e.experiment_id for e in client.search_experiments()}
     for dataset in ("ham10000", "wound"):
         runs = {r.data.tags["fairaug.stage"]: r for r in client.search_runs([experiments[f"fairaug/{dataset}"]])}
-        assert sorted(runs) == ["base_model", "prepare", "train_lora"]
+        assert {"prepare", "base_model", "train_lora"} <= set(runs)
         assert runs["prepare"].data.tags[f"dvc.md5.data/{dataset}"].endswith(".dir")
         assert runs["prepare"].data.tags["fairaug.profile"] == "ci"
         lineage = runs["train_lora"].data.tags
