@@ -119,5 +119,44 @@ def profile(
     console.print(f"{path}: profile [bold]{name}[/bold]; run `dvc repro` (or `make demo`) to apply it")
 
 
+@app.command("fairness-report")
+@exit_on_user_error
+def fairness_report_command(
+    predictions: Annotated[
+        Path, typer.Argument(help="label, fst and a score_<label> column per class (.parquet or .csv)")
+    ],
+    out: Annotated[Path, typer.Option(help="report JSON to write (fairness.json names)")],
+    ordinal: Annotated[bool, typer.Option(help="classes are ordered (wound phases): quadratic kappa")] = False,
+    malignant: Annotated[
+        str | None, typer.Option(help="comma-separated malignant classes, e.g. mel,bcc,akiec: adds auroc_malignant")
+    ] = None,
+    min_group_size: Annotated[int, typer.Option(min=1, help="FST groups with fewer rows are flagged small")] = 5,
+    n_bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the intervals (0: none)")] = 200,
+    seed: Annotated[int, typer.Option(help="seed of the bootstrap resamples")] = 0,
+) -> None:
+    """Per-FST metrics, gaps and bootstrap intervals of any prediction table, as in fairness.json."""
+    from fairaug.fairness.metrics import fairness_report, prediction_classes, read_predictions
+    from fairaug.io import write_json
+
+    frame = read_predictions(predictions)
+    classes = prediction_classes(frame, source=predictions)
+    malignant_classes = [label.strip() for label in malignant.split(",")] if malignant else None
+    unknown = sorted(set(malignant_classes or ()) - set(classes))
+    if unknown:
+        listed = f"{', '.join(unknown)} not among the classes of {predictions}"
+        raise FairaugError(f"--malignant: {listed}: {', '.join(classes)}")
+    report = fairness_report(
+        frame,
+        classes,
+        ordinal=ordinal,
+        malignant_classes=malignant_classes,
+        min_group_size=min_group_size,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
+    write_json(out, report)
+    console.print(f"wrote {out}: {len(frame)} predictions, FST groups {sorted(frame['fst'].unique().tolist())}")
+
+
 def main() -> None:
     app()

@@ -113,6 +113,17 @@ def test_lesions_are_less_contrasted_on_darker_skin(derm):
     assert by_fst[[1, 2]].mean() > 1.3 * by_fst[[5, 6]].mean()
 
 
+def test_darker_skin_is_more_uneven_and_noisier(derm):
+    # what hides lesions on dark skin besides contrast: mottled pigmentation and noisier photos
+    metadata = pd.read_csv(derm / "HAM10000_metadata.csv")
+    spread = []
+    for path in derm_image_paths(derm, metadata):
+        rgb = load_rgb(path)
+        spread.append(rgb2lab(rgb)[skin_mask(rgb)][:, 0].std())
+    by_fst = pd.Series(spread).groupby(metadata.fitzpatrick.to_numpy()).median()
+    assert by_fst[[5, 6]].mean() > 1.8 * by_fst[[1, 2]].mean()  # 2.4 on this fixture, 1.0 without
+
+
 def test_wound_csv_layout(wound):
     labels = pd.read_csv(wound / "labels.csv")
     assert list(labels.columns) == ["image", "label", "fst", "group_id"]

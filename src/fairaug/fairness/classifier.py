@@ -281,7 +281,7 @@ def _run_epoch(
                 optimizer.zero_grad()
                 (batch_loss / batch_weight).backward()
                 optimizer.step()
-            loss_sum += float(batch_loss)
+            loss_sum += batch_loss.item()
             weight_sum += float(batch_weight)
     return loss_sum / weight_sum
 

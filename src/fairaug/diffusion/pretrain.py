@@ -1,0 +1,195 @@
+"""Pretraining of the tiny base from scratch: the VAE first, then UNet and text encoder together.
+
+The tiny base stands in for Stable Diffusion, whose general knowledge includes every skin type. So it
+learns from the train split (imbalanced: few FST V-VI) and also from generic images of healthy skin,
+uniform over FST I-VI, made with the fixtures' skin model (DESIGN.md, Profiles).
+
+Every random draw comes from generators seeded by (seed, step) (`fairaug.diffusion.data`): the same
+config and data give the same weights. The UNet phase numbers its steps after the VAE's, so the two
+phases never share draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from diffusers import StableDiffusionPipeline
+from torch.utils.data import ConcatDataset, Dataset
+from tqdm.auto import tqdm
+
+from fairaug.config.diffusion import BaseConfig, PretrainConfig, PromptsConfig
+from fairaug.config.models import DatasetConfig
+from fairaug.data.fixtures import _sample_skin, _skin_canvas, _to_rgb
+from fairaug.data.labels import FST_VALUES
+from fairaug.diffusion.base import build_tiny_pipeline
+from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
+from fairaug.diffusion.loss import denoising_loss, draw_step_noise, encode_latents
+from fairaug.diffusion.prompts import all_prompts, build_prompt
+from fairaug.diffusion.tokenizer import build_tokenizer
+
+KL_WEIGHT = 1e-6  # as SD's VAE: a nearly deterministic autoencoder whose latents stay well-scaled
+SNR_GAMMA = 5.0
+NOISE_OFFSET = 0.0
+MAX_GRAD_NORM = 1.0
+GENERIC_SKIN_STREAM = 7  # seed stream of the generic skin images, apart from the training draws
+
+
+class GenericSkinImages(Dataset):
+    """``n`` lesion-free skin images, FST I-VI in turn, prompted with the ``skin`` template."""
+
+    def __init__(self, n: int, resolution: int, template: str, seed: int):
+        self.fst = np.array([FST_VALUES[i % len(FST_VALUES)] for i in range(n)])
+        self.prompts = [build_prompt(template, "skin", "", fst) for fst in self.fst]
+        pixels = []
+        for index, fst in enumerate(self.fst):
+            rng = np.random.default_rng(step_seed(seed, index, GENERIC_SKIN_STREAM))
+            canvas, _, _ = _skin_canvas(rng, resolution, _sample_skin(rng, int(fst)))
+            pixels.append(torch.from_numpy(_to_rgb(canvas.lab)).permute(2, 0, 1).float() / 127.5 - 1.0)
+        self.pixels = torch.stack(pixels) if pixels else torch.empty(0, 3, resolution, resolution)
+
+    def __len__(self) -> int:
+        return len(self.fst)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"pixels": self.pixels[index], "prompt": self.prompts[index], "index": index}
+
+
+def pretraining_images(
+    train: pd.DataFrame, root: Path, resolution: int, templates: Mapping[str, str], domain: str, config: PretrainConfig
+) -> tuple[Dataset, np.ndarray]:
+    """The train split (prompted with the domain's template) followed by the generic skin images; also
+    the FST of every image, for FST-balanced sampling."""
+    prompts = [build_prompt(templates[domain], domain, row.label, row.fst) for row in train.itertuples()]
+    generic = GenericSkinImages(config.generic_skin_images, resolution, templates["skin"], config.seed)
+    images = ConcatDataset([ManifestImages(train, root, resolution, prompts), generic])
+    return images, np.concatenate([train["fst"].to_numpy(dtype=int), generic.fst])
+
+
+def pretrain_tiny(
+    pipeline: StableDiffusionPipeline,
+    images: Dataset,
+    config: PretrainConfig,
+    weights: np.ndarray | None = None,
+    progress: bool = True,
+) -> dict[str, list[float]]:
+    """Train the pipeline's VAE, then its UNet and text encoder, on ``images`` (items with ``pixels`` in
+    [-1, 1] and ``prompt``), drawn with probabilities ``weights`` (default: uniform). Returns the loss
+    per step of each phase."""
+    data = collate([images[i] for i in range(len(images))])  # a few MB at tiny resolutions
+    if weights is None:
+        weights = np.full(len(images), 1.0 / len(images))
+    vae_loss = train_vae(pipeline.vae, data["pixels"], weights, config, progress)
+    unet_loss = train_unet(pipeline, data["pixels"], data["prompts"], weights, config, progress)
+    return {"vae_loss": vae_loss, "unet_loss": unet_loss}
+
+
+def _latent_shape(vae, pixels: torch.Tensor) -> tuple[int, int, int]:
+    down_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    return vae.config.latent_channels, pixels.shape[-2] // down_factor, pixels.shape[-1] // down_factor
+
+
+def train_vae(vae, pixels: torch.Tensor, weights: np.ndarray, config: PretrainConfig, progress: bool) -> list[float]:
+    """Reconstruction (L1 + MSE) with a small KL term; then latents are rescaled to unit variance."""
+    vae.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)
+    sampler = StepBatchSampler(weights, config.vae_batch_size, config.seed, 0, config.vae_steps)
+    latent_shape = _latent_shape(vae, pixels)
+    losses = []
+    bar = tqdm(total=config.vae_steps, desc="pretrain vae", unit="step", disable=None if progress else True)
+    for step, indices in enumerate(sampler):
+        draws = draw_step_noise(config.seed, step, len(indices), latent_shape, num_train_timesteps=1)  # no timesteps
+        batch = hflip(pixels[indices], draws.flip).to(vae.device)
+        posterior = vae.encode(batch).latent_dist
+        reconstruction = vae.decode(posterior.mean + posterior.std * draws.latent_noise.to(batch)).sample
+        loss = (
+            F.l1_loss(reconstruction, batch) + F.mse_loss(reconstruction, batch) + KL_WEIGHT * posterior.kl().mean()
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), MAX_GRAD_NORM)
+        optimizer.step()
+        losses.append(loss.item())
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    bar.close()
+    vae.eval().requires_grad_(False)
+    # SD's convention: latents * scaling_factor have unit variance, which the noise schedule assumes
+    vae.register_to_config(scaling_factor=1.0)
+    noise = torch.randn((len(pixels), *latent_shape), generator=torch.Generator().manual_seed(config.seed))
+    with torch.no_grad():
+        latents = torch.cat(
+            [encode_latents(vae, chunk, chunk_noise) for chunk, chunk_noise in zip(pixels.split(256), noise.split(256))]
+        )
+    vae.register_to_config(scaling_factor=1.0 / latents.std().item())
+    return losses
+
+
+def train_unet(
+    pipeline: StableDiffusionPipeline,
+    pixels: torch.Tensor,
+    prompts: list[str],
+    weights: np.ndarray,
+    config: PretrainConfig,
+    progress: bool,
+) -> list[float]:
+    """UNet and text encoder together on the denoising loss (Min-SNR), with prompt dropout so that
+    classifier-free guidance has an unconditional model to push away from."""
+    unet, text_encoder, vae, tokenizer = pipeline.unet, pipeline.text_encoder, pipeline.vae, pipeline.tokenizer
+    unet.train().requires_grad_(True)
+    text_encoder.train().requires_grad_(True)
+    parameters = [*unet.parameters(), *text_encoder.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr)
+    # every prompt tokenized once; the last row is the empty prompt of dropped-out samples
+    unique = sorted(set(prompts))
+    token_ids = tokenizer(
+        [*unique, ""], padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+    prompt_rows = torch.tensor([unique.index(prompt) for prompt in prompts])
+    first_step = config.vae_steps
+    sampler = StepBatchSampler(weights, config.unet_batch_size, config.seed, first_step, first_step + config.unet_steps)
+    latent_shape = _latent_shape(vae, pixels)
+    num_train_timesteps = pipeline.scheduler.config.num_train_timesteps
+    losses = []
+    bar = tqdm(total=config.unet_steps, desc="pretrain unet", unit="step", disable=None if progress else True)
+    for step, indices in enumerate(sampler, start=first_step):
+        draws = draw_step_noise(
+            config.seed, step, len(indices), latent_shape, num_train_timesteps,
+            noise_offset=NOISE_OFFSET, prompt_dropout=config.prompt_dropout,
+        )  # fmt: skip
+        latents = encode_latents(vae, hflip(pixels[indices], draws.flip), draws.latent_noise)
+        rows = torch.where(draws.drop_prompt, len(unique), prompt_rows[indices])
+        hidden_states = text_encoder(token_ids[rows].to(text_encoder.device))[0]
+        loss = denoising_loss(
+            unet, pipeline.scheduler, latents, hidden_states, draws.noise, draws.timesteps, snr_gamma=SNR_GAMMA
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
+        optimizer.step()
+        losses.append(loss.item())
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    bar.close()
+    unet.eval().requires_grad_(False)
+    text_encoder.eval().requires_grad_(False)
+    return losses
+
+
+def pretrain_base(
+    base: BaseConfig, prompts: PromptsConfig, dataset: DatasetConfig, manifest: pd.DataFrame, progress: bool = True
+) -> tuple[StableDiffusionPipeline, dict[str, list[float]]]:
+    """The tiny base of ``base_model``: tokenizer from the prompt vocabulary, pipeline from config,
+    pretrained on the manifest's train split and the generic skin images."""
+    labels = list(dict.fromkeys([*(dataset.allowed_labels() or []), *sorted(manifest["label"].unique())]))
+    domains = (dataset.domain, "skin")
+    corpus = all_prompts({domain: prompts.templates[domain] for domain in domains}, {dataset.domain: labels})
+    pipeline = build_tiny_pipeline(base, build_tokenizer(corpus))
+    train = manifest[manifest["split"] == "train"]
+    images, _ = pretraining_images(train, Path(dataset.root), base.resolution, prompts.templates, dataset.domain,
+                                   base.pretrain)  # fmt: skip
+    return pipeline, pretrain_tiny(pipeline, images, base.pretrain, progress=progress)

@@ -1,0 +1,254 @@
+"""The fairness stages: train_classifier (real-only) and evaluate_fairness.
+
+train_classifier@<dataset>-real writes into its out dir (outputs/<d>/classifier/real):
+    model.safetensors       the small CNN / backbone with its classes in the metadata
+    predictions.parquet     the test split: path, label, fst, group_id, score_<label> per class
+    metrics.json            `fairness_report` of those predictions (with ``<key>.reason`` strings),
+                            computed with the ``evaluate_fairness`` params
+    mlflow_run.json         the run id, for evaluate_fairness's lineage
+and logs per-epoch ``classifier/train_loss`` and ``classifier/val_loss``, the report's numbers as
+``fairness/<key>`` and the three files as artifacts.
+
+evaluate_fairness@<dataset> writes beside ``fairness.json`` (outputs/<d>/metrics/):
+    fairness.json           DVC metrics: only numbers (and the ``fst<k>.small_group`` flags, so that a
+                            small group is reported as such); the reasons stay in metrics.json.
+                            The real-only classifier's report under its own names (``auroc``,
+                            ``auroc.fst5``, ``auroc.fst5.ci_low``, ...). With an augmented classifier
+                            also its report as ``augmented.<key>`` and ``delta.<metric>`` = augmented
+                            minus real-only for every metric value. Until the generate stage exists
+                            there is no augmented classifier: the file holds the real-only values and
+                            no deltas (no placeholder keys), and the plain names keep their meaning
+                            once deltas arrive, so `dvc metrics diff` across that change compares
+                            like with like.
+    fairness_per_fst.csv    DVC plot (bars): fst, metric, value, ci_low, ci_high, n; ``metric`` is the
+                            fairness.json key (``auroc.fst5``, ``augmented.auroc.fst5``), so that every
+                            bar has its own label (DVC's templates cannot split a file by a column).
+    roc_per_fst.csv         DVC plot (lines): ``fpr`` on a grid of 101 points and one TPR column per
+                            FST group, ``fst<k>`` (``augmented.fst<k>``), empty where the group has no
+                            curve. Dermoscopy: malignant (MALIGNANT_DX) vs the rest, scored by the
+                            summed malignant probability, the score of ``auroc_malignant``, the
+                            clinical question. Other domains (wound phases): the macro one-vs-rest
+                            curve, the mean over the classes present of each class's TPR, the curve
+                            of ``auroc``. A TPR at a grid FPR is the best TPR at that FPR or lower
+                            (the step curve, sampled).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
+
+from fairaug.config import DatasetConfig, Params
+from fairaug.data.labels import FST_VALUES, MALIGNANT_DX
+from fairaug.fairness.classifier import (
+    make_loader,
+    predict,
+    save_classifier,
+    split_datasets,
+    train_classifier,
+)
+from fairaug.fairness.metrics import (
+    delta_report,
+    fairness_report,
+    prediction_classes,
+    read_predictions,
+    score_column,
+    write_predictions,
+)
+from fairaug.io import atomic_dir, atomic_write_text, write_json
+from fairaug.tracking import stage_run
+from fairaug.tracking.lineage import dvc_md5, stage_deps
+
+WEIGHTS = "model.safetensors"
+PREDICTIONS = "predictions.parquet"
+METRICS = "metrics.json"
+PER_FST_PLOT = "fairness_per_fst.csv"
+ROC_PLOT = "roc_per_fst.csv"
+ROC_GRID = np.linspace(0.0, 1.0, 101)
+Report = dict[str, float | int | bool | str]  # fairness_report's output, reasons included
+Metrics = dict[str, float | int | bool]  # fairness.json
+
+
+def classifier_stage(dataset: str, variant: str) -> str:
+    """The DVC name of a train_classifier stage: dvc.yaml's matrix over dataset x variant."""
+    return f"train_classifier@{dataset}-{variant}"
+
+
+def dataset_classes(config: DatasetConfig, manifest: pd.DataFrame) -> list[str]:
+    """The classifier's classes in order: the data set's labels (ordered wound phases), else the
+    labels present in the manifest, sorted."""
+    return config.allowed_labels() or sorted(manifest["label"].unique())
+
+
+def report_options(config: DatasetConfig, classes: Sequence[str]) -> dict:
+    """What the data set's domain means for the report: ordered phases, or malignant diagnoses."""
+    if config.domain == "wound":
+        return {"ordinal": True, "malignant_classes": None}
+    return {"ordinal": False, "malignant_classes": [c for c in classes if c in MALIGNANT_DX]}
+
+
+def classifier_report(params: Params, dataset: str, predictions: pd.DataFrame, classes: Sequence[str]) -> Report:
+    settings = params.evaluate_fairness
+    return fairness_report(
+        predictions,
+        classes,
+        **report_options(params.dataset(dataset), classes),
+        min_group_size=settings.min_group_size,
+        n_bootstrap=settings.n_bootstrap,
+        seed=settings.seed,
+        confidence=settings.confidence,
+        stratify_by_fst=settings.stratify_by_fst,
+    )
+
+
+def numeric_metrics(report: Mapping[str, object]) -> dict[str, float]:
+    """MLflow metrics ``fairness/<key>`` of a report: its numbers (values, n, intervals; NaN
+    included), not the small-group flags or reasons."""
+    return {
+        f"fairness/{key}": float(value)
+        for key, value in report.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+def _tag_dvc_stage(name: str, root: Path) -> None:
+    """Name the run after its DVC stage and tag the DVC md5 of that stage's deps: `stage_run` looks
+    the deps up under ``<stage>@<dataset>``, which a matrix stage (``<stage>@<dataset>-<variant>``)
+    is not."""
+    tags = {f"dvc.md5.{dep}": dvc_md5(root / dep) for dep in stage_deps(name, root) if (root / dep).exists()}
+    mlflow.set_tags({"mlflow.runName": name, **tags})
+
+
+def train_real_classifier(params: Params, dataset: str, prepared_dir: Path, out_dir: Path) -> Report:
+    """Train the real-only classifier on the train split (val for early stopping), predict the test
+    split and write weights, predictions and their fairness report to ``out_dir``; returns the report."""
+    config = params.train_classifier
+    dataset_config = params.dataset(dataset)
+    stage_params = {
+        "train_classifier": config.model_dump(),
+        "evaluate_fairness": params.evaluate_fairness.model_dump(),
+        "dataset": dataset_config.model_dump(),
+    }
+    upstream = {"prepare": Path(prepared_dir)}
+    with stage_run("train_classifier", dataset, params, stage_params, upstream=upstream) as run, \
+            atomic_dir(out_dir) as out:  # fmt: skip
+        mlflow.set_tag("fairaug.variant", "real")
+        _tag_dvc_stage(classifier_stage(dataset, "real"), Path.cwd())
+        manifest = pd.read_parquet(Path(prepared_dir) / "manifest.parquet")
+        classes = dataset_classes(dataset_config, manifest)
+        splits = split_datasets(dataset_config.root, manifest, classes, config)
+        model, history = train_classifier(splits["train"], splits["val"], config)
+        for epoch, (train_loss, val_loss) in enumerate(zip(history.train_loss, history.val_loss), start=1):
+            mlflow.log_metrics({"classifier/train_loss": train_loss, "classifier/val_loss": val_loss}, step=epoch)
+        mlflow.log_metric("classifier/best_epoch", history.best_epoch)
+        save_classifier(model, out / WEIGHTS)
+        predictions = predict(model, make_loader(splits["test"], config))
+        write_predictions(predictions, out / PREDICTIONS)
+        report = classifier_report(params, dataset, predictions, classes)
+        write_json(out / METRICS, report)
+        run.write_run_file(out)
+        mlflow.log_metrics(numeric_metrics(report))
+        for name in (WEIGHTS, PREDICTIONS, METRICS):
+            mlflow.log_artifact(str(out / name), artifact_path="classifier")
+    return report
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluate_fairness
+
+
+def variant_prefix(variant: str) -> str:
+    """How fairness.json and the plots name a classifier's values: the real-only one's plainly."""
+    return "" if variant == "real" else f"{variant}."
+
+
+def fairness_metrics(reports: Mapping[str, Report]) -> Metrics:
+    """fairness.json from the reports of the classifiers by variant ("real", "augmented"): their
+    numbers and flags (reasons are strings: they stay in the classifiers' metrics.json) and, with an
+    augmented classifier, the deltas."""
+    metrics = {
+        f"{variant_prefix(variant)}{key}": value
+        for variant, report in reports.items()
+        for key, value in report.items()
+        if not isinstance(value, str)
+    }
+    if "augmented" in reports:
+        metrics |= delta_report(reports["augmented"], reports["real"])
+    return metrics
+
+
+def per_fst_table(metrics: Mapping[str, object]) -> pd.DataFrame:
+    """One row per per-FST value of fairness.json (``<metric>.fst<k>``, also ``augmented.``)."""
+    rows = []
+    for k in FST_VALUES:
+        suffix = f".fst{k}"
+        for key, value in metrics.items():
+            if key.endswith(suffix) and not key.startswith("delta."):
+                rows.append({"fst": k, "metric": key, "value": value, "ci_low": metrics.get(f"{key}.ci_low"),
+                             "ci_high": metrics.get(f"{key}.ci_high"), "n": metrics[f"{key}.n"]})  # fmt: skip
+    return pd.DataFrame(rows, columns=["fst", "metric", "value", "ci_low", "ci_high", "n"])
+
+
+def _step_tpr(positive: np.ndarray, score: np.ndarray) -> np.ndarray | None:
+    """TPR on ROC_GRID of one binary problem (the best TPR at each FPR or lower); None without
+    positives or negatives."""
+    if positive.all() or not positive.any():
+        return None
+    fpr, tpr, _ = roc_curve(positive, score)
+    return tpr[np.searchsorted(fpr, ROC_GRID, side="right") - 1]
+
+
+def roc_tpr(predictions: pd.DataFrame, classes: Sequence[str], malignant: Sequence[str] | None) -> np.ndarray | None:
+    """TPR on ROC_GRID: malignant vs rest when ``malignant`` classes are given (with benign ones
+    beside them), else the macro one-vs-rest curve; None where no curve is defined."""
+    labels = predictions["label"].to_numpy()
+    if malignant and len(malignant) < len(classes):
+        score = predictions[[score_column(c) for c in malignant]].sum(axis=1).to_numpy()
+        return _step_tpr(np.isin(labels, malignant), score)
+    curves = [_step_tpr(labels == c, predictions[score_column(c)].to_numpy()) for c in classes]
+    curves = [curve for curve in curves if curve is not None]
+    return np.mean(curves, axis=0) if curves else None
+
+
+def roc_table(
+    predictions: Mapping[str, pd.DataFrame], classes: Sequence[str], malignant: Sequence[str] | None
+) -> pd.DataFrame:
+    """``fpr`` and a TPR column per classifier (by variant) and FST group: ``fst<k>``, ``augmented.fst<k>``."""
+    table = pd.DataFrame({"fpr": ROC_GRID})
+    for variant, frame in predictions.items():
+        for k in FST_VALUES:
+            curve = roc_tpr(frame[frame["fst"] == k], classes, malignant)
+            table[f"{variant_prefix(variant)}fst{k}"] = np.nan if curve is None else curve
+    return table
+
+
+def evaluate_fairness(
+    params: Params, dataset: str, real_dir: Path, augmented_dir: Path | None, out_path: Path
+) -> Metrics:
+    """Write fairness.json and the two plot CSVs beside it from the classifiers' reports and
+    predictions (see the module docstring); returns fairness.json's content."""
+    out_path = Path(out_path)
+    classifier_dirs = {"real": Path(real_dir)} | ({"augmented": Path(augmented_dir)} if augmented_dir else {})
+    upstream = {f"train_classifier.{variant}": d for variant, d in classifier_dirs.items()}
+    stage_params = {"dataset": params.dataset(dataset).model_dump()}
+    with stage_run("evaluate_fairness", dataset, params, stage_params, upstream=upstream):
+        predictions = {variant: read_predictions(d / PREDICTIONS) for variant, d in classifier_dirs.items()}
+        reports = {variant: json.loads((d / METRICS).read_text()) for variant, d in classifier_dirs.items()}
+        classes = prediction_classes(predictions["real"])
+        malignant = report_options(params.dataset(dataset), classes)["malignant_classes"]
+        metrics = fairness_metrics(reports)
+        per_fst = per_fst_table(metrics).to_csv(index=False, lineterminator="\n")
+        roc = roc_table(predictions, classes, malignant).to_csv(index=False, lineterminator="\n", float_format="%.6g")
+        write_json(out_path, metrics)
+        atomic_write_text(out_path.parent / PER_FST_PLOT, per_fst)
+        atomic_write_text(out_path.parent / ROC_PLOT, roc)
+        mlflow.log_metrics(numeric_metrics(metrics))
+        for path in (out_path, out_path.parent / PER_FST_PLOT, out_path.parent / ROC_PLOT):
+            mlflow.log_artifact(str(path), artifact_path="fairness")
+    return metrics

@@ -1,0 +1,156 @@
+"""The tiny base: built from config, pretrained deterministically, saved as a stock diffusers pipeline;
+hub and local bases recorded with their weights' hashes; the base_model stage end to end."""
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+from PIL import Image
+
+from fairaug.config import load_params
+from fairaug.config.diffusion import BaseConfig, PretrainConfig
+from fairaug.config.loader import render_params
+from fairaug.data.labels import HAM10000_DX
+from fairaug.diffusion.base import BASE_FILE, build_tiny_pipeline, load_base_pipeline, resolve_base, save_tiny_base
+from fairaug.diffusion.base import weight_hashes
+from fairaug.diffusion.pretrain import pretrain_tiny, pretraining_images
+from fairaug.diffusion.prompts import DEFAULT_TEMPLATES, all_prompts
+from fairaug.diffusion.tokenizer import build_tokenizer
+from fairaug.tracking import RUN_FILE, read_run_id
+
+from conftest import run
+
+PROMPT = "fitzpatrick skin type V, dermoscopic image of melanoma"
+FEW_STEPS = PretrainConfig(vae_steps=16, vae_batch_size=8, unet_steps=16, unet_batch_size=8, generic_skin_images=12)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer(all_prompts(DEFAULT_TEMPLATES, {"derm": list(HAM10000_DX)}))
+
+
+@pytest.fixture(scope="module")
+def train_images(fixture_data):
+    """The derm fixture as a train split, plus generic skin images."""
+    root = fixture_data / "ham10000"
+    metadata = pd.read_csv(root / "HAM10000_metadata.csv")
+    paths = {p.stem: p.relative_to(root).as_posix() for p in root.glob("*/*.jpg")}
+    train = pd.DataFrame({"path": metadata["image_id"].map(paths), "label": metadata["dx"],
+                          "fst": metadata["fitzpatrick"]}).head(48)  # fmt: skip
+    images, fst = pretraining_images(train, root, 32, DEFAULT_TEMPLATES, "derm", FEW_STEPS)
+    assert len(images) == len(fst) == 48 + FEW_STEPS.generic_skin_images
+    return images
+
+
+def generate(pipeline, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return pipeline(PROMPT, num_inference_steps=2, generator=generator, output_type="np").images
+
+
+@pytest.fixture(scope="module")
+def pretrained(tokenizer, train_images):
+    pipeline = build_tiny_pipeline(BaseConfig(pretrain=FEW_STEPS), tokenizer)
+    curves = pretrain_tiny(pipeline, train_images, FEW_STEPS, progress=False)
+    return pipeline, curves
+
+
+def test_tiny_pipeline_generates_at_the_configured_resolution(tokenizer):
+    pipeline = build_tiny_pipeline(BaseConfig(), tokenizer)
+    assert pipeline.text_encoder.config.max_position_embeddings == tokenizer.model_max_length
+    assert pipeline.unet.config.cross_attention_dim == pipeline.text_encoder.config.hidden_size
+    assert pipeline.scheduler.config.beta_schedule == "scaled_linear"
+    assert generate(pipeline).shape == (1, 32, 32, 3)
+
+
+def test_pretraining_lowers_losses_and_is_deterministic(pretrained, tokenizer, train_images):
+    pipeline, curves = pretrained
+    for name in ("vae_loss", "unet_loss"):
+        losses = curves[name]
+        assert len(losses) == 16
+        assert np.mean(losses[-4:]) < np.mean(losses[:4]), name
+    assert pipeline.vae.config.scaling_factor != 0.18215  # latents rescaled to unit variance
+
+    again = build_tiny_pipeline(BaseConfig(pretrain=FEW_STEPS), tokenizer)
+    assert pretrain_tiny(again, train_images, FEW_STEPS, progress=False) == curves
+    for name in ("vae", "unet", "text_encoder"):
+        first, second = getattr(pipeline, name).state_dict(), getattr(again, name).state_dict()
+        assert all(torch.equal(first[key], second[key]) for key in first), name
+    assert again.vae.config.scaling_factor == pipeline.vae.config.scaling_factor
+
+
+def test_saved_tiny_base_loads_with_the_stock_pipeline(pretrained, tmp_path):
+    pipeline, _ = pretrained
+    record = save_tiny_base(pipeline, tmp_path)
+    assert json.loads((tmp_path / BASE_FILE).read_text()) == record
+    assert record["source"] == "tiny" and "unet/diffusion_pytorch_model.safetensors" in record["weights"]
+    assert not list(tmp_path.rglob("*.bin"))  # safetensors only
+    stock = StableDiffusionPipeline.from_pretrained(tmp_path)
+    assert stock.vae.config.scaling_factor == pipeline.vae.config.scaling_factor
+    np.testing.assert_array_equal(generate(stock, seed=3), generate(pipeline, seed=3))
+    np.testing.assert_array_equal(generate(load_base_pipeline(tmp_path), seed=3), generate(pipeline, seed=3))
+
+
+def test_local_base_is_recorded_with_weight_hashes_not_copied(tokenizer, tmp_path):
+    local = tmp_path / "local-sd"
+    build_tiny_pipeline(BaseConfig(), tokenizer).save_pretrained(local)
+    out = tmp_path / "base"
+    out.mkdir()
+    record = resolve_base(BaseConfig(source="local", local_path=str(local)), out)
+    assert record == {"source": "local", "local_path": str(local), "weights": weight_hashes(local)}
+    assert len(record["weights"]) == 3  # unet, vae, text encoder
+    assert sorted(p.name for p in out.iterdir()) == [BASE_FILE]
+    assert isinstance(load_base_pipeline(out), StableDiffusionPipeline)
+
+
+def test_hub_base_is_loaded_at_its_pinned_revision(tokenizer, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    hub_id, revision = "someone/tiny-sd", "0123456789abcdef0123456789abcdef01234567"
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--someone--tiny-sd" / "snapshots" / revision
+    build_tiny_pipeline(BaseConfig(), tokenizer).save_pretrained(snapshot)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    calls = []
+
+    def from_pretrained(name, **kwargs):
+        calls.append((name, kwargs.get("revision")))
+        return "pipeline"
+
+    monkeypatch.setattr(StableDiffusionPipeline, "from_pretrained", from_pretrained)
+    out = tmp_path / "base"
+    out.mkdir()
+    record = resolve_base(BaseConfig(source="hub", hub_id=hub_id, revision=revision), out)
+    assert calls == [(hub_id, revision)]
+    assert record == {"source": "hub", "hub_id": hub_id, "revision": revision, "weights": weight_hashes(snapshot)}
+    assert sorted(p.name for p in out.iterdir()) == [BASE_FILE]
+    assert load_base_pipeline(out) == "pipeline" and calls[-1] == (hub_id, revision)
+
+
+@pytest.mark.slow
+def test_base_model_stage_end_to_end(project):
+    run(["python", "pipelines/prepare.py", "--dataset", "ham10000", "--out", "outputs/ham10000/prepared"], project)
+    params = load_params(project / "params.yaml")
+    few = params.base.pretrain.model_copy(update={"vae_steps": 5, "unet_steps": 5, "generic_skin_images": 12})
+    params = params.model_copy(update={"base": params.base.model_copy(update={"pretrain": few})})
+    (project / "params.yaml").write_text(render_params(params))
+    out = project / "outputs" / "ham10000" / "models" / "base"
+    run(["python", "pipelines/base_model.py", "--dataset", "ham10000", "--prepared", "outputs/ham10000/prepared",
+         "--out", str(out.relative_to(project))], project)  # fmt: skip
+
+    assert json.loads((out / BASE_FILE).read_text())["source"] == "tiny"
+    assert isinstance(StableDiffusionPipeline.from_pretrained(out), StableDiffusionPipeline)
+    with Image.open(out / "samples.png") as grid:
+        assert grid.height == 6 * 96  # one row per FST
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    tracked = client.get_run(read_run_id(out))
+    tags = tracked.data.tags
+    assert tags["fairaug.stage"] == "base_model" and tags["fairaug.dataset"] == "ham10000"
+    assert tags["fairaug.upstream.prepare"] == read_run_id(project / "outputs" / "ham10000" / "prepared")
+    assert tracked.data.params["base.pretrain.unet_steps"] == "5"
+    assert [m.step for m in client.get_metric_history(tracked.info.run_id, "pretrain/unet_loss")] == list(range(5))
+    assert {a.path for a in client.list_artifacts(tracked.info.run_id)} >= {"samples.png", BASE_FILE}
+    assert (out / RUN_FILE).exists()

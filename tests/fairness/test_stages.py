@@ -1,0 +1,258 @@
+"""The fairness stage library (train_real_classifier, evaluate_fairness) on fixture data with a
+temporary MLflow store, and `fairaug fairness-report` on written prediction files."""
+
+import json
+import math
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from fairaug.cli import app
+from fairaug.config import DatasetConfig, Params, PrepareConfig
+from fairaug.config.fairness import ClassifierConfig, FairnessConfig
+from fairaug.data.labels import FST_VALUES, HAM10000_DX, MALIGNANT_DX
+from fairaug.data.prepare import prepare_dataset
+from fairaug.fairness.classifier import load_classifier, make_loader, predict, split_datasets
+from fairaug.fairness.metrics import fairness_report, read_predictions, score_column, write_predictions
+from fairaug.fairness.stages import (
+    METRICS,
+    PER_FST_PLOT,
+    PREDICTIONS,
+    ROC_PLOT,
+    WEIGHTS,
+    classifier_report,
+    evaluate_fairness,
+    train_real_classifier,
+)
+from fairaug.tracking import RUN_FILE, read_run_id, stage_run
+
+CLASSES = list(HAM10000_DX)
+METRIC_NAMES = ["accuracy", "balanced_accuracy", "auroc", "auroc_malignant", "sensitivity", "specificity", "kappa"]
+GAPS = ["auroc_gap", "eod", "dpd", "pqd", "dpm", "eom"]
+N_BOOTSTRAP = 20
+
+
+@pytest.fixture
+def params(fixture_data) -> Params:
+    # 3 epochs and 20 resamples: seconds on 2 cores for the 160-image fixture
+    return Params(
+        datasets={"ham10000": DatasetConfig(format="ham10000", root=str(fixture_data / "ham10000"), domain="derm")},
+        train_classifier=ClassifierConfig(epochs=3),
+        evaluate_fairness=FairnessConfig(n_bootstrap=N_BOOTSTRAP),
+    )
+
+
+@pytest.fixture
+def trained(params, tmp_path, monkeypatch, mlflow_uri):
+    """A prepare run and its manifest, then the real-only classifier stage, in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    prepared = tmp_path / "outputs" / "ham10000" / "prepared"
+    prepared.mkdir(parents=True)
+    with stage_run("prepare", "ham10000", params, {}) as prepare_run:
+        manifest, _ = prepare_dataset("ham10000", params.dataset("ham10000"), PrepareConfig())
+        manifest.to_parquet(prepared / "manifest.parquet", index=False)
+        prepare_run.write_run_file(prepared)
+    out = tmp_path / "outputs" / "ham10000" / "classifier" / "real"
+    report = train_real_classifier(params, "ham10000", prepared, out)
+    return prepared, out, report
+
+
+def same(a, b) -> bool:
+    """Equal, NaN equal to NaN (an undefined metric)."""
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def same_values(left: dict, right: dict) -> bool:
+    return left.keys() == right.keys() and all(same(left[k], right[k]) for k in left)
+
+
+def test_train_real_classifier_writes_weights_predictions_and_report_and_logs_them(trained, params):
+    prepared, out, report = trained
+    assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS, PREDICTIONS, METRICS, RUN_FILE])
+    manifest = pd.read_parquet(prepared / "manifest.parquet")
+    test_rows = manifest[manifest["split"] == "test"]
+    predictions = read_predictions(out / PREDICTIONS)
+    assert list(predictions.columns) == ["path", "label", "fst", "group_id", *map(score_column, CLASSES)]
+    assert predictions["path"].tolist() == test_rows["path"].tolist()
+
+    # the weights reproduce the predictions, and metrics.json is their report (DESIGN names)
+    model = load_classifier(out / WEIGHTS)
+    test_set = split_datasets(params.dataset("ham10000").root, manifest, CLASSES, params.train_classifier)["test"]
+    pd.testing.assert_frame_equal(predict(model, make_loader(test_set, params.train_classifier)), predictions,
+                                  check_dtype=False)  # fmt: skip
+    written = json.loads((out / METRICS).read_text())
+    assert same_values(written, report)
+    assert same_values(report, classifier_report(params, "ham10000", predictions, CLASSES))
+    for name in METRIC_NAMES:
+        for key in [name, *(f"{name}.fst{k}" for k in FST_VALUES)]:
+            assert {key, f"{key}.n", f"{key}.ci_low", f"{key}.ci_high"} <= report.keys()
+    assert all(name in report for name in GAPS)
+    for k in FST_VALUES:
+        assert report[f"fst{k}.n"] == int((predictions["fst"] == k).sum()) == report[f"auroc.fst{k}.n"]
+        assert report[f"fst{k}.small_group"] == (report[f"fst{k}.n"] < params.evaluate_fairness.min_group_size)
+    assert 0.5 < report["auroc"] <= 1.0
+    assert report["auroc.ci_low"] <= report["auroc"] <= report["auroc.ci_high"]
+
+    client = mlflow.MlflowClient()
+    run = client.get_run(read_run_id(out))
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["fairaug.stage"] == "train_classifier" and tags["fairaug.variant"] == "real"
+    assert tags["fairaug.dataset"] == "ham10000"
+    assert tags["fairaug.upstream.prepare"] == read_run_id(prepared)
+    assert run.data.params["train_classifier.epochs"] == "3"
+    assert run.data.params["evaluate_fairness.n_bootstrap"] == str(N_BOOTSTRAP)
+    train_loss = client.get_metric_history(run.info.run_id, "classifier/train_loss")
+    val_loss = client.get_metric_history(run.info.run_id, "classifier/val_loss")
+    assert [m.step for m in train_loss] == [m.step for m in val_loss] == list(range(1, len(train_loss) + 1))
+    numbers = {k: v for k, v in report.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    assert same_values({k.removeprefix("fairness/"): v for k, v in metrics.items() if k.startswith("fairness/")},
+                       {k: float(v) for k, v in numbers.items()})  # fmt: skip
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "classifier")}
+    assert artifacts == {f"classifier/{name}" for name in (WEIGHTS, PREDICTIONS, METRICS)}
+
+
+def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, params, tmp_path):
+    _, real, report = trained
+    out = tmp_path / "outputs" / "ham10000" / "metrics" / "fairness.json"
+    metrics = evaluate_fairness(params, "ham10000", real, None, out)
+
+    written = json.loads(out.read_text())
+    assert same_values(written, metrics)
+    # the real-only report's names, numbers and small-group flags only, no deltas yet
+    assert same_values(written, {k: v for k, v in report.items() if not k.endswith(".reason")})
+    assert not any(isinstance(v, str) for v in written.values())
+    assert not any(k.startswith(("delta.", "augmented.")) for k in written)
+
+    per_fst = pd.read_csv(out.parent / PER_FST_PLOT)
+    assert list(per_fst.columns) == ["fst", "metric", "value", "ci_low", "ci_high", "n"]
+    assert len(per_fst) == len(METRIC_NAMES) * len(FST_VALUES) and per_fst["metric"].is_unique
+    row = per_fst.set_index("metric").loc["auroc.fst2"]
+    assert row["fst"] == 2 and row["n"] == written["auroc.fst2.n"]
+    assert np.allclose(row[["value", "ci_low", "ci_high"]].astype(float),
+                       [written["auroc.fst2"], written["auroc.fst2.ci_low"], written["auroc.fst2.ci_high"]],
+                       equal_nan=True)  # fmt: skip
+
+    roc = pd.read_csv(out.parent / ROC_PLOT)
+    assert list(roc.columns) == ["fpr", *(f"fst{k}" for k in FST_VALUES)]
+    assert roc["fpr"].iloc[0] == 0 and roc["fpr"].iloc[-1] == 1
+    predictions = read_predictions(real / PREDICTIONS)
+    for k in FST_VALUES:
+        group = predictions[predictions["fst"] == k]
+        has_curve = group["label"].isin(MALIGNANT_DX).any() and not group["label"].isin(MALIGNANT_DX).all()
+        tpr = roc[f"fst{k}"]
+        assert tpr.notna().all() == has_curve and tpr.isna().all() == (not has_curve)
+        if has_curve:
+            assert tpr.is_monotonic_increasing and tpr.iloc[-1] == 1.0
+            # the step curve's area is the group's malignant AUROC (up to the grid)
+            assert abs(np.trapezoid(tpr, roc["fpr"]) - written[f"auroc_malignant.fst{k}"]) < 0.1
+
+    run = mlflow.MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name("fairaug/ham10000").experiment_id], "tags.`fairaug.stage` = 'evaluate_fairness'"
+    )[0]
+    assert run.data.tags["fairaug.upstream.train_classifier.real"] == read_run_id(real)
+    assert run.data.metrics["fairness/auroc"] == written["auroc"]
+    assert "fairness/fst1.small_group" not in run.data.metrics
+
+    # an augmented classifier adds its values and the deltas; stands in for it: the real one's
+    # predictions, a little sharper
+    augmented = tmp_path / "augmented"
+    augmented.mkdir()
+    predictions = read_predictions(real / PREDICTIONS)
+    scores = predictions[[score_column(c) for c in CLASSES]] ** 2
+    predictions[scores.columns] = scores.div(scores.sum(axis=1), axis=0)
+    write_predictions(predictions, augmented / PREDICTIONS)
+    augmented_report = classifier_report(params, "ham10000", predictions, CLASSES)
+    (augmented / METRICS).write_text(json.dumps(augmented_report))
+    with stage_run("train_classifier", "ham10000", params, {}) as augmented_run:
+        augmented_run.write_run_file(augmented)
+
+    metrics = evaluate_fairness(params, "ham10000", real, augmented, out)
+    for name in [*METRIC_NAMES, *GAPS]:
+        for key in [name, *(f"{name}.fst{k}" for k in FST_VALUES if name in METRIC_NAMES)]:
+            assert same(metrics[f"augmented.{key}"], augmented_report[key])
+            assert same(metrics[f"delta.{key}"], augmented_report[key] - report[key])
+    assert not any(k.startswith("delta.") and k.endswith((".n", ".ci_low", ".ci_high")) for k in metrics)
+    assert (pd.read_csv(out.parent / PER_FST_PLOT)["metric"] == "augmented.auroc.fst1").sum() == 1
+    assert "augmented.fst1" in pd.read_csv(out.parent / ROC_PLOT).columns
+
+
+# --------------------------------------------------------------------------------------------------
+# fairaug fairness-report
+
+
+@pytest.fixture(scope="module")
+def predictions_table() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 120
+    labels = rng.choice(CLASSES, size=n)
+    scores = rng.dirichlet(np.ones(len(CLASSES)), size=n)
+    scores[np.arange(n), [CLASSES.index(label) for label in labels]] += 0.5  # better than chance
+    scores /= scores.sum(axis=1, keepdims=True)
+    frame = pd.DataFrame({"path": [f"img{i}.jpg" for i in range(n)], "label": labels,
+                          "fst": rng.choice(FST_VALUES, size=n, p=[0.3, 0.3, 0.2, 0.1, 0.07, 0.03])})  # fmt: skip
+    for i, label in enumerate(CLASSES):
+        frame[score_column(label)] = scores[:, i]
+    return frame
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_fairness_report_command_reproduces_fairness_report(predictions_table, tmp_path, suffix):
+    path = tmp_path / f"predictions{suffix}"
+    if suffix == ".parquet":
+        write_predictions(predictions_table, path)
+    else:
+        predictions_table.to_csv(path, index=False)
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(app, ["fairness-report", str(path), "--out", str(out), "--malignant", "mel,bcc,akiec",
+                                      "--n-bootstrap", "30", "--seed", "3", "--min-group-size", "8"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    expected = fairness_report(predictions_table, CLASSES, malignant_classes=["mel", "bcc", "akiec"],
+                               n_bootstrap=30, seed=3, min_group_size=8)  # fmt: skip
+    assert same_values(json.loads(out.read_text()), expected)
+
+
+def test_fairness_report_command_ordinal_without_bootstrap(tmp_path):
+    frame = pd.DataFrame({"label": ["I", "P", "R", "P", "I", "R"] * 4, "fst": [1, 2, 5] * 8})
+    for i, label in enumerate("IPR"):
+        frame[score_column(label)] = np.where(frame["label"] == label, 0.6, 0.2) + 0.01 * i
+    path = tmp_path / "wound.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "report.json"
+    arguments = ["fairness-report", str(path), "--out", str(out), "--ordinal", "--n-bootstrap", "0"]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert same_values(report, fairness_report(frame, list("IPR"), ordinal=True, n_bootstrap=0))
+    assert "auroc_malignant" not in report and "kappa.ci_low" not in report
+
+
+@pytest.mark.parametrize(
+    ("drop", "named"),
+    [("score_vasc", "column 'label': label must be one of akiec, bcc, bkl, df, mel, nv, got 'vasc'"),
+     ("fst", "column 'fst': missing column")],
+)  # fmt: skip
+def test_fairness_report_command_fails_cleanly_on_a_missing_column(predictions_table, tmp_path, drop, named):
+    path = tmp_path / "predictions.csv"
+    frame = predictions_table.copy()
+    frame.loc[0, "label"] = "vasc"  # so that a label has no score column when score_vasc is dropped
+    frame.drop(columns=drop).to_csv(path, index=False)
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(app, ["fairness-report", str(path), "--out", str(out)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}, ")
+    assert named in lines[0] and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_fairness_report_command_rejects_an_unknown_malignant_class(predictions_table, tmp_path):
+    path = tmp_path / "predictions.parquet"
+    write_predictions(predictions_table, path)
+    result = CliRunner().invoke(app, ["fairness-report", str(path), "--out", str(tmp_path / "r.json"),
+                                      "--malignant", "mel,melanoma"])  # fmt: skip
+    assert result.exit_code == 2
+    classes = ", ".join(CLASSES)
+    assert result.output.strip() == f"error: --malignant: melanoma not among the classes of {path}: {classes}"
