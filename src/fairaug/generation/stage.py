@@ -28,7 +28,6 @@ from fairaug.io import atomic_write_bytes
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5
 
-MANIFEST = "manifest.parquet"
 CLASSIFIER_WEIGHTS = "model.safetensors"
 SAMPLING_ONLY = {"filter"}  # params that change the selection but not a single sampled pixel
 MANIFEST_COLUMNS = ["path", "id", "fst", "label", "prompt", "seed", "index", "confidence", "ssim_to_real",
@@ -110,9 +109,9 @@ def generate_synthetic(params: Params, dataset: str, prepared_dir: Path, base_di
         if state.is_main_process:
             selected = filter_pool(params, dataset, manifest, out_dir, classifier_dir)
             buffer = selected.to_parquet(index=False)
-            atomic_write_bytes(out_dir / MANIFEST, buffer)
+            atomic_write_bytes(out_dir / storage.MANIFEST, buffer)
             mlflow.log_metrics(acceptance_metrics(selected))
             mlflow.log_image(kept_grid(selected, out_dir), "samples/kept.png")
-            mlflow.log_artifact(str(out_dir / MANIFEST), artifact_path="synthetic")
+            mlflow.log_artifact(str(out_dir / storage.MANIFEST), artifact_path="synthetic")
             run.write_run_file(out_dir)
     return out_dir

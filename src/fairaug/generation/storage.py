@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 SHARDS = "shards"
+MANIFEST = "manifest.parquet"
 FINGERPRINT_KEY = b"fairaug.fingerprint"
 
 
@@ -80,3 +82,15 @@ def read_shards(out_dir: Path) -> pd.DataFrame:
 def decode(png: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(png)) as image:
         return np.asarray(image.convert("RGB"))
+
+
+def read_synthetic(out_dir: Path, kept_only: bool = True) -> Iterator[tuple[pd.DataFrame, list[np.ndarray]]]:
+    """A finished synthetic set shard by shard: its manifest rows (the kept ones by default) and their
+    decoded HxWx3 uint8 images, in manifest order. One shard is in memory at a time."""
+    manifest = pd.read_parquet(out_dir / MANIFEST)
+    if kept_only:
+        manifest = manifest[manifest["kept"]]
+    shard_files = manifest["path"].str.split("#").str[0]
+    for shard_file, rows in manifest.groupby(shard_files, sort=True):
+        pngs = pq.read_table(out_dir / shard_file, columns=["id", "png"]).to_pandas().set_index("id")["png"]
+        yield rows, [decode(pngs[image_id]) for image_id in rows["id"]]
