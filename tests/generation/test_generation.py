@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
+from skimage.metrics import structural_similarity
 
 from fairaug.config import Params
 from fairaug.config.diffusion import BaseConfig
@@ -20,7 +22,7 @@ from fairaug.diffusion.base import build_tiny_pipeline, save_tiny_base
 from fairaug.diffusion.prompts import all_prompts
 from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.generation import storage
-from fairaug.generation.filter import nearest_real, select
+from fairaug.generation.filter import RealNeighbours, select
 from fairaug.generation.plan import build_plan, image_seed
 
 TEMPLATE = "fitzpatrick skin type {fst}, dermoscopic image of {label_name}"
@@ -71,12 +73,18 @@ def test_select_keeps_exact_counts_and_never_a_near_copy():
     assert chosen.loc[4, "reason"] == "passed, cell already full"
 
 
-def test_nearest_real_finds_a_copy():
+def test_nearest_real_finds_a_copy(tmp_path):
     rng = np.random.default_rng(0)
     real = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(5)]
-    nearest, ssim = nearest_real([real[3].copy(), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)], real)
+    paths = [tmp_path / f"{i}.png" for i in range(5)]
+    for image, path in zip(real, paths, strict=True):
+        Image.fromarray(image).save(path)
+    neighbours = RealNeighbours(paths, batch_size=2)  # features built in several batches
+    unrelated = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    nearest, ssim = neighbours.query([real[3].copy(), unrelated])
     assert nearest[0] == 3 and ssim[0] == pytest.approx(1.0)
-    assert ssim[1] < 0.2
+    reference = structural_similarity(unrelated, real[nearest[1]], channel_axis=2, data_range=255)
+    assert ssim[1] == pytest.approx(reference) and ssim[1] < 0.2
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +162,23 @@ def test_two_processes_write_what_one_writes(tiny_base, tmp_path):
     run_worker(tmp_path, tiny_base, two, per_cell=3, launcher=launcher)
     assert images_of(two) == images_of(one)
     assert len(images_of(one)) == 12
+
+
+def test_read_synthetic_yields_the_kept_images_shard_by_shard(tmp_path):
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(6)]
+    plan = pd.DataFrame({"id": [f"img{i}" for i in range(6)], "fst": [1, 1, 1, 6, 6, 6], "label": ["mel"] * 6})
+    for shard, first in enumerate((0, 3)):
+        rows = plan.iloc[first : first + 3]
+        storage.write_shard(storage.shard_path(tmp_path, shard), rows,
+                            [storage.png_bytes(i) for i in images[first : first + 3]], "fp")
+    manifest = plan.assign(path=[f"shards/shard-{i // 3:06d}.parquet#img{i}" for i in range(6)],
+                           kept=[True, False, True, False, True, True])
+    manifest.to_parquet(tmp_path / storage.MANIFEST)
+
+    batches = list(storage.read_synthetic(tmp_path))
+    assert [rows["id"].tolist() for rows, _ in batches] == [["img0", "img2"], ["img4", "img5"]]
+    read = [image for _, decoded in batches for image in decoded]
+    assert all((a == b).all() for a, b in zip(read, [images[i] for i in (0, 2, 4, 5)], strict=True))
+    (rows, decoded), = storage.read_synthetic(tmp_path, manifest[manifest["id"] == "img1"])  # any rows
+    assert rows["id"].tolist() == ["img1"] and (decoded[0] == images[1]).all()

@@ -2,7 +2,8 @@
 
 Each image gets scores and a reason: the real-only classifier's probability of the intended label
 (when that classifier exists), and its nearest real training image with their SSIM (memorization:
-near copies are rejected, never kept). Per (fst, label) cell the first `target` passing images in
+near copies are rejected, never kept). Neighbours are searched on 16x16 thumbnails (cheap), and
+SSIM at full size then says how close the pair really is. Per (fst, label) cell the first `target` passing images in
 plan order are kept; if too few pass the confidence bar, the most confident of the rest fill the
 cell and say so in `reason`, so every cell has exactly its planned count.
 """
@@ -16,11 +17,12 @@ import pandas as pd
 import torch
 from PIL import Image
 from skimage.metrics import structural_similarity
+from sklearn.neighbors import NearestNeighbors
 
 from fairaug.config.generation import FilterConfig
 from fairaug.fairness.classifier import Classifier, image_transform
 
-FEATURE_SIZE = 16  # nearest-neighbour search on 16x16 thumbnails: cheap, and SSIM then checks closely
+FEATURE_SIZE = 16
 
 
 def thumbnail_features(images: list[np.ndarray]) -> np.ndarray:
@@ -30,16 +32,33 @@ def thumbnail_features(images: list[np.ndarray]) -> np.ndarray:
     return (small - small.mean(axis=1, keepdims=True)) / (small.std(axis=1, keepdims=True) + 1e-6)
 
 
-def nearest_real(synthetic: list[np.ndarray], real: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Index of each synthetic image's nearest real image, and the SSIM between them."""
-    synthetic_features, real_features = thumbnail_features(synthetic), thumbnail_features(real)
-    distances = ((synthetic_features[:, None, :] - real_features[None, :, :]) ** 2).sum(axis=-1)
-    nearest = distances.argmin(axis=1)
-    ssim = np.array([
-        structural_similarity(image, _resized(real[j], image.shape[:2]), channel_axis=2, data_range=255)
-        for image, j in zip(synthetic, nearest, strict=True)
-    ])
-    return nearest, ssim
+class RealNeighbours:
+    """The nearest real training image of synthetic images, and the SSIM between them.
+
+    Only the real images' thumbnail features stay in memory (a real set at 512 px would not fit);
+    their pixels are read again from disk for the SSIM of the pairs found.
+    """
+
+    def __init__(self, paths: list[Path], batch_size: int = 256):
+        self.paths = list(paths)
+        features = [thumbnail_features([read_rgb(p) for p in self.paths[first : first + batch_size]])
+                    for first in range(0, len(self.paths), batch_size)]
+        self.index = NearestNeighbors(n_neighbors=1).fit(np.concatenate(features))
+
+    def query(self, synthetic: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Index (into ``paths``) of each synthetic image's nearest real image, and their SSIM."""
+        nearest = self.index.kneighbors(thumbnail_features(synthetic), return_distance=False)[:, 0]
+        ssim = np.array([
+            structural_similarity(image, _resized(read_rgb(self.paths[j]), image.shape[:2]), channel_axis=2,
+                                  data_range=255)
+            for image, j in zip(synthetic, nearest, strict=True)
+        ])
+        return nearest, ssim
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def _resized(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -75,12 +94,3 @@ def select(pool: pd.DataFrame, config: FilterConfig) -> pd.DataFrame:
         pool.loc[passed[:target].union(fill), "kept"] = True
         pool.loc[fill, "reason"] = "kept below min_confidence to fill the cell"
     return pool
-
-
-def load_real_images(manifest: pd.DataFrame, root: Path, split: str = "train") -> list[np.ndarray]:
-    rows = manifest[manifest["split"] == split]
-    images = []
-    for path in rows["path"]:
-        with Image.open(root / path) as image:
-            images.append(np.asarray(image.convert("RGB")))
-    return images

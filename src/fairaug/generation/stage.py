@@ -21,7 +21,7 @@ from PIL import Image
 from fairaug.config import Params
 from fairaug.fairness.classifier import load_classifier
 from fairaug.generation import storage
-from fairaug.generation.filter import label_confidence, load_real_images, nearest_real, select
+from fairaug.generation.filter import RealNeighbours, label_confidence, select
 from fairaug.generation.plan import build_plan
 from fairaug.generation.sampler import generate_shards, load_sampler
 from fairaug.io import atomic_write_bytes
@@ -54,28 +54,34 @@ def sampling_fingerprint(params: Params, plan: pd.DataFrame, base_dir: Path, lor
 
 def filter_pool(params: Params, dataset: str, manifest: pd.DataFrame, out_dir: Path,
                 classifier_dir: Path | None) -> pd.DataFrame:
-    pool = storage.read_shards(out_dir)
-    images = [storage.decode(png) for png in pool["png"]]
+    """Score every sampled image (shard by shard: bounded memory) and select the kept ones."""
     real_rows = manifest[manifest["split"] == "train"].reset_index(drop=True)
-    real = load_real_images(real_rows, Path(params.dataset(dataset).root))
-    nearest, ssim = nearest_real(images, real)
+    neighbours = RealNeighbours([Path(params.dataset(dataset).root) / path for path in real_rows["path"]])
     weights = classifier_dir / CLASSIFIER_WEIGHTS if classifier_dir is not None else None
-    confidence = (label_confidence(load_classifier(weights), images, list(pool["label"]))
-                  if weights is not None and weights.exists() else np.full(len(pool), np.nan))
-    pool = pool.assign(confidence=confidence, ssim_to_real=ssim, nearest_real=real_rows["path"].to_numpy()[nearest],
-                       path=pool["shard_file"] + "#" + pool["id"])
-    return select(pool.drop(columns=["png"]), params.generate.filter)[MANIFEST_COLUMNS]
+    classifier = load_classifier(weights) if weights is not None and weights.exists() else None
+    scored = []
+    for shard in storage.iter_shards(out_dir):
+        images = [storage.decode(png) for png in shard["png"]]
+        nearest, ssim = neighbours.query(images)
+        confidence = (label_confidence(classifier, images, list(shard["label"])) if classifier is not None
+                      else np.full(len(shard), np.nan))
+        scored.append(shard.drop(columns=["png"]).assign(
+            confidence=confidence, ssim_to_real=ssim, nearest_real=real_rows["path"].to_numpy()[nearest],
+            path=shard["shard_file"] + "#" + shard["id"]))
+    return select(pd.concat(scored, ignore_index=True), params.generate.filter)[MANIFEST_COLUMNS]
 
 
 def kept_grid(selected: pd.DataFrame, out_dir: Path, per_cell: int = 4) -> Image.Image:
     """Kept images, one row per (FST, label), for a look at what the filter let through."""
-    pool = storage.read_shards(out_dir).set_index("id")
-    rows = [cell.head(per_cell) for _, cell in selected[selected["kept"]].groupby(["fst", "label"])]
-    tile = storage.decode(pool["png"].iloc[0]).shape[0]
-    grid = Image.new("RGB", (per_cell * tile, max(1, len(rows)) * tile), "white")
-    for r, cell in enumerate(rows):
+    shown = pd.concat(cell.head(per_cell) for _, cell in selected[selected["kept"]].groupby(["fst", "label"]))
+    images = {image_id: image for rows, decoded in storage.read_synthetic(out_dir, shown)
+              for image_id, image in zip(rows["id"], decoded, strict=True)}
+    tile = next(iter(images.values())).shape[0]
+    cells = list(shown.groupby(["fst", "label"]))
+    grid = Image.new("RGB", (per_cell * tile, len(cells) * tile), "white")
+    for r, (_, cell) in enumerate(cells):
         for c, image_id in enumerate(cell["id"]):
-            grid.paste(Image.fromarray(storage.decode(pool.at[image_id, "png"])), (c * tile, r * tile))
+            grid.paste(Image.fromarray(images[image_id]), (c * tile, r * tile))
     return grid
 
 

@@ -72,10 +72,15 @@ def remove_stale(out_dir: Path, fingerprint: str) -> list[Path]:
     return stale
 
 
+def iter_shards(out_dir: Path) -> Iterator[pd.DataFrame]:
+    """Stored image rows (plan columns, png bytes, shard_file) one shard at a time, in plan order."""
+    for path in sorted((out_dir / SHARDS).glob("shard-*.parquet")):
+        yield pq.read_table(path).to_pandas().assign(shard_file=f"{SHARDS}/{path.name}")
+
+
 def read_shards(out_dir: Path) -> pd.DataFrame:
-    """Every stored image row (plan columns + png bytes), in plan order."""
-    paths = sorted((out_dir / SHARDS).glob("shard-*.parquet"))
-    frames = [pq.read_table(p).to_pandas().assign(shard_file=f"{SHARDS}/{p.name}") for p in paths]
+    """Every stored image row at once (small sets and tests; large sets: `iter_shards`)."""
+    frames = list(iter_shards(out_dir))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -84,13 +89,23 @@ def decode(png: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def read_synthetic(out_dir: Path, kept_only: bool = True) -> Iterator[tuple[pd.DataFrame, list[np.ndarray]]]:
-    """A finished synthetic set shard by shard: its manifest rows (the kept ones by default) and their
-    decoded HxWx3 uint8 images, in manifest order. One shard is in memory at a time."""
-    manifest = pd.read_parquet(out_dir / MANIFEST)
-    if kept_only:
-        manifest = manifest[manifest["kept"]]
-    shard_files = manifest["path"].str.split("#").str[0]
-    for shard_file, rows in manifest.groupby(shard_files, sort=True):
+def read_synthetic(out_dir: Path, rows: pd.DataFrame | None = None) -> Iterator[tuple[pd.DataFrame, list[np.ndarray]]]:
+    """Images of a finished synthetic set shard by shard: manifest ``rows`` (default: the kept ones)
+    and their decoded HxWx3 uint8 images, in manifest order. One shard is in memory at a time."""
+    if rows is None:
+        manifest = pd.read_parquet(out_dir / MANIFEST)
+        rows = manifest[manifest["kept"]]
+    shard_files = rows["path"].str.split("#").str[0]
+    for shard_file, shard_rows in rows.groupby(shard_files, sort=True):
         pngs = pq.read_table(out_dir / shard_file, columns=["id", "png"]).to_pandas().set_index("id")["png"]
-        yield rows, [decode(pngs[image_id]) for image_id in rows["id"]]
+        yield shard_rows, [decode(pngs[image_id]) for image_id in shard_rows["id"]]
+
+
+def read_synthetic_png(out_dir: Path, rows: pd.DataFrame) -> list[bytes]:
+    """The PNG bytes (not decoded) of some manifest rows, in their order: random access for a chosen
+    few (the augmented classifier holds them compressed and decodes one at a time)."""
+    found: dict[str, bytes] = {}
+    for shard_file, ids in rows["id"].groupby(rows["path"].str.split("#").str[0], sort=True):
+        pngs = pq.read_table(out_dir / shard_file, columns=["id", "png"]).to_pandas().set_index("id")["png"]
+        found.update((image_id, pngs[image_id]) for image_id in ids)
+    return [found[image_id] for image_id in rows["id"]]
