@@ -14,7 +14,7 @@ from fairaug.cli import exit_on_user_error
 from fairaug.config import load_params
 from fairaug.diffusion.base import BASE_FILE, resolve_base, save_tiny_base
 from fairaug.diffusion.pretrain import pretrain_base
-from fairaug.diffusion.sampling import fst_sample_grid, most_common
+from fairaug.diffusion.sampling import fst_samples, most_common
 from fairaug.io import atomic_dir
 from fairaug.tracking import stage_run
 
@@ -41,10 +41,11 @@ def main() -> None:
                       for step, loss in enumerate(curve)]  # fmt: skip
             mlflow.MlflowClient().log_batch(run.run_id, metrics=losses)  # one call, not one per step
             labels = most_common(manifest.loc[manifest["split"] == "train", "label"], 4)
-            grid = fst_sample_grid(pipeline, prompts.templates, dataset.domain, labels, base.pretrain.seed,
-                                   negative_prompt=prompts.negative)  # fmt: skip
-            grid.save(out / "samples.png")
-            mlflow.log_image(grid, "samples.png")
+            samples = fst_samples(pipeline, prompts.templates, dataset.domain, labels, base.pretrain.seed,
+                                  negative_prompt=prompts.negative)  # fmt: skip
+            samples.grid().save(out / "samples.png")
+            mlflow.log_image(samples.grid(), "samples.png")
+            mlflow.log_metric("base/fst_fidelity", samples.fidelity())
         else:
             resolve_base(base, out)
         mlflow.log_artifact(str(out / BASE_FILE))

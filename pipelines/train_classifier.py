@@ -1,5 +1,6 @@
-"""DVC stage train_classifier@<dataset>-<variant>: the downstream classifier whose per-FST quality
-measures the effect of synthetic augmentation (real: the real train split only)."""
+"""DVC stages train_classifier@<dataset>-real and train_classifier_augmented@<dataset>: the downstream
+classifier whose per-FST quality measures the effect of synthetic augmentation (real: the real train
+split only; augmented: plus kept synthetic images mixed by params `mix`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from pathlib import Path
 
 from fairaug.cli import exit_on_user_error
 from fairaug.config import load_params
-from fairaug.errors import FairaugError
-from fairaug.fairness.stages import train_real_classifier
+from fairaug.fairness.stages import train_augmented_classifier, train_real_classifier
 
 
 @exit_on_user_error
@@ -22,12 +22,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="outputs/<dataset>/classifier/<variant>")
     args = parser.parse_args()
 
+    params = load_params()
     if args.variant == "augmented":
         synthetic = args.synthetic or Path("outputs", args.dataset, "synthetic")
-        if not synthetic.is_dir():
-            raise FairaugError(f"--variant augmented needs the generate stage ({synthetic}), which has not run")
-        raise FairaugError("--variant augmented: training on real + synthetic images is not implemented yet")
-    train_real_classifier(load_params(), args.dataset, args.prepared, args.out)
+        train_augmented_classifier(params, args.dataset, args.prepared, synthetic, args.out)
+    else:
+        train_real_classifier(params, args.dataset, args.prepared, args.out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from fairaug.config import DatasetConfig, PrepareConfig
 from fairaug.config.fairness import ClassifierConfig
-from fairaug.data.labels import HAM10000_DX
+from fairaug.data.fixtures import write_derm_fixture
+from fairaug.data.labels import HAM10000_DX, MALIGNANT_DX
 from fairaug.data.prepare import prepare_dataset
 from fairaug.errors import DataError
 from fairaug.fairness.classifier import (
@@ -188,3 +189,57 @@ def test_config_rejects_weights_for_the_small_cnn():
         ClassifierConfig(arch="resnet50", pretrained=True, weights_path="w.safetensors")
     with pytest.raises(ValidationError, match="extra"):
         ClassifierConfig(epoch=3)
+
+
+def test_fst_confusion_branch_changes_training_only_when_on(datasets):
+    one_epoch = ClassifierConfig(epochs=1, image_size=32, batch_size=32)
+    off, off_history = train_classifier(datasets["train"], datasets["val"], one_epoch)
+    # the branch's own settings are ignored while it is off
+    off_again, _ = train_classifier(datasets["train"], datasets["val"],
+                                    one_epoch.model_copy(update={"fst_branch_lr": 0.1}))  # fmt: skip
+    on, on_history = train_classifier(datasets["train"], datasets["val"],
+                                      one_epoch.model_copy(update={"fst_confusion_weight": 1.0}))  # fmt: skip
+    assert state_equal(off, off_again)
+    assert not state_equal(off, on)
+    assert off_history.fst_branch_loss == [] and len(on_history.fst_branch_loss) == 1
+    # chance level for six skin types is log(6) ~ 1.79: the branch's loss is a cross-entropy over them
+    assert 0 < on_history.fst_branch_loss[0] < 5
+    # training-only: the classifier itself has the same parameters either way
+    assert on.state_dict().keys() == off.state_dict().keys()
+
+
+@pytest.mark.slow
+def test_real_only_classifier_is_worse_on_dark_skin_with_intervals(tmp_path):
+    """The problem augmentation must fix, measured: on a 600-image derm fixture (few FST V-VI, lesions
+    hidden on dark skin) the real-only classifier's AUROC is lower on V-VI than on I-II, and every
+    per-FST value comes with its bootstrap interval and n (small groups reported, not dropped).
+    Measured (12 epochs): AUROC I 1.0, II 1.0 vs V 1.0 (n 5), VI 0.5 [0, 1] (n 3); malignant vs rest
+    on I-II together 1.0, on V-VI together 0.87 [0.5, 1.0] (n 8)."""
+    from fairaug.fairness.metrics import auroc_malignant, fairness_report
+
+    root = tmp_path / "ham10000"
+    write_derm_fixture(root, n=600, seed=0)
+    manifest, _ = prepare_dataset("ham10000", DatasetConfig(format="ham10000", root=str(root), domain="derm"),
+                                  PrepareConfig())  # fmt: skip
+    config = ClassifierConfig(epochs=12, patience=12)
+    splits = split_datasets(root, manifest, CLASSES, config)
+    model, _ = train_classifier(splits["train"], splits["val"], config)
+    predictions = predict(model, make_loader(splits["test"], config))
+    malignant = [c for c in CLASSES if c in MALIGNANT_DX]
+    report = fairness_report(predictions, CLASSES, malignant_classes=malignant, n_bootstrap=100)
+    for k in (1, 2, 5, 6):
+        key = f"fairness/auroc.fst{k}"
+        assert {f"{key}.ci_low", f"{key}.ci_high", f"{key}.n"} <= report.keys()
+        assert report[f"{key}.n"] == (predictions["fst"] == k).sum() > 0
+    light = np.nanmean([report[f"fairness/auroc.fst{k}"] for k in (1, 2)])
+    dark = np.nanmean([report[f"fairness/auroc.fst{k}"] for k in (5, 6)])
+    assert light - dark > 0.1
+    assert report["fairness/fst6.small_group"] and report["fairness/auroc.fst6.ci_low"] < light
+
+    y = predictions["label"].map(CLASSES.index).to_numpy()
+    scores = predictions[[f"score_{c}" for c in CLASSES]].to_numpy()
+    positions = [CLASSES.index(c) for c in malignant]
+    by_group = {name: auroc_malignant(y[rows], scores[rows], positions)
+                for name, rows in (("I-II", predictions["fst"].isin([1, 2]).to_numpy()),
+                                   ("V-VI", predictions["fst"].isin([5, 6]).to_numpy()))}  # fmt: skip
+    assert by_group["I-II"] - by_group["V-VI"] > 0.05

@@ -225,10 +225,10 @@ def test_report_per_fst_values_match_metricframe():
     assert all(len(np.unique(y[fst == k])) == 4 for k in range(1, 7))  # sklearn's OvR needs every class
     for frame_ in (by_label, by_score):
         for name, overall in frame_.overall.items():
-            assert report[name] == pytest.approx(overall)
+            assert report[f"fairness/{name}"] == pytest.approx(overall)
             for k, value in frame_.by_group[name].items():
-                assert report[f"{name}.fst{k}"] == pytest.approx(value)
-                assert report[f"{name}.fst{k}.n"] == int(np.sum(fst == k))
+                assert report[f"fairness/{name}.fst{k}"] == pytest.approx(value)
+                assert report[f"fairness/{name}.fst{k}.n"] == int(np.sum(fst == k))
 
 
 def test_report_has_every_design_key():
@@ -237,56 +237,58 @@ def test_report_has_every_design_key():
     report = fairness_report(frame, CLASSES, malignant_classes={"a"}, n_bootstrap=20)
     sample = ["accuracy", "balanced_accuracy", "auroc", "auroc_malignant", "sensitivity", "specificity", "kappa"]
     for name in sample + [f"{m}.fst{k}" for m in sample for k in range(1, 7)] + ["auroc_gap", "pqd", "dpm", "eom"]:
-        assert {name, f"{name}.n", f"{name}.ci_low", f"{name}.ci_high"} <= report.keys(), name
+        key = f"fairness/{name}"  # DESIGN.md's metric names
+        assert {key, f"{key}.n", f"{key}.ci_low", f"{key}.ci_high"} <= report.keys(), name
     for name in ("eod", "dpd"):
-        assert {name, f"{name}.n"} <= report.keys()
-        assert f"{name}.ci_low" not in report
+        assert {f"fairness/{name}", f"fairness/{name}.n"} <= report.keys()
+        assert f"fairness/{name}.ci_low" not in report
+    assert all(key.startswith("fairness/") for key in report)
     for k in range(1, 7):
-        assert isinstance(report[f"fst{k}.small_group"], bool)
+        assert isinstance(report[f"fairness/fst{k}.small_group"], bool)
     without_malignant = fairness_report(frame, CLASSES, n_bootstrap=0)
-    assert not any(key.startswith("auroc_malignant") for key in without_malignant)
+    assert not any(key.startswith("fairness/auroc_malignant") for key in without_malignant)
     assert not any(key.endswith(".ci_low") for key in without_malignant)
 
 
 def test_small_and_absent_groups_are_flagged_and_left_out_of_the_gaps():
     frame = hand_frame(extra_rows=[("a", 6, (0.1, 0.1, 0.8))])  # one FST VI image, misclassified
     report = fairness_report(frame, CLASSES, min_group_size=3, n_bootstrap=50)
-    assert report["fst6.n"] == 1 and report["fst6.small_group"] is True
-    assert report["fst1.n"] == 6 and report["fst1.small_group"] is False
-    assert report["fst3.n"] == 0 and report["fst3.small_group"] is True
+    assert report["fairness/fst6.n"] == 1 and report["fairness/fst6.small_group"] is True
+    assert report["fairness/fst1.n"] == 6 and report["fairness/fst1.small_group"] is False
+    assert report["fairness/fst3.n"] == 0 and report["fairness/fst3.small_group"] is True
     # a small group keeps its own values...
-    assert report["accuracy.fst6"] == 0.0
-    assert report["accuracy.fst6.n"] == 1
+    assert report["fairness/accuracy.fst6"] == 0.0
+    assert report["fairness/accuracy.fst6.n"] == 1
     # ...undefined ones are NaN with the reason, for every FST...
-    assert math.isnan(report["auroc.fst6"])
-    assert "only class 0" in report["auroc.fst6.reason"]
-    assert math.isnan(report["accuracy.fst3"]) and report["accuracy.fst3.reason"] == "no rows"
-    assert math.isnan(report["accuracy.fst3.ci_low"])
+    assert math.isnan(report["fairness/auroc.fst6"])
+    assert "only class 0" in report["fairness/auroc.fst6.reason"]
+    assert math.isnan(report["fairness/accuracy.fst3"]) and report["fairness/accuracy.fst3.reason"] == "no rows"
+    assert math.isnan(report["fairness/accuracy.fst3.ci_low"])
     # ...and the gaps compare FST I and II only
-    assert report["pqd"] == pytest.approx(HAND_PQD)
-    assert report["dpm"] == pytest.approx(HAND_DPM)
-    assert report["eom"] == pytest.approx(HAND_EOM)
-    assert report["auroc_gap"] == pytest.approx(HAND_AUROC_GAP)
-    assert report["eod"] == pytest.approx(HAND_EOD)
-    assert report["dpd"] == pytest.approx(HAND_DPD)
-    assert report["pqd.n"] == 12
-    assert report["accuracy"] == pytest.approx(8 / 13)  # overall metrics use every row
+    assert report["fairness/pqd"] == pytest.approx(HAND_PQD)
+    assert report["fairness/dpm"] == pytest.approx(HAND_DPM)
+    assert report["fairness/eom"] == pytest.approx(HAND_EOM)
+    assert report["fairness/auroc_gap"] == pytest.approx(HAND_AUROC_GAP)
+    assert report["fairness/eod"] == pytest.approx(HAND_EOD)
+    assert report["fairness/dpd"] == pytest.approx(HAND_DPD)
+    assert report["fairness/pqd.n"] == 12
+    assert report["fairness/accuracy"] == pytest.approx(8 / 13)  # overall metrics use every row
 
 
 def test_gaps_undefined_without_two_large_groups():
     report = fairness_report(hand_frame(), CLASSES, min_group_size=7, n_bootstrap=10)
     for name in ("auroc_gap", "eod", "dpd", "pqd", "dpm", "eom"):
-        assert math.isnan(report[name])
-        assert report[f"{name}.reason"] == "fewer than two FST groups have at least 7 rows"
-    assert math.isnan(report["pqd.ci_high"])
+        assert math.isnan(report[f"fairness/{name}"])
+        assert report[f"fairness/{name}.reason"] == "fewer than two FST groups have at least 7 rows"
+    assert math.isnan(report["fairness/pqd.ci_high"])
 
 
 def test_kappa_undefined_is_nan_with_reason():
     frame = hand_frame()
     frame = frame[frame["label"] == "a"].assign(score_a=1.0)  # every label and prediction is a
     report = fairness_report(frame, CLASSES, n_bootstrap=0)
-    assert math.isnan(report["kappa"])
-    assert "chance agreement" in report["kappa.reason"]
+    assert math.isnan(report["fairness/kappa"])
+    assert "chance agreement" in report["fairness/kappa.reason"]
 
 
 def test_report_rejects_bad_rows():
@@ -301,11 +303,12 @@ def test_delta_report():
             "kappa": float("nan"), "kappa.reason": "x", "eod": 0.3}  # fmt: skip
     augmented = {"auroc": 0.85, "auroc.n": 12, "auroc.ci_low": 0.75, "auroc.fst5": 0.7, "fst5.small_group": False,
                  "kappa": 0.5, "kappa.reason": "y", "pqd": 0.9}  # fmt: skip
+    real, augmented = ({f"fairness/{k}": v for k, v in r.items()} for r in (real, augmented))
     delta = delta_report(augmented, real)
-    assert delta.keys() == {"delta.auroc", "delta.auroc.fst5", "delta.kappa"}
-    assert delta["delta.auroc"] == pytest.approx(0.05)
-    assert delta["delta.auroc.fst5"] == pytest.approx(0.1)
-    assert math.isnan(delta["delta.kappa"])
+    assert delta.keys() == {"fairness/delta.auroc", "fairness/delta.auroc.fst5", "fairness/delta.kappa"}
+    assert delta["fairness/delta.auroc"] == pytest.approx(0.05)
+    assert delta["fairness/delta.auroc.fst5"] == pytest.approx(0.1)
+    assert math.isnan(delta["fairness/delta.kappa"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -317,10 +320,11 @@ def test_bootstrap_ci_contains_the_estimate_and_has_binomial_width():
     frame = predictions_frame([CLASSES[i] for i in y], fst, scores, CLASSES)
     report = fairness_report(frame, CLASSES, n_bootstrap=300, stratify_by_fst=False)
     for name in ("accuracy", "auroc", "kappa", "sensitivity", "specificity", "accuracy.fst2", "auroc.fst1"):
-        assert report[f"{name}.ci_low"] < report[name] < report[f"{name}.ci_high"], name
-    p = report["accuracy"]
+        assert report[f"fairness/{name}.ci_low"] < report[f"fairness/{name}"] < report[f"fairness/{name}.ci_high"], name
+    p = report["fairness/accuracy"]
     binomial_width = 2 * 1.96 * math.sqrt(p * (1 - p) / len(frame))
-    assert report["accuracy.ci_high"] - report["accuracy.ci_low"] == pytest.approx(binomial_width, rel=0.25)
+    width = report["fairness/accuracy.ci_high"] - report["fairness/accuracy.ci_low"]
+    assert width == pytest.approx(binomial_width, rel=0.25)
 
 
 def test_bootstrap_ci_narrows_with_more_rows():
@@ -339,8 +343,8 @@ def test_bootstrap_is_seeded():
     first = fairness_report(frame, CLASSES, n_bootstrap=50, seed=1)
     assert fairness_report(frame, CLASSES, n_bootstrap=50, seed=1) == pytest.approx(first, nan_ok=True)
     other = fairness_report(frame, CLASSES, n_bootstrap=50, seed=2)
-    assert other["auroc"] == first["auroc"]
-    assert other["auroc.ci_low"] != first["auroc.ci_low"]
+    assert other["fairness/auroc"] == first["fairness/auroc"]
+    assert other["fairness/auroc.ci_low"] != first["fairness/auroc.ci_low"]
 
 
 def test_stratified_resamples_keep_the_group_sizes():

@@ -15,19 +15,28 @@ from fairaug.config import DatasetConfig, Params, PrepareConfig
 from fairaug.config.fairness import ClassifierConfig, FairnessConfig
 from fairaug.data.labels import FST_VALUES, HAM10000_DX, MALIGNANT_DX
 from fairaug.data.prepare import prepare_dataset
+from fairaug.errors import DataError
 from fairaug.fairness.classifier import load_classifier, make_loader, predict, split_datasets
 from fairaug.fairness.metrics import fairness_report, read_predictions, score_column, write_predictions
+from fairaug.fairness import stages
+from fairaug.fairness.classifier import ManifestDataset
+from fairaug.fairness.mix import MixedDataset, mix_counts
 from fairaug.fairness.stages import (
     METRICS,
+    MIX,
     PER_FST_PLOT,
     PREDICTIONS,
     ROC_PLOT,
     WEIGHTS,
     classifier_report,
+    classifier_stage,
     evaluate_fairness,
+    train_augmented_classifier,
     train_real_classifier,
 )
 from fairaug.tracking import RUN_FILE, read_run_id, stage_run
+
+from synthetic_set import write_synthetic_set
 
 CLASSES = list(HAM10000_DX)
 METRIC_NAMES = ["accuracy", "balanced_accuracy", "auroc", "auroc_malignant", "sensitivity", "specificity", "kappa"]
@@ -87,14 +96,15 @@ def test_train_real_classifier_writes_weights_predictions_and_report_and_logs_th
     assert same_values(written, report)
     assert same_values(report, classifier_report(params, "ham10000", predictions, CLASSES))
     for name in METRIC_NAMES:
-        for key in [name, *(f"{name}.fst{k}" for k in FST_VALUES)]:
+        for key in [f"fairness/{name}", *(f"fairness/{name}.fst{k}" for k in FST_VALUES)]:
             assert {key, f"{key}.n", f"{key}.ci_low", f"{key}.ci_high"} <= report.keys()
-    assert all(name in report for name in GAPS)
+    assert all(f"fairness/{name}" in report for name in GAPS)
     for k in FST_VALUES:
-        assert report[f"fst{k}.n"] == int((predictions["fst"] == k).sum()) == report[f"auroc.fst{k}.n"]
-        assert report[f"fst{k}.small_group"] == (report[f"fst{k}.n"] < params.evaluate_fairness.min_group_size)
-    assert 0.5 < report["auroc"] <= 1.0
-    assert report["auroc.ci_low"] <= report["auroc"] <= report["auroc.ci_high"]
+        n = report[f"fairness/fst{k}.n"]
+        assert n == int((predictions["fst"] == k).sum()) == report[f"fairness/auroc.fst{k}.n"]
+        assert report[f"fairness/fst{k}.small_group"] == (n < params.evaluate_fairness.min_group_size)
+    assert 0.5 < report["fairness/auroc"] <= 1.0
+    assert report["fairness/auroc.ci_low"] <= report["fairness/auroc"] <= report["fairness/auroc.ci_high"]
 
     client = mlflow.MlflowClient()
     run = client.get_run(read_run_id(out))
@@ -108,7 +118,8 @@ def test_train_real_classifier_writes_weights_predictions_and_report_and_logs_th
     val_loss = client.get_metric_history(run.info.run_id, "classifier/val_loss")
     assert [m.step for m in train_loss] == [m.step for m in val_loss] == list(range(1, len(train_loss) + 1))
     numbers = {k: v for k, v in report.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    assert same_values({k.removeprefix("fairness/"): v for k, v in metrics.items() if k.startswith("fairness/")},
+    # MLflow metric names are the report's keys, DESIGN names, no double prefix
+    assert same_values({k: v for k, v in metrics.items() if k.startswith("fairness/")},
                        {k: float(v) for k, v in numbers.items()})  # fmt: skip
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "classifier")}
     assert artifacts == {f"classifier/{name}" for name in (WEIGHTS, PREDICTIONS, METRICS)}
@@ -124,15 +135,16 @@ def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, p
     # the real-only report's names, numbers and small-group flags only, no deltas yet
     assert same_values(written, {k: v for k, v in report.items() if not k.endswith(".reason")})
     assert not any(isinstance(v, str) for v in written.values())
-    assert not any(k.startswith(("delta.", "augmented.")) for k in written)
+    assert not any(k.startswith(("fairness/delta.", "fairness/augmented.")) for k in written)
+    assert all(k.startswith("fairness/") for k in written)
 
     per_fst = pd.read_csv(out.parent / PER_FST_PLOT)
     assert list(per_fst.columns) == ["fst", "metric", "value", "ci_low", "ci_high", "n"]
     assert len(per_fst) == len(METRIC_NAMES) * len(FST_VALUES) and per_fst["metric"].is_unique
-    row = per_fst.set_index("metric").loc["auroc.fst2"]
-    assert row["fst"] == 2 and row["n"] == written["auroc.fst2.n"]
+    row = per_fst.set_index("metric").loc["fairness/auroc.fst2"]
+    assert row["fst"] == 2 and row["n"] == written["fairness/auroc.fst2.n"]
     assert np.allclose(row[["value", "ci_low", "ci_high"]].astype(float),
-                       [written["auroc.fst2"], written["auroc.fst2.ci_low"], written["auroc.fst2.ci_high"]],
+                       [written[f"fairness/auroc.fst2{s}"] for s in ("", ".ci_low", ".ci_high")],
                        equal_nan=True)  # fmt: skip
 
     roc = pd.read_csv(out.parent / ROC_PLOT)
@@ -147,13 +159,13 @@ def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, p
         if has_curve:
             assert tpr.is_monotonic_increasing and tpr.iloc[-1] == 1.0
             # the step curve's area is the group's malignant AUROC (up to the grid)
-            assert abs(np.trapezoid(tpr, roc["fpr"]) - written[f"auroc_malignant.fst{k}"]) < 0.1
+            assert abs(np.trapezoid(tpr, roc["fpr"]) - written[f"fairness/auroc_malignant.fst{k}"]) < 0.1
 
     run = mlflow.MlflowClient().search_runs(
         [mlflow.get_experiment_by_name("fairaug/ham10000").experiment_id], "tags.`fairaug.stage` = 'evaluate_fairness'"
     )[0]
     assert run.data.tags["fairaug.upstream.train_classifier.real"] == read_run_id(real)
-    assert run.data.metrics["fairness/auroc"] == written["auroc"]
+    assert run.data.metrics["fairness/auroc"] == written["fairness/auroc"]
     assert "fairness/fst1.small_group" not in run.data.metrics
 
     # an augmented classifier adds its values and the deltas; stands in for it: the real one's
@@ -172,11 +184,92 @@ def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, p
     metrics = evaluate_fairness(params, "ham10000", real, augmented, out)
     for name in [*METRIC_NAMES, *GAPS]:
         for key in [name, *(f"{name}.fst{k}" for k in FST_VALUES if name in METRIC_NAMES)]:
-            assert same(metrics[f"augmented.{key}"], augmented_report[key])
-            assert same(metrics[f"delta.{key}"], augmented_report[key] - report[key])
-    assert not any(k.startswith("delta.") and k.endswith((".n", ".ci_low", ".ci_high")) for k in metrics)
-    assert (pd.read_csv(out.parent / PER_FST_PLOT)["metric"] == "augmented.auroc.fst1").sum() == 1
-    assert "augmented.fst1" in pd.read_csv(out.parent / ROC_PLOT).columns
+            value = augmented_report[f"fairness/{key}"]
+            assert same(metrics[f"fairness/augmented.{key}"], value)
+            assert same(metrics[f"fairness/delta.{key}"], value - report[f"fairness/{key}"])
+    deltas = [k for k in metrics if k.startswith("fairness/delta.")]
+    assert deltas and not any(k.endswith((".n", ".ci_low", ".ci_high")) for k in deltas)
+    assert (pd.read_csv(out.parent / PER_FST_PLOT)["metric"] == "fairness/augmented.auroc.fst1").sum() == 1
+    assert "augmented_fst1" in pd.read_csv(out.parent / ROC_PLOT).columns
+
+
+def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness_reports_deltas(
+    trained, params, tmp_path, monkeypatch
+):
+    prepared, real, report = trained
+    synthetic = tmp_path / "outputs" / "ham10000" / "synthetic"
+    # a small synthetic set as the generate stage writes it (no diffusion): 4 kept + 1 dropped per cell
+    cells = {(k, label): (4, 1) for k in FST_VALUES for label in ("mel", "nv", "bkl")}
+    synthetic_manifest = write_synthetic_set(synthetic, cells, CLASSES)
+    with stage_run("generate", "ham10000", params, {}) as generate_run:
+        generate_run.write_run_file(synthetic)
+
+    seen = {}
+    real_train = stages.train_classifier
+
+    def spy(train_set, val_set, config):
+        seen.update(train=train_set, val=val_set)
+        return real_train(train_set, val_set, config)
+
+    monkeypatch.setattr(stages, "train_classifier", spy)
+    out = tmp_path / "outputs" / "ham10000" / "classifier" / "augmented"
+    augmented_report = train_augmented_classifier(params, "ham10000", prepared, synthetic, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS, PREDICTIONS, METRICS, MIX, RUN_FILE])
+
+    # train: every real train image plus the mix's synthetic ones; val and test: real only
+    manifest = pd.read_parquet(prepared / "manifest.parquet")
+    train_rows = manifest[manifest["split"] == "train"]
+    counts = mix_counts(train_rows, synthetic_manifest, params.mix)
+    assert isinstance(seen["train"], MixedDataset) and len(seen["train"]) == len(train_rows) + counts["synthetic"].sum()
+    assert seen["train"].rows.groupby("source").size().to_dict() == {"real": len(train_rows),
+                                                                     "synthetic": counts["synthetic"].sum()}
+    assert counts["synthetic"].sum() > 0
+    assert type(seen["val"]) is ManifestDataset and (seen["val"].rows["split"] == "val").all()
+    predictions = read_predictions(out / PREDICTIONS)
+    assert predictions["path"].tolist() == manifest.loc[manifest["split"] == "test", "path"].tolist()
+
+    mix = json.loads((out / MIX).read_text())
+    for k in FST_VALUES:
+        assert mix[f"mix/real.fst{k}"] == counts.at[k, "real"] == (train_rows["fst"] == k).sum()
+        assert mix[f"mix/synthetic.fst{k}"] == counts.at[k, "synthetic"] <= 12
+    client = mlflow.MlflowClient()
+    run = client.get_run(read_run_id(out))
+    assert run.info.run_name == classifier_stage("ham10000", "augmented") == "train_classifier_augmented@ham10000"
+    assert run.data.tags["fairaug.stage"] == "train_classifier" and run.data.tags["fairaug.variant"] == "augmented"
+    assert run.data.tags["fairaug.upstream.prepare"] == read_run_id(prepared)
+    assert run.data.tags["fairaug.upstream.generate"] == generate_run.run_id
+    assert run.data.params["mix.synthetic_ratio.fst6"] == "0.8"
+    assert {k: v for k, v in run.data.metrics.items() if k.startswith("mix/")} == pytest.approx(mix)
+    assert run.data.metrics["fairness/auroc.fst1"] == augmented_report["fairness/auroc.fst1"]
+    assert f"classifier/{MIX}" in {a.path for a in client.list_artifacts(run.info.run_id, "classifier")}
+
+    # evaluate_fairness with both: per-FST values of each, deltas, MLflow under the same names
+    fairness_json = tmp_path / "outputs" / "ham10000" / "metrics" / "fairness.json"
+    metrics = evaluate_fairness(params, "ham10000", real, out, fairness_json)
+    written = json.loads(fairness_json.read_text())
+    assert same_values(written, metrics)
+    for name in METRIC_NAMES:
+        for key in [name, *(f"{name}.fst{k}" for k in FST_VALUES)]:
+            assert same(written[f"fairness/{key}"], report[f"fairness/{key}"])
+            assert same(written[f"fairness/augmented.{key}"], augmented_report[f"fairness/{key}"])
+            assert {f"fairness/{key}.ci_low", f"fairness/augmented.{key}.ci_high"} <= written.keys()
+            assert same(written[f"fairness/delta.{key}"],
+                        augmented_report[f"fairness/{key}"] - report[f"fairness/{key}"])  # fmt: skip
+    assert {f"fairness/delta.{gap}" for gap in GAPS} <= written.keys()
+    evaluated = client.search_runs([run.info.experiment_id], "tags.`fairaug.stage` = 'evaluate_fairness'")[0]
+    assert evaluated.data.tags["fairaug.upstream.train_classifier.augmented"] == read_run_id(out)
+    numbers = {k: float(v) for k, v in written.items() if not isinstance(v, bool)}
+    assert same_values({k: v for k, v in evaluated.data.metrics.items() if k.startswith("fairness/")}, numbers)
+
+
+def test_augmented_classifier_without_a_synthetic_set_is_a_clean_error(trained, params, tmp_path):
+    prepared, _, _ = trained
+    out = tmp_path / "outputs" / "ham10000" / "classifier" / "augmented"
+    runs_before = len(mlflow.search_runs(search_all_experiments=True))
+    with pytest.raises(DataError, match="the generate stage has not run"):
+        train_augmented_classifier(params, "ham10000", prepared, tmp_path / "no-synthetic", out)
+    assert not out.exists()
+    assert len(mlflow.search_runs(search_all_experiments=True)) == runs_before
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,7 +319,8 @@ def test_fairness_report_command_ordinal_without_bootstrap(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert same_values(report, fairness_report(frame, list("IPR"), ordinal=True, n_bootstrap=0))
-    assert "auroc_malignant" not in report and "kappa.ci_low" not in report
+    assert "fairness/auroc_malignant" not in report and "fairness/kappa.ci_low" not in report
+    assert "fairness/kappa" in report
 
 
 @pytest.mark.parametrize(

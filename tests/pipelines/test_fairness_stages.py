@@ -1,5 +1,6 @@
-"""`dvc repro` of train_classifier@<dataset>-real and evaluate_fairness@<dataset> in a temporary
-project: outputs, fairness.json keys, MLflow lineage, DVC metrics and plots, no-op rerun."""
+"""`dvc repro` of train_classifier@<dataset>-real, train_classifier_augmented@<dataset> (on a
+synthetic set written by hand: no diffusion) and evaluate_fairness@<dataset> in a temporary project:
+outputs, fairness.json keys, MLflow lineage, DVC metrics and plots, no-op rerun, what reruns when."""
 
 import json
 import runpy
@@ -11,12 +12,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from fairaug.tracking import RUN_FILE
+from fairaug.config import load_params
+from fairaug.data.labels import HAM10000_DX
+from fairaug.tracking import RUN_FILE, stage_run
 
 from conftest import REPO_ROOT, run, write_params
+from synthetic_set import write_synthetic_set
 
 DATASET = "ham10000"
 CLASSIFIER_STAGE, EVALUATE_STAGE = f"train_classifier@{DATASET}-real", f"evaluate_fairness@{DATASET}"
+AUGMENTED_STAGE = f"train_classifier_augmented@{DATASET}"
+FST_COLUMNS = [f"fst{k}" for k in range(1, 7)]
 
 
 def run_id(path):
@@ -24,23 +30,37 @@ def run_id(path):
 
 
 @pytest.mark.slow
-def test_dvc_repro_evaluate_fairness_tracks_lineage_and_is_idempotent(project):
+def test_dvc_repro_fairness_stages_track_lineage_and_are_idempotent(project):
     write_params(project, train_classifier={"epochs": 2}, evaluate_fairness={"n_bootstrap": 20})
-    first = run(["dvc", "repro", EVALUATE_STAGE], project)
+    first = run(["dvc", "repro", CLASSIFIER_STAGE], project)
     assert f"Running stage '{CLASSIFIER_STAGE}'" in first.stdout
 
+    # the generate stage's out, written by hand (no diffusion); -s: run the stage alone, as if
+    # generate had run
+    synthetic = project / "outputs" / DATASET / "synthetic"
+    cells = {(k, label): (3, 1) for k in range(1, 7) for label in ("mel", "nv")}
+    write_synthetic_set(synthetic, cells, list(HAM10000_DX))
+    with stage_run("generate", DATASET, load_params(project / "params.yaml"), {}) as generate_run:
+        generate_run.write_run_file(synthetic)
+    run(["dvc", "repro", "-s", AUGMENTED_STAGE], project)
+    run(["dvc", "repro", "-s", EVALUATE_STAGE], project)
+
     classifier = project / "outputs" / DATASET / "classifier" / "real"
-    assert {p.name for p in classifier.iterdir()} == {"model.safetensors", "predictions.parquet", "metrics.json",
-                                                      RUN_FILE}  # fmt: skip
+    augmented = project / "outputs" / DATASET / "classifier" / "augmented"
+    files = {"model.safetensors", "predictions.parquet", "metrics.json", RUN_FILE}
+    assert {p.name for p in classifier.iterdir()} == files
+    assert {p.name for p in augmented.iterdir()} == files | {"mix.json"}
     metrics_dir = project / "outputs" / DATASET / "metrics"
     fairness = json.loads((metrics_dir / "fairness.json").read_text())
     for key in ["auroc", "auroc.fst1", "auroc.fst1.ci_low", "auroc.fst1.ci_high", "auroc.fst1.n", "auroc_malignant",
                 "balanced_accuracy.fst6", "kappa", "auroc_gap", "eod", "dpd", "pqd", "dpm", "eom", "fst6.small_group"]:
-        assert key in fairness
+        assert f"fairness/{key}" in fairness and f"fairness/augmented.{key}" in fairness
+    for key in ["auroc", "auroc.fst5", "auroc_gap", "eod", "kappa.fst1"]:
+        assert f"fairness/delta.{key}" in fairness
     assert not any(isinstance(v, str) for v in fairness.values())
-    assert not any(key.startswith("delta.") for key in fairness)  # no augmented classifier yet
-    assert len(pd.read_csv(metrics_dir / "fairness_per_fst.csv")) == 42  # 7 metrics x 6 FST groups
-    assert list(pd.read_csv(metrics_dir / "roc_per_fst.csv").columns) == ["fpr", *(f"fst{k}" for k in range(1, 7))]
+    assert len(pd.read_csv(metrics_dir / "fairness_per_fst.csv")) == 2 * 42  # 2 classifiers x 7 metrics x 6 FSTs
+    roc_columns = ["fpr", *FST_COLUMNS, *(f"augmented_{c}" for c in FST_COLUMNS)]
+    assert list(pd.read_csv(metrics_dir / "roc_per_fst.csv").columns) == roc_columns
 
     # MLflow: stage tags, lineage to the upstream runs, and the DVC md5 of the classifier's deps
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
@@ -53,40 +73,69 @@ def test_dvc_repro_evaluate_fairness_tracks_lineage_and_is_idempotent(project):
     assert trained.data.tags["fairaug.upstream.prepare"] == run_id(prepared)
     for dep in lock[CLASSIFIER_STAGE]["deps"]:
         assert trained.data.tags[f"dvc.md5.{dep['path']}"] == dep["md5"]
+    mixed = client.get_run(run_id(augmented))
+    assert mixed.info.run_name == AUGMENTED_STAGE and mixed.data.tags["fairaug.variant"] == "augmented"
+    assert mixed.data.tags["fairaug.upstream.prepare"] == run_id(prepared)
+    assert mixed.data.tags["fairaug.upstream.generate"] == generate_run.run_id
+    for dep in lock[AUGMENTED_STAGE]["deps"]:
+        assert mixed.data.tags[f"dvc.md5.{dep['path']}"] == dep["md5"]
     evaluated = client.search_runs([trained.info.experiment_id], "tags.`fairaug.stage` = 'evaluate_fairness'")
     assert len(evaluated) == 1
     tags = evaluated[0].data.tags
     assert tags["fairaug.upstream.train_classifier.real"] == run_id(classifier)
-    assert tags["dvc.md5.outputs/ham10000/classifier/real"] == lock[EVALUATE_STAGE]["deps"][0]["md5"]
-    assert evaluated[0].data.metrics["fairness/auroc"] == fairness["auroc"]
+    assert tags["fairaug.upstream.train_classifier.augmented"] == run_id(augmented)
+    evaluate_deps = {dep["path"]: dep["md5"] for dep in lock[EVALUATE_STAGE]["deps"]}
+    for variant in ("real", "augmented"):
+        path = f"outputs/ham10000/classifier/{variant}"
+        assert tags[f"dvc.md5.{path}"] == evaluate_deps[path]
+    for key in ("fairness/auroc", "fairness/augmented.auroc.fst1", "fairness/delta.auroc"):
+        assert evaluated[0].data.metrics[key] == fairness[key]
 
     # DVC reads the metrics and renders the plots
     (workspace,) = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout).values()
-    assert workspace["data"]["outputs/ham10000/metrics/fairness.json"]["data"]["auroc"] == fairness["auroc"]
+    shown = workspace["data"]["outputs/ham10000/metrics/fairness.json"]["data"]
+    assert shown["fairness/auroc"] == fairness["fairness/auroc"]
+    assert shown["fairness/delta.auroc"] == fairness["fairness/delta.auroc"]
     plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)["data"]
     (roc,) = plots["outputs/ham10000/metrics/roc_per_fst.csv"]
-    assert roc["content"]["encoding"]["strokeDash"]["scale"]["domain"] == [f"fst{k}" for k in range(1, 7)]
+    assert sorted(roc["content"]["encoding"]["strokeDash"]["scale"]["domain"]) == sorted(roc_columns[1:])
     (bars,) = plots["outputs/ham10000/metrics/fairness_per_fst.csv"]
-    assert len(bars["content"]["data"]["values"]) == 42
+    assert len(bars["content"]["data"]["values"]) == 2 * 42
 
-    second = run(["dvc", "repro", EVALUATE_STAGE], project)
-    assert "Running stage" not in second.stdout
-    assert len(client.search_runs([trained.info.experiment_id])) == 3  # prepare, classifier, evaluate: once each
+    # a rerun is a no-op; a generate param retrains neither classifier by itself, a mix param only
+    # the augmented one
+    for stage in (CLASSIFIER_STAGE, AUGMENTED_STAGE, EVALUATE_STAGE):
+        assert "Running stage" not in run(["dvc", "repro", "-s", stage], project).stdout
+    assert len(client.search_runs([trained.info.experiment_id])) == 5  # prepare, generate, 2 classifiers, evaluate
+
+    def changed(stage):
+        return bool(json.loads(run(["dvc", "status", "--json", stage], project).stdout))
+
+    write_params(project, generate={"steps": 5})
+    assert not changed(CLASSIFIER_STAGE) and not changed(AUGMENTED_STAGE)
+    write_params(project, mix={"synthetic_ratio": {"fst6": 0.5}})
+    assert not changed(CLASSIFIER_STAGE) and changed(AUGMENTED_STAGE)
 
 
 @pytest.mark.parametrize("synthetic_exists", [False, True])
-def test_augmented_variant_fails_cleanly_until_generate_exists(tmp_path, monkeypatch, capsys, synthetic_exists):
+def test_augmented_variant_fails_cleanly_without_a_finished_synthetic_set(tmp_path, monkeypatch, capsys,
+                                                                          synthetic_exists):  # fmt: skip
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
     synthetic = Path("outputs", DATASET, "synthetic")
     if synthetic_exists:
-        synthetic.mkdir(parents=True)
+        synthetic.mkdir(parents=True)  # e.g. a killed generate stage: no manifest yet
     monkeypatch.setattr(sys, "argv", ["train_classifier.py", "--dataset", DATASET, "--variant", "augmented",
                                       "--prepared", f"outputs/{DATASET}/prepared",
                                       "--out", f"outputs/{DATASET}/classifier/augmented"])  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(REPO_ROOT / "pipelines" / "train_classifier.py"), run_name="__main__")
     assert exit_info.value.code == 2
-    expected = "not implemented yet" if synthetic_exists else f"needs the generate stage ({synthetic})"
+    if synthetic_exists:
+        expected = f"error: {synthetic / 'manifest.parquet'}: missing: not a finished synthetic set"
+    else:
+        expected = f"error: {synthetic}: no synthetic set: the generate stage has not run"
     stderr = capsys.readouterr().err
-    assert stderr.count("\n") == 1 and stderr.startswith("error: --variant augmented") and expected in stderr
+    assert stderr.count("\n") == 1 and stderr.startswith(expected)
     assert not Path("outputs", DATASET, "classifier").exists()
+    assert not Path("mlflow.db").exists()  # no run opened

@@ -21,7 +21,7 @@ from fairaug.diffusion.base import load_base_pipeline
 from fairaug.diffusion.data import ManifestImages, balanced_weights
 from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, LoraData, LoraTrainer
 from fairaug.diffusion.prompts import build_prompt
-from fairaug.diffusion.sampling import fst_sample_grid, most_common
+from fairaug.diffusion.sampling import fst_samples, most_common
 from fairaug.io import atomic_write_text
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5
@@ -100,18 +100,21 @@ def finetune_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Pa
     grid_labels = most_common(manifest["label"], 3)
 
     def log_grid(step: int) -> None:
-        grid = fst_sample_grid(pipeline, params.prompts.templates, domain, grid_labels, seed=params.train_lora.seed,
-                               steps=params.train_lora.sample_steps, guidance=params.train_lora.guidance_scale,
-                               negative_prompt=params.prompts.negative, seeds_per_label=1)
+        samples = fst_samples(pipeline, params.prompts.templates, domain, grid_labels, seed=params.train_lora.seed,
+                              steps=params.train_lora.sample_steps, guidance=params.train_lora.guidance_scale,
+                              negative_prompt=params.prompts.negative, seeds_per_label=1)
         (out_dir / "samples").mkdir(parents=True, exist_ok=True)
-        grid.save(out_dir / "samples" / f"step_{step:06d}.png")
-        mlflow.log_image(grid, f"samples/step_{step:06d}.png")
+        samples.grid().save(out_dir / "samples" / f"step_{step:06d}.png")
+        mlflow.log_image(samples.grid(), f"samples/step_{step:06d}.png")
+        mlflow.log_metric("train/fst_fidelity", samples.fidelity(), step=step)
 
     stage_params = {"train_lora": params.train_lora.model_dump(), "prompts": params.prompts.model_dump()}
     tracked = (stage_run("train_lora", dataset, params, stage_params,
                          upstream={"prepare": prepared_dir, "base_model": base_dir})
                if accelerator.is_main_process else contextlib.nullcontext())
     with tracked as run:
+        if accelerator.is_main_process:
+            log_grid(0)  # before training (a new LoRA is the identity): the base model's fst_fidelity
         trainer.train(resume, log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), on_validation=log_grid)
         if accelerator.is_main_process:
             trainer.save_final()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 from PIL import Image, ImageDraw
@@ -16,51 +18,74 @@ from tqdm.auto import tqdm
 
 from fairaug.data.labels import FST_ROMAN, FST_VALUES
 from fairaug.diffusion.prompts import build_prompt
+from fairaug.metrics.functional import within_one_type
+from fairaug.skin.ita import estimate_fst
 
 LABEL_WIDTH = 48
 
 
 @torch.no_grad()
-def sample_grid(
+def sample_rows(
     pipeline: StableDiffusionPipeline,
     prompts_by_row: Sequence[Sequence[str]],
     seed: int,
     steps: int = 20,
     guidance: float = 5.0,
     negative_prompt: str = "",
-    tile: int = 96,
-    row_labels: Sequence[str] | None = None,
-) -> Image.Image:
-    """Generate ``prompts_by_row`` with DPM-Solver++ (``steps``, classifier-free ``guidance``) into one image.
-
-    Tiles are upscaled (nearest) to ``tile`` pixels so that tiny-profile images can be looked at; the
-    pipeline's own scheduler is left untouched.
-    """
+) -> list[list[Image.Image]]:
+    """Generate ``prompts_by_row`` with DPM-Solver++ (``steps``, classifier-free ``guidance``); the
+    pipeline's own scheduler is left untouched."""
     sampler = type(pipeline)(
         **{**pipeline.components, "scheduler": DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)},
         requires_safety_checker=False,
     )
     sampler.set_progress_bar_config(disable=True)
-    margin = LABEL_WIDTH if row_labels else 0
-    columns = max(len(row) for row in prompts_by_row)
-    grid = Image.new("RGB", (margin + columns * tile, len(prompts_by_row) * tile), "white")
-    draw = ImageDraw.Draw(grid)
-    for row, prompts in enumerate(tqdm(prompts_by_row, desc="sample grid", unit="row", disable=None)):
-        images = sampler(
+    return [
+        sampler(
             list(prompts),
             negative_prompt=[negative_prompt] * len(prompts),
             num_inference_steps=steps,
             guidance_scale=guidance,
             generator=[torch.Generator().manual_seed(seed + column) for column in range(len(prompts))],
         ).images
-        for column, image in enumerate(images):
-            grid.paste(image.resize((tile, tile), Image.Resampling.NEAREST), (margin + column * tile, row * tile))
+        for prompts in tqdm(prompts_by_row, desc="sample grid", unit="row", disable=None)
+    ]
+
+
+def grid_image(rows: Sequence[Sequence[Image.Image]], tile: int = 96, row_labels: Sequence[str] | None = None
+               ) -> Image.Image:
+    """The images in one picture, upscaled (nearest) to ``tile`` pixels so that tiny-profile images
+    can be looked at."""
+    margin = LABEL_WIDTH if row_labels else 0
+    grid = Image.new("RGB", (margin + max(len(row) for row in rows) * tile, len(rows) * tile), "white")
+    draw = ImageDraw.Draw(grid)
+    for r, row in enumerate(rows):
+        for column, image in enumerate(row):
+            grid.paste(image.resize((tile, tile), Image.Resampling.NEAREST), (margin + column * tile, r * tile))
         if row_labels:
-            draw.text((4, row * tile + tile // 2), row_labels[row], fill="black", anchor="lm")
+            draw.text((4, r * tile + tile // 2), row_labels[r], fill="black", anchor="lm")
     return grid
 
 
-def fst_sample_grid(
+@dataclass(frozen=True)
+class FstSamples:
+    """Samples with one row per FST (I..VI): a grid to look at, and how often the skin type asked
+    for is the one the image shows."""
+
+    rows: list[list[Image.Image]]
+
+    def grid(self) -> Image.Image:
+        return grid_image(self.rows, row_labels=[f"FST {FST_ROMAN[fst]}" for fst in FST_VALUES])
+
+    def fidelity(self) -> float:
+        """Share of samples whose ITA-estimated FST is within one type of their row's FST: the
+        measure `quality/fst_fidelity` applies to the synthetic set."""
+        requested = [fst for fst, row in zip(FST_VALUES, self.rows, strict=True) for _ in row]
+        estimated = [estimate_fst(np.asarray(image.convert("RGB")))[0] for row in self.rows for image in row]
+        return float(within_one_type(estimated, requested).mean())
+
+
+def fst_samples(
     pipeline: StableDiffusionPipeline,
     templates: Mapping[str, str],
     domain: str,
@@ -70,15 +95,14 @@ def fst_sample_grid(
     guidance: float = 5.0,
     negative_prompt: str = "",
     seeds_per_label: int = 2,
-) -> Image.Image:
-    """A grid with one row per FST (I..VI) and, per label, ``seeds_per_label`` columns; then a column
-    of healthy skin (the ``skin`` template, when there is one), which shows the skin type alone."""
+) -> FstSamples:
+    """One row per FST (I..VI) and, per label, ``seeds_per_label`` columns; then a column of healthy
+    skin (the ``skin`` template, when there is one), which shows the skin type alone."""
     columns = [(templates[domain], domain, label) for label in labels for _ in range(seeds_per_label)]
     if "skin" in templates:
         columns.append((templates["skin"], "skin", ""))
     prompts = [[build_prompt(template, dom, label, fst) for template, dom, label in columns] for fst in FST_VALUES]
-    row_labels = [f"FST {FST_ROMAN[fst]}" for fst in FST_VALUES]
-    return sample_grid(pipeline, prompts, seed, steps, guidance, negative_prompt, row_labels=row_labels)
+    return FstSamples(sample_rows(pipeline, prompts, seed, steps, guidance, negative_prompt))
 
 
 def most_common(labels: Iterable[str], n: int) -> list[str]:

@@ -5,6 +5,12 @@ efficientnet_b0) with a linear head, trained on the manifest's train split with 
 class weights, AdamW and early stopping on the validation loss. Weights are safetensors with the
 architecture, classes and image size in their metadata, so `load_classifier` needs nothing else.
 `predict` writes the prediction-table format of `fairaug.fairness.metrics`.
+
+Optional fairness-aware training (``fst_confusion_weight`` > 0, FairDisCo-style skin-type
+confusion): a linear branch on the features learns to predict the FST (on detached features, its
+own optimiser), and the backbone gets an extra loss, the branch's cross-entropy against the uniform
+distribution over the six types, so that the features carry less skin-type information. The branch
+is for training only: the saved classifier and its predictions have no trace of it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from fairaug.config.fairness import ClassifierArch, ClassifierConfig
+from fairaug.data.labels import FST_VALUES
 from fairaug.errors import DataError
 from fairaug.fairness.metrics import score_column
 from fairaug.io import atomic_write_bytes
@@ -189,19 +196,23 @@ class ManifestDataset(Dataset):
         if unknown:
             raise DataError(f"labels {', '.join(map(str, unknown))} are not among the classes {', '.join(classes)}")
         self.targets = self.rows["label"].map({label: i for i, label in enumerate(self.classes)}).to_numpy(np.int64)
+        self.image_size, self.augment = image_size, augment
         self.transform = image_transform(image_size, augment)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def load_image(self, index: int) -> Image.Image:
+        """The RGB image of row ``index``."""
         path = self.root / self.rows.at[index, "path"]
         try:
             with Image.open(path) as image:
-                rgb = image.convert("RGB")
+                return image.convert("RGB")
         except OSError as err:
             raise DataError(f"cannot read image: {err}", file=path) from None
-        return self.transform(rgb), int(self.targets[index]), index
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        return self.transform(self.load_image(index)), int(self.targets[index]), index
 
 
 def split_datasets(
@@ -237,6 +248,7 @@ class TrainingHistory:
     """Per-epoch mean (class-weighted) losses; ``best_epoch`` (from 1) is the epoch whose weights were kept."""
 
     train_loss: list[float] = field(default_factory=list)
+    fst_branch_loss: list[float] = field(default_factory=list)  # with the FST confusion branch only
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
 
@@ -264,22 +276,64 @@ def _loss_sums(
     return (losses * weights).sum(), weights.sum()
 
 
+@dataclass
+class FstBranch:
+    """The FairDisCo-style skin-type branch: ``head`` predicts FST (0..5) from the features, trained
+    by ``optimizer``; ``fst`` holds every training row's FST - 1; ``weight`` scales the confusion loss."""
+
+    head: nn.Linear
+    optimizer: torch.optim.Optimizer
+    fst: torch.Tensor
+    weight: float
+    loss_sum: float = 0.0
+    batches: int = 0
+
+    @classmethod
+    def for_training(cls, model: Classifier, dataset: ManifestDataset, config: ClassifierConfig) -> FstBranch:
+        head = nn.Linear(model.head.in_features, len(FST_VALUES)).to(next(model.parameters()).device)
+        fst = torch.as_tensor(dataset.rows["fst"].to_numpy(np.int64) - 1)
+        optimizer = torch.optim.AdamW(head.parameters(), lr=config.fst_branch_lr)
+        return cls(head, optimizer, fst, config.fst_confusion_weight)
+
+    def confusion_loss(self, features: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """One step of the branch on the detached features, then the backbone's confusion loss: the
+        branch's cross-entropy against the uniform distribution over the skin types."""
+        branch_loss = F.cross_entropy(self.head(features.detach()), self.fst[rows].to(features.device))
+        self.optimizer.zero_grad()
+        branch_loss.backward()
+        self.optimizer.step()
+        self.loss_sum, self.batches = self.loss_sum + branch_loss.item(), self.batches + 1
+        return -F.log_softmax(self.head(features), dim=1).mean()
+
+    def epoch_loss(self) -> float:
+        """Mean branch loss since the last call (high: the features say little about skin type)."""
+        mean = self.loss_sum / max(1, self.batches)
+        self.loss_sum, self.batches = 0.0, 0
+        return mean
+
+
 def _run_epoch(
     model: Classifier,
     loader: DataLoader,
     class_weights: torch.Tensor | None,
     device: torch.device,
     optimizer: torch.optim.Optimizer | None = None,
+    fst_branch: FstBranch | None = None,
 ) -> float:
-    """Mean weighted loss over the loader; one optimisation step per batch when ``optimizer`` is given."""
+    """Mean weighted loss over the loader; one optimisation step per batch when ``optimizer`` is
+    given (plus the confusion loss of ``fst_branch``, not part of the returned loss)."""
     model.train(optimizer is not None)
     loss_sum, weight_sum = 0.0, 0.0
     with torch.set_grad_enabled(optimizer is not None):
-        for images, targets, _ in loader:
-            batch_loss, batch_weight = _loss_sums(model(images.to(device)), targets.to(device), class_weights)
+        for images, targets, rows in loader:
+            features = model.backbone(images.to(device))
+            batch_loss, batch_weight = _loss_sums(model.head(features), targets.to(device), class_weights)
             if optimizer is not None:
+                loss = batch_loss / batch_weight
+                if fst_branch is not None:
+                    loss = loss + fst_branch.weight * fst_branch.confusion_loss(features, rows)
                 optimizer.zero_grad()
-                (batch_loss / batch_weight).backward()
+                loss.backward()
                 optimizer.step()
             loss_sum += batch_loss.item()
             weight_sum += float(batch_weight)
@@ -309,6 +363,7 @@ def train_classifier(
         class_weights = inverse_frequency_weights(train_set.targets, len(train_set.classes)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train_loader = make_loader(train_set, config, shuffle=True)
+    fst_branch = FstBranch.for_training(model, train_set, config) if config.fst_confusion_weight > 0 else None
     val_loader = make_loader(val_set, config)
 
     history = TrainingHistory()
@@ -316,7 +371,9 @@ def train_classifier(
     best_loss, best_state, epochs_without_improvement = float("inf"), model.state_dict(), 0
     progress = tqdm(range(1, config.epochs + 1), desc="train classifier", unit="epoch")
     for epoch in progress:
-        history.train_loss.append(_run_epoch(model, train_loader, class_weights, device, optimizer))
+        history.train_loss.append(_run_epoch(model, train_loader, class_weights, device, optimizer, fst_branch))
+        if fst_branch is not None:
+            history.fst_branch_loss.append(fst_branch.epoch_loss())
         history.val_loss.append(_run_epoch(model, val_loader, class_weights, device))
         progress.set_postfix(train_loss=f"{history.train_loss[-1]:.3f}", val_loss=f"{history.val_loss[-1]:.3f}")
         if history.val_loss[-1] < best_loss:

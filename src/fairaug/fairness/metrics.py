@@ -11,7 +11,9 @@ Prediction files (predictions.parquet, ``fairaug fairness-report``)
     Columns ``label`` (class name), ``fst`` (int 1..6) and one ``score_<label>`` column per class;
     the classes are the score columns in file order. Other columns (path, group_id, ...) are kept.
 
-Report (fairness.json, MLflow ``fairness/<key>``): `fairness_report` returns a flat dict with
+Report (metrics.json, fairness.json, ``fairaug fairness-report``, MLflow metrics of the same names):
+    `fairness_report` returns a flat dict keyed by DESIGN.md's metric names, all under the
+    ``fairness/`` namespace (`metric_key`); below, ``<key>`` stands for ``fairness/<key>``:
     - ``<metric>`` and ``<metric>.fst<k>`` (k = 1..6) for accuracy, balanced_accuracy, auroc,
       auroc_malignant (only when malignant classes are given), sensitivity, specificity, kappa;
     - the gaps ``auroc_gap``, ``eod``, ``dpd``, ``pqd``, ``dpm``, ``eom`` across FST groups;
@@ -22,7 +24,9 @@ Report (fairness.json, MLflow ``fairness/<key>``): `fairness_report` returns a f
     Every value, n and interval key is always present, so that reports of different runs line up.
     Small groups keep their own per-FST values but are left out of the gaps, where a handful of
     images would decide max-min.
-    `delta_report` gives ``delta.<key>`` = augmented - real-only for every shared metric value.
+    `delta_report` gives ``fairness/delta.<key>`` = augmented - real-only for every shared metric
+    value. Another classifier's values beside the real-only ones are ``fairness/<variant>.<key>``
+    (``fairness/augmented.auroc.fst5``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from fairaug.errors import DataError
 from fairaug.io import atomic_write_bytes
 
 SCORE_PREFIX = "score_"
+NAMESPACE = "fairness/"
 NOT_DELTA_SUFFIXES = (".ci_low", ".ci_high", ".n", ".reason", ".small_group")
 
 Metric = Callable[[ArrayLike, ArrayLike], float]
@@ -55,6 +60,18 @@ class UndefinedMetricError(ValueError):
 
 def score_column(label: str) -> str:
     return f"{SCORE_PREFIX}{label}"
+
+
+def metric_key(name: str, variant: str | None = None) -> str:
+    """The metrics-file and MLflow name of a report entry: ``fairness/[<variant>.]<name>``, e.g.
+    ``metric_key("auroc.fst5")`` -> ``fairness/auroc.fst5``, with variant "augmented" ->
+    ``fairness/augmented.auroc.fst5``, ``metric_key("delta.auroc")`` -> ``fairness/delta.auroc``."""
+    return f"{NAMESPACE}{variant}.{name}" if variant else f"{NAMESPACE}{name}"
+
+
+def bare_name(key: str) -> str:
+    """``fairness/auroc.fst5`` -> ``auroc.fst5``: a report key without the namespace."""
+    return key.removeprefix(NAMESPACE)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -396,7 +413,7 @@ def fairness_report(
         # fairlearn's eod/dpd cost ~50 ms a call: too slow to bootstrap
         interval = name not in ("eod", "dpd")
         record(name, on_rows(gap, compared_groups, grouped=True), int(np.isin(fst, compared).sum()), interval)
-    return report
+    return {metric_key(name): value for name, value in report.items()}
 
 
 def _sample_metrics(
@@ -417,15 +434,15 @@ def _sample_metrics(
 
 
 def delta_report(augmented: Mapping[str, object], real: Mapping[str, object]) -> dict[str, float]:
-    """``delta.<key>`` = augmented - real for every metric value both reports have (not for the
-    ci/n/reason/small_group entries beside them)."""
+    """``fairness/delta.<metric>`` = augmented - real for every metric value both reports (keyed
+    ``fairness/<metric>``) have, not for the ci/n/reason/small_group entries beside them."""
 
     def is_metric(key: str, value: object) -> bool:
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
         return is_number and not key.endswith(NOT_DELTA_SUFFIXES)
 
     return {
-        f"delta.{key}": float(value) - float(real[key])  # type: ignore[arg-type]
+        metric_key(f"delta.{bare_name(key)}"): float(value) - float(real[key])  # type: ignore[arg-type]
         for key, value in augmented.items()
         if key in real and is_metric(key, value) and is_metric(key, real[key])
     }

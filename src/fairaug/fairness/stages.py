@@ -1,30 +1,37 @@
-"""The fairness stages: train_classifier (real-only) and evaluate_fairness.
+"""The fairness stages: train_classifier (real-only and augmented) and evaluate_fairness.
 
-train_classifier@<dataset>-real writes into its out dir (outputs/<d>/classifier/real):
+train_classifier@<dataset>-real (real train split) and train_classifier_augmented@<dataset> (real
+train split plus kept synthetic images, `fairaug.fairness.mix`; validation and test stay real) write
+into their out dir (outputs/<d>/classifier/real, .../augmented):
     model.safetensors       the small CNN / backbone with its classes in the metadata
-    predictions.parquet     the test split: path, label, fst, group_id, score_<label> per class
-    metrics.json            `fairness_report` of those predictions (with ``<key>.reason`` strings),
-                            computed with the ``evaluate_fairness`` params
+    predictions.parquet     the real test split: path, label, fst, group_id, score_<label> per class
+    metrics.json            `fairness_report` of those predictions (``fairness/<metric>[.fst<k>]``,
+                            with ``.reason`` strings), computed with the ``evaluate_fairness`` params
+    mix.json                augmented only: ``mix/<count>.fst<k>`` (real, available, ratio, wanted,
+                            synthetic, share) and the totals, also logged as MLflow metrics
     mlflow_run.json         the run id, for evaluate_fairness's lineage
-and logs per-epoch ``classifier/train_loss`` and ``classifier/val_loss``, the report's numbers as
-``fairness/<key>`` and the three files as artifacts.
+and log per-epoch ``classifier/train_loss`` and ``classifier/val_loss``, the report's numbers under
+the same names as in metrics.json, and the files as artifacts. The MLflow run is named after the DVC
+stage, tagged ``fairaug.variant`` and linked to its upstream runs (prepare; augmented: also generate).
 
 evaluate_fairness@<dataset> writes beside ``fairness.json`` (outputs/<d>/metrics/):
-    fairness.json           DVC metrics: only numbers (and the ``fst<k>.small_group`` flags, so that a
+    fairness.json           DVC metrics: only numbers (and the ``fairness/fst<k>.small_group`` flags, so that a
                             small group is reported as such); the reasons stay in metrics.json.
-                            The real-only classifier's report under its own names (``auroc``,
-                            ``auroc.fst5``, ``auroc.fst5.ci_low``, ...). With an augmented classifier
-                            also its report as ``augmented.<key>`` and ``delta.<metric>`` = augmented
-                            minus real-only for every metric value. Until the generate stage exists
-                            there is no augmented classifier: the file holds the real-only values and
-                            no deltas (no placeholder keys), and the plain names keep their meaning
-                            once deltas arrive, so `dvc metrics diff` across that change compares
-                            like with like.
+                            The real-only classifier's report under the DESIGN names
+                            (``fairness/auroc``, ``fairness/auroc.fst5``,
+                            ``fairness/auroc.fst5.ci_low``, ...). With an augmented classifier also
+                            its report as ``fairness/augmented.<key>`` and ``fairness/delta.<metric>``
+                            = augmented minus real-only for every metric value. Without one (run
+                            with no --augmented) the file holds the real-only values and no deltas
+                            (no placeholder keys); the plain names mean the real-only classifier
+                            either way, so `dvc metrics diff` compares like with like. MLflow
+                            metrics have the same names as the keys.
     fairness_per_fst.csv    DVC plot (bars): fst, metric, value, ci_low, ci_high, n; ``metric`` is the
-                            fairness.json key (``auroc.fst5``, ``augmented.auroc.fst5``), so that every
+                            fairness.json key (``fairness/auroc.fst5``,
+                            ``fairness/augmented.auroc.fst5``), so that every
                             bar has its own label (DVC's templates cannot split a file by a column).
     roc_per_fst.csv         DVC plot (lines): ``fpr`` on a grid of 101 points and one TPR column per
-                            FST group, ``fst<k>`` (``augmented.fst<k>``), empty where the group has no
+                            FST group, ``fst<k>`` (``augmented_fst<k>``), empty where the group has no
                             curve. Dermoscopy: malignant (MALIGNANT_DX) vs the rest, scored by the
                             summed malignant probability, the score of ``auroc_malignant``, the
                             clinical question. Other domains (wound phases): the macro one-vs-rest
@@ -54,13 +61,16 @@ from fairaug.fairness.classifier import (
     train_classifier,
 )
 from fairaug.fairness.metrics import (
+    bare_name,
     delta_report,
     fairness_report,
+    metric_key,
     prediction_classes,
     read_predictions,
     score_column,
     write_predictions,
 )
+from fairaug.fairness.mix import mix_record, mixed_train_set, read_synthetic_manifest
 from fairaug.io import atomic_dir, atomic_write_text, write_json
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5, stage_deps
@@ -68,6 +78,7 @@ from fairaug.tracking.lineage import dvc_md5, stage_deps
 WEIGHTS = "model.safetensors"
 PREDICTIONS = "predictions.parquet"
 METRICS = "metrics.json"
+MIX = "mix.json"
 PER_FST_PLOT = "fairness_per_fst.csv"
 ROC_PLOT = "roc_per_fst.csv"
 ROC_GRID = np.linspace(0.0, 1.0, 101)
@@ -76,8 +87,10 @@ Metrics = dict[str, float | int | bool]  # fairness.json
 
 
 def classifier_stage(dataset: str, variant: str) -> str:
-    """The DVC name of a train_classifier stage: dvc.yaml's matrix over dataset x variant."""
-    return f"train_classifier@{dataset}-{variant}"
+    """The DVC name of a train_classifier stage: train_classifier@<dataset>-real (a matrix over data
+    set x variant) and train_classifier_augmented@<dataset>, a stage of its own because it alone
+    depends on the synthetic set (dvc.yaml explains)."""
+    return f"train_classifier@{dataset}-real" if variant == "real" else f"train_classifier_{variant}@{dataset}"
 
 
 def dataset_classes(config: DatasetConfig, manifest: pd.DataFrame) -> list[str]:
@@ -108,10 +121,10 @@ def classifier_report(params: Params, dataset: str, predictions: pd.DataFrame, c
 
 
 def numeric_metrics(report: Mapping[str, object]) -> dict[str, float]:
-    """MLflow metrics ``fairness/<key>`` of a report: its numbers (values, n, intervals; NaN
+    """MLflow metrics of a report, named as its keys: its numbers (values, n, intervals; NaN
     included), not the small-group flags or reasons."""
     return {
-        f"fairness/{key}": float(value)
+        key: float(value)
         for key, value in report.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
@@ -125,9 +138,11 @@ def _tag_dvc_stage(name: str, root: Path) -> None:
     mlflow.set_tags({"mlflow.runName": name, **tags})
 
 
-def train_real_classifier(params: Params, dataset: str, prepared_dir: Path, out_dir: Path) -> Report:
-    """Train the real-only classifier on the train split (val for early stopping), predict the test
-    split and write weights, predictions and their fairness report to ``out_dir``; returns the report."""
+def _train_classifier_stage(
+    params: Params, dataset: str, prepared_dir: Path, out_dir: Path, synthetic_dir: Path | None
+) -> Report:
+    """Both variants: real-only when ``synthetic_dir`` is None, else augmented by its kept images."""
+    variant = "real" if synthetic_dir is None else "augmented"
     config = params.train_classifier
     dataset_config = params.dataset(dataset)
     stage_params = {
@@ -136,16 +151,29 @@ def train_real_classifier(params: Params, dataset: str, prepared_dir: Path, out_
         "dataset": dataset_config.model_dump(),
     }
     upstream = {"prepare": Path(prepared_dir)}
+    if synthetic_dir is not None:
+        read_synthetic_manifest(synthetic_dir)  # a clean error before any run or output exists
+        stage_params["mix"] = params.mix.model_dump()
+        upstream["generate"] = Path(synthetic_dir)
     with stage_run("train_classifier", dataset, params, stage_params, upstream=upstream) as run, \
             atomic_dir(out_dir) as out:  # fmt: skip
-        mlflow.set_tag("fairaug.variant", "real")
-        _tag_dvc_stage(classifier_stage(dataset, "real"), Path.cwd())
+        mlflow.set_tag("fairaug.variant", variant)
+        _tag_dvc_stage(classifier_stage(dataset, variant), Path.cwd())
         manifest = pd.read_parquet(Path(prepared_dir) / "manifest.parquet")
         classes = dataset_classes(dataset_config, manifest)
         splits = split_datasets(dataset_config.root, manifest, classes, config)
+        artifacts = [WEIGHTS, PREDICTIONS, METRICS]
+        if synthetic_dir is not None:
+            splits["train"], counts = mixed_train_set(splits["train"], Path(synthetic_dir), params.mix)
+            mix = mix_record(counts)
+            write_json(out / MIX, mix)
+            mlflow.log_metrics(mix)
+            artifacts.append(MIX)
         model, history = train_classifier(splits["train"], splits["val"], config)
         for epoch, (train_loss, val_loss) in enumerate(zip(history.train_loss, history.val_loss), start=1):
             mlflow.log_metrics({"classifier/train_loss": train_loss, "classifier/val_loss": val_loss}, step=epoch)
+        for epoch, loss in enumerate(history.fst_branch_loss, start=1):
+            mlflow.log_metric("classifier/fst_branch_loss", loss, step=epoch)
         mlflow.log_metric("classifier/best_epoch", history.best_epoch)
         save_classifier(model, out / WEIGHTS)
         predictions = predict(model, make_loader(splits["test"], config))
@@ -154,9 +182,24 @@ def train_real_classifier(params: Params, dataset: str, prepared_dir: Path, out_
         write_json(out / METRICS, report)
         run.write_run_file(out)
         mlflow.log_metrics(numeric_metrics(report))
-        for name in (WEIGHTS, PREDICTIONS, METRICS):
+        for name in artifacts:
             mlflow.log_artifact(str(out / name), artifact_path="classifier")
     return report
+
+
+def train_real_classifier(params: Params, dataset: str, prepared_dir: Path, out_dir: Path) -> Report:
+    """Train the real-only classifier on the train split (val for early stopping), predict the test
+    split and write weights, predictions and their fairness report to ``out_dir``; returns the report."""
+    return _train_classifier_stage(params, dataset, prepared_dir, out_dir, None)
+
+
+def train_augmented_classifier(
+    params: Params, dataset: str, prepared_dir: Path, synthetic_dir: Path, out_dir: Path
+) -> Report:
+    """As `train_real_classifier`, on the real train split plus the kept synthetic images of
+    ``synthetic_dir`` chosen by ``params.mix``; also writes mix.json. A DataError (before anything
+    is written or logged) when ``synthetic_dir`` is not a finished synthetic set."""
+    return _train_classifier_stage(params, dataset, prepared_dir, out_dir, Path(synthetic_dir))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,8 +207,9 @@ def train_real_classifier(params: Params, dataset: str, prepared_dir: Path, out_
 
 
 def variant_prefix(variant: str) -> str:
-    """How fairness.json and the plots name a classifier's values: the real-only one's plainly."""
-    return "" if variant == "real" else f"{variant}."
+    """How the ROC plot's columns name a classifier's curves: the real-only one's plainly (``fst5``),
+    others with an underscore (``augmented_fst5``: a dot in a field name means nesting to Vega-Lite)."""
+    return "" if variant == "real" else f"{variant}_"
 
 
 def fairness_metrics(reports: Mapping[str, Report]) -> Metrics:
@@ -173,7 +217,7 @@ def fairness_metrics(reports: Mapping[str, Report]) -> Metrics:
     numbers and flags (reasons are strings: they stay in the classifiers' metrics.json) and, with an
     augmented classifier, the deltas."""
     metrics = {
-        f"{variant_prefix(variant)}{key}": value
+        key if variant == "real" else metric_key(bare_name(key), variant): value
         for variant, report in reports.items()
         for key, value in report.items()
         if not isinstance(value, str)
@@ -184,12 +228,13 @@ def fairness_metrics(reports: Mapping[str, Report]) -> Metrics:
 
 
 def per_fst_table(metrics: Mapping[str, object]) -> pd.DataFrame:
-    """One row per per-FST value of fairness.json (``<metric>.fst<k>``, also ``augmented.``)."""
+    """One row per per-FST value of fairness.json (``fairness/<metric>.fst<k>``, also
+    ``fairness/augmented.<metric>.fst<k>``; not the deltas)."""
     rows = []
     for k in FST_VALUES:
         suffix = f".fst{k}"
         for key, value in metrics.items():
-            if key.endswith(suffix) and not key.startswith("delta."):
+            if key.endswith(suffix) and not key.startswith(metric_key("delta.")):
                 rows.append({"fst": k, "metric": key, "value": value, "ci_low": metrics.get(f"{key}.ci_low"),
                              "ci_high": metrics.get(f"{key}.ci_high"), "n": metrics[f"{key}.n"]})  # fmt: skip
     return pd.DataFrame(rows, columns=["fst", "metric", "value", "ci_low", "ci_high", "n"])
@@ -219,7 +264,7 @@ def roc_tpr(predictions: pd.DataFrame, classes: Sequence[str], malignant: Sequen
 def roc_table(
     predictions: Mapping[str, pd.DataFrame], classes: Sequence[str], malignant: Sequence[str] | None
 ) -> pd.DataFrame:
-    """``fpr`` and a TPR column per classifier (by variant) and FST group: ``fst<k>``, ``augmented.fst<k>``."""
+    """``fpr`` and a TPR column per classifier (by variant) and FST group: ``fst<k>``, ``augmented_fst<k>``."""
     table = pd.DataFrame({"fpr": ROC_GRID})
     for variant, frame in predictions.items():
         for k in FST_VALUES:

@@ -89,23 +89,26 @@ def decode(png: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+def _pngs_by_shard(out_dir: Path, rows: pd.DataFrame) -> Iterator[tuple[pd.DataFrame, list[bytes]]]:
+    """Manifest ``rows`` grouped by their shard file, with their PNG bytes in row order."""
+    for shard_file, shard_rows in rows.groupby(rows["path"].str.split("#").str[0], sort=True):
+        pngs = pq.read_table(out_dir / shard_file, columns=["id", "png"]).to_pandas().set_index("id")["png"]
+        yield shard_rows, [pngs[image_id] for image_id in shard_rows["id"]]
+
+
 def read_synthetic(out_dir: Path, rows: pd.DataFrame | None = None) -> Iterator[tuple[pd.DataFrame, list[np.ndarray]]]:
     """Images of a finished synthetic set shard by shard: manifest ``rows`` (default: the kept ones)
-    and their decoded HxWx3 uint8 images, in manifest order. One shard is in memory at a time."""
+    and their decoded HxWx3 uint8 images. One shard is in memory at a time."""
     if rows is None:
         manifest = pd.read_parquet(out_dir / MANIFEST)
         rows = manifest[manifest["kept"]]
-    shard_files = rows["path"].str.split("#").str[0]
-    for shard_file, shard_rows in rows.groupby(shard_files, sort=True):
-        pngs = pq.read_table(out_dir / shard_file, columns=["id", "png"]).to_pandas().set_index("id")["png"]
-        yield shard_rows, [decode(pngs[image_id]) for image_id in shard_rows["id"]]
+    for shard_rows, pngs in _pngs_by_shard(out_dir, rows):
+        yield shard_rows, [decode(png) for png in pngs]
 
 
 def read_synthetic_png(out_dir: Path, rows: pd.DataFrame) -> list[bytes]:
     """The PNG bytes (not decoded) of some manifest rows, in their order: random access for a chosen
     few (the augmented classifier holds them compressed and decodes one at a time)."""
-    found: dict[str, bytes] = {}
-    for shard_file, ids in rows["id"].groupby(rows["path"].str.split("#").str[0], sort=True):
-        pngs = pq.read_table(out_dir / shard_file, columns=["id", "png"]).to_pandas().set_index("id")["png"]
-        found.update((image_id, pngs[image_id]) for image_id in ids)
+    found = {image_id: png for shard_rows, pngs in _pngs_by_shard(out_dir, rows)
+             for image_id, png in zip(shard_rows["id"], pngs, strict=True)}
     return [found[image_id] for image_id in rows["id"]]
