@@ -24,7 +24,7 @@ def run_bench(script: Path) -> dict:
 
 
 def main() -> int:
-    scripts = sorted(p for p in BENCH_DIR.glob("*.py") if p.name != Path(__file__).name)
+    scripts = sorted(p for p in BENCH_DIR.glob("[!_]*.py") if p.name != Path(__file__).name)  # _*.py: helpers
     results = []
     for script in scripts:
         print(f"running {script.name} ...", flush=True)

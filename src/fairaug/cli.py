@@ -158,5 +158,53 @@ def fairness_report_command(
     console.print(f"wrote {out}: {len(frame)} predictions, FST groups {sorted(frame['fst'].unique().tolist())}")
 
 
+class QualityExtractor(str, Enum):
+    inception = "inception"
+    domain = "domain"
+    pixels = "pixels"
+
+
+@app.command()
+@exit_on_user_error
+def quality(
+    real_dir: Annotated[Path, typer.Argument(help="folder of real images (png/jpg, recursive)")],
+    synth_dir: Annotated[Path, typer.Argument(help="folder of synthetic images (png/jpg, recursive)")],
+    out: Annotated[Path, typer.Option(help="report JSON to write (quality.json names, with .reason strings)")],
+    extractor: Annotated[
+        list[QualityExtractor] | None,
+        typer.Option(help="feature extractor, repeatable (default: inception, domain, pixels)"),
+    ] = None,
+    classifier: Annotated[
+        Path | None, typer.Option(help="real-only classifier (model.safetensors) for the domain extractor")
+    ] = None,
+    inception_weights: Annotated[
+        Path | None, typer.Option(help="torch-fidelity Inception-v3 FID weights file (else torch hub's cache)")
+    ] = None,
+    n_bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the intervals (0: none)")] = 100,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="cache of the real folder's features (default: none)")
+    ] = None,
+) -> None:
+    """Quality metrics of any two image folders (FID, KID, IS, SSIM, LPIPS, ...), as in quality.json."""
+    from fairaug.config.quality import EvaluateQualityConfig
+    from fairaug.io import write_json
+    from fairaug.metrics.extractors import build_extractors
+    from fairaug.metrics.features import FeatureCache, folder_set
+    from fairaug.metrics.perceptual import load_lpips
+    from fairaug.metrics.report import quality_report
+
+    for name, path in (("--classifier", classifier), ("--inception-weights", inception_weights)):
+        if path is not None and not path.is_file():
+            raise FairaugError(f"{name}: file not found: {path}")
+    names = [e.value for e in extractor] if extractor else None
+    config = EvaluateQualityConfig(**({"extractors": names} if names else {}), n_bootstrap=n_bootstrap,
+                                   cache_dir=str(cache_dir) if cache_dir else None)  # fmt: skip
+    real, synthetic = folder_set(real_dir), folder_set(synth_dir)
+    extractors = build_extractors(config.extractors, classifier=classifier, inception_weights=inception_weights)
+    report = quality_report(real, synthetic, extractors, config, FeatureCache(config.cache_dir),
+                            load_lpips(config.lpips_net))  # fmt: skip
+    write_json(out, report)
+    console.print(f"wrote {out}: {len(synthetic.rows)} synthetic vs {len(real.rows)} real images")
+
 def main() -> None:
     app()

@@ -13,8 +13,9 @@ from pydantic import Field, model_validator
 
 from fairaug.config.base import StrictModel
 from fairaug.config.diffusion import BaseConfig, PromptsConfig, TrainLoraConfig
-from fairaug.config.fairness import ClassifierConfig, FairnessConfig
+from fairaug.config.fairness import ClassifierConfig, FairnessConfig, MixConfig
 from fairaug.config.generation import GenerateConfig
+from fairaug.config.quality import EvaluateQualityConfig
 from fairaug.data.labels import HAM10000_DX, WOUND_PHASES
 
 DatasetFormat = Literal["ham10000", "fitzpatrick17k", "ddi", "csv", "imagefolder"]
@@ -88,7 +89,9 @@ class Params(StrictModel):
     base: BaseConfig = Field(default_factory=BaseConfig)
     train_lora: TrainLoraConfig = Field(default_factory=TrainLoraConfig)
     train_classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    mix: MixConfig = Field(default_factory=MixConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    evaluate_quality: EvaluateQualityConfig = Field(default_factory=EvaluateQualityConfig)
     evaluate_fairness: FairnessConfig = Field(default_factory=FairnessConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

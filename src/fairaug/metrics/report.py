@@ -1,0 +1,293 @@
+"""The quality report of a synthetic image set against a real reference set: a flat dict keyed by
+the DESIGN.md names, for quality.json, MLflow and `fairaug quality`.
+
+Keys (``<e>`` an extractor: inception, domain, pixels; ``<net>`` the LPIPS backbone):
+    quality/fid.<e>, quality/kid.<e>            Frechet / kernel distance of the feature sets
+    quality/is.<e>                              Inception Score (inception logits, the classifier's classes)
+    quality/precision.<e>, quality/recall.<e>   Kynkaanniemi et al.: fidelity and coverage
+    quality/ssim                                SSIM of each synthetic image and its nearest real image
+                                                (thumbnails, same label), mean
+    quality/lpips.<net>                         LPIPS of the same pairs, mean
+    quality/diversity.<e>                       mean pairwise feature distance within each (FST, label)
+                                                cell, mean over cells; ``<e>_ratio``: over the real set's
+    quality/diversity.lpips_<net>               the same with LPIPS on up to lpips_max_per_cell images
+    quality/memorization.near_copy.<e>          share of synthetic images closer to a real image than the
+                                                near_copy_quantile of real-to-nearest-other-real distances
+    quality/memorization.nn_ratio.<e>           median synthetic-to-nearest-real distance over the median
+                                                real-to-nearest-other-real distance (< 1: closer than
+                                                real images are to each other)
+    quality/memorization.ssim_near_copy         share with SSIM >= near_copy_ssim to the nearest real image
+    quality/fst_fidelity                        share whose ITA-estimated FST is within one type of the
+                                                requested FST
+Per group (synthetic sets with fst / label columns): ``.fst<k>`` (k = 1..6) and ``.label_<label>`` of
+kid.<e>, diversity.<e>, ssim, lpips.<net>, fst_fidelity (fst only), with group sizes
+``quality/n_real.<group>``, ``quality/n_synthetic.<group>`` and ``quality/<group>.small_group`` (fewer
+than min_group_size synthetic or real images; the values are still given: at small n trust KID, FID
+is biased upwards, which is why groups get KID and no FID).
+Beside each value: ``.n`` (synthetic images) and, with bootstrapping, ``.ci_low`` / ``.ci_high``
+(percentile bootstrap, both sets resampled). A value that cannot be computed is NaN with
+``<name>.reason`` (a string) saying why: missing weights, too few images, no requested FST.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from fairaug.config.quality import EvaluateQualityConfig
+from fairaug.data.labels import FST_VALUES
+from fairaug.fairness.metrics import UndefinedMetricError
+from fairaug.generation.filter import thumbnail_features
+from fairaug.metrics import functional as F
+from fairaug.metrics.extractors import Extractor, Output, pixels_extractor
+from fairaug.metrics.features import FeatureCache, ImageSet, extract
+from fairaug.metrics.perceptual import Lpips
+from fairaug.skin.ita import estimate_fst
+
+PREFIX = "quality/"
+Report = dict[str, float | int | bool | str]
+
+
+class _Writer:
+    """Puts a value with its n, bootstrap interval or reason into the report."""
+
+    def __init__(self, config: EvaluateQualityConfig):
+        self.config, self.report = config, {}
+
+    def put(self, name: str, statistic: Callable[..., float], samples: Sequence[np.ndarray], n: int,
+            interval: bool = True, resample: Callable[..., float] | None = None, distinct: bool = False) -> None:
+        """``resample``: the statistic to use on bootstrap resamples (default ``statistic``);
+        ``distinct``: see `bootstrap_interval`."""
+        key = PREFIX + name
+        try:
+            self.report[key] = statistic(*samples)
+        except UndefinedMetricError as err:
+            self.unavailable(name, str(err))
+            return
+        self.report[f"{key}.n"] = n
+        if interval and self.config.n_bootstrap:
+            low, high = F.bootstrap_interval(resample or statistic, samples, self.config.n_bootstrap,
+                                             self.config.confidence, self.config.seed, distinct)  # fmt: skip
+            self.report[f"{key}.ci_low"], self.report[f"{key}.ci_high"] = low, high
+
+    def unavailable(self, name: str, reason: str) -> None:
+        self.report[PREFIX + name] = float("nan")
+        self.report[f"{PREFIX}{name}.reason"] = reason
+
+
+def _mean(values: np.ndarray) -> float:
+    if not len(values):
+        raise UndefinedMetricError("no images")
+    return float(np.mean(values))
+
+
+def _resized(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if image.shape[:2] == shape[:2]:
+        return image
+    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))
+
+
+class _PerImage:
+    """Per synthetic image, batch by batch: nearest real image (thumbnails, same label), its SSIM and
+    LPIPS, the ITA-estimated FST; and up to lpips_max_per_cell images per cell for LPIPS diversity."""
+
+    def __init__(self, real: ImageSet, real_thumbnails: np.ndarray, lpips: Lpips | None, keep_per_cell: int):
+        self.real, self.lpips, self.keep_per_cell = real, lpips, keep_per_cell
+        labels = (real.rows["label"] if "label" in real.rows else pd.Series("", index=real.rows.index)).to_numpy()
+        # per label once: positions in the real set and their thumbnails
+        self.by_label = {label: (np.flatnonzero(labels == label), real_thumbnails[labels == label])
+                         for label in np.unique(labels)}  # fmt: skip
+        self.everything = (np.arange(len(real.rows)), real_thumbnails)
+        self.ssim: list[float] = []
+        self.lpips_values: list[float] = []
+        self.estimated_fst: list[int] = []
+        self.kept: dict[tuple, list[np.ndarray]] = {}
+
+    def __call__(self, rows: pd.DataFrame, images: list[np.ndarray]) -> None:
+        thumbnails = thumbnail_features(images).astype(np.float64)
+        labels = rows["label"] if "label" in rows else pd.Series("", index=rows.index)
+        nearest = []
+        for thumbnail, label in zip(thumbnails, labels, strict=True):
+            positions, candidates = self.by_label.get(label, self.everything)
+            _, index = F.nearest_distances(thumbnail[None], candidates)
+            nearest.append(self.real.image(self.real.rows["path"].iloc[positions[index[0]]]))
+        nearest = [_resized(real, image.shape) for real, image in zip(nearest, images, strict=True)]
+        self.ssim += [F.ssim(image, real) for image, real in zip(images, nearest, strict=True)]
+        if self.lpips is not None and self.lpips.distance is not None:
+            self.lpips_values += list(self.lpips.distance(images, nearest))
+            cells = zip(rows["fst"] if "fst" in rows else [None] * len(rows), labels, strict=True)
+            for cell, image in zip(cells, images, strict=True):
+                kept = self.kept.setdefault(cell, [])
+                if len(kept) < self.keep_per_cell:
+                    kept.append(image)
+        if "fst" in rows:
+            self.estimated_fst += [estimate_fst(image)[0] for image in images]
+
+
+def _cells(rows: pd.DataFrame) -> list[np.ndarray]:
+    keys = [c for c in ("fst", "label") if c in rows]
+    if not keys:
+        return [np.arange(len(rows))]
+    return [np.asarray(index) for index in rows.reset_index(drop=True).groupby(keys, sort=True).indices.values()]
+
+
+def _diversity(features: np.ndarray, cells: list[np.ndarray], most: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    values = []
+    for cell in cells:
+        if len(cell) >= 2:
+            sample = cell if len(cell) <= most else rng.choice(cell, most, replace=False)
+            values.append(F.mean_pairwise_distance(features[sample]))
+    if not values:
+        raise UndefinedMetricError("needs a cell of at least 2 images")
+    return float(np.mean(values))
+
+
+def _groups(real_rows: pd.DataFrame, synthetic_rows: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``fst<k>`` and ``label_<label>``: the (real, synthetic) row positions of each group."""
+    groups = {}
+    if "fst" in synthetic_rows and "fst" in real_rows:
+        for k in FST_VALUES:
+            groups[f"fst{k}"] = (np.flatnonzero(real_rows["fst"].to_numpy() == k),
+                                 np.flatnonzero(synthetic_rows["fst"].to_numpy() == k))  # fmt: skip
+    if "label" in synthetic_rows and "label" in real_rows:
+        for label in sorted(set(real_rows["label"]) | set(synthetic_rows["label"])):
+            groups[f"label_{label}"] = (np.flatnonzero(real_rows["label"].to_numpy() == label),
+                                        np.flatnonzero(synthetic_rows["label"].to_numpy() == label))  # fmt: skip
+    return groups
+
+
+def quality_report(
+    real: ImageSet,
+    synthetic: ImageSet,
+    extractors: Sequence[Extractor],
+    config: EvaluateQualityConfig,
+    cache: FeatureCache,
+    lpips: Lpips | None = None,
+) -> Report:
+    """The report (module docstring) of ``synthetic`` against ``real``: real features from ``cache``
+    (computed once), synthetic ones in one streaming pass with the per-image metrics."""
+    available = [e for e in extractors if e.available]
+    matcher = next((e for e in available if e.name == "pixels"), None) or pixels_extractor()
+    needed = available + ([matcher] if matcher not in available else [])
+    real_out = cache.features(real, needed, config.batch_size)
+    per_image = _PerImage(real, real_out[matcher.name].features, lpips, config.lpips_max_per_cell)
+    synthetic_rows, synthetic_out = extract(synthetic, available, config.batch_size, on_batch=per_image,
+                                            desc="synthetic features")  # fmt: skip
+    writer = _Writer(config)
+    cells, real_cells = _cells(synthetic_rows), _cells(real.rows)
+    groups = _groups(real.rows, synthetic_rows)
+    n = len(synthetic_rows)
+    writer.report |= {f"{PREFIX}n_real": len(real.rows), f"{PREFIX}n_synthetic": n}
+    for group, (real_rows, rows) in groups.items():
+        writer.report |= {f"{PREFIX}n_real.{group}": len(real_rows), f"{PREFIX}n_synthetic.{group}": len(rows),
+                          f"{PREFIX}{group}.small_group": bool(min(len(real_rows), len(rows)) < config.min_group_size)}
+
+    for extractor in extractors:
+        _extractor_metrics(writer, extractor, real_out.get(extractor.name), synthetic_out.get(extractor.name),
+                           cells, real_cells, groups, config)  # fmt: skip
+
+    ssim = np.asarray(per_image.ssim)
+    writer.put("ssim", _mean, [ssim], n)
+    writer.put("memorization.ssim_near_copy", _mean, [(ssim >= config.near_copy_ssim).astype(float)], n)
+    for group, (_, rows) in groups.items():
+        writer.put(f"ssim.{group}", _mean, [ssim[rows]], len(rows))
+    if lpips is not None:
+        _lpips_metrics(writer, lpips, np.asarray(per_image.lpips_values), per_image.kept, groups)
+    if per_image.estimated_fst:
+        within = F.within_one_type(per_image.estimated_fst, synthetic_rows["fst"]).astype(float)
+        writer.put("fst_fidelity", _mean, [within], n)
+        for group, (_, rows) in groups.items():
+            if group.startswith("fst"):
+                writer.put(f"fst_fidelity.{group}", _mean, [within[rows]], len(rows))
+    else:
+        writer.unavailable("fst_fidelity", "the synthetic images have no requested FST (an 'fst' column)")
+    return writer.report
+
+
+def _extractor_metrics(
+    writer: _Writer,
+    extractor: Extractor,
+    real: Output | None,
+    fake: Output | None,
+    cells: list[np.ndarray],
+    real_cells: list[np.ndarray],
+    groups: dict[str, tuple[np.ndarray, np.ndarray]],
+    config: EvaluateQualityConfig,
+) -> None:
+    e = extractor.name
+    names = [f"fid.{e}", f"kid.{e}", f"precision.{e}", f"recall.{e}", f"diversity.{e}", f"diversity.{e}_ratio",
+             f"memorization.near_copy.{e}", f"memorization.nn_ratio.{e}"] + ([f"is.{e}"] if e != "pixels" else [])
+    if real is None or fake is None:
+        for name in names:
+            writer.unavailable(name, extractor.reason or "unavailable")
+        return
+    n = len(fake.features)
+
+    def kid(r: np.ndarray, f: np.ndarray) -> float:
+        return F.kid(r, f, config.kid_subset_size, config.kid_subsets, config.seed)
+
+    def kid_resample(r: np.ndarray, f: np.ndarray) -> float:  # sets over subset_size: one subset per resample
+        return F.kid(r, f, config.kid_subset_size, 1, config.seed)
+
+    # FID has no interval: its resamples sit above it (upward bias at finite n), KID's do not
+    writer.put(f"fid.{e}", F.fid, [real.features, fake.features], n, interval=False)
+    writer.put(f"kid.{e}", kid, [real.features, fake.features], n, resample=kid_resample, distinct=True)
+    if fake.logits is not None:
+        writer.put(f"is.{e}", lambda logits: F.inception_score(logits, config.is_splits, config.seed),
+                   [fake.logits], n, interval=False)  # fmt: skip
+    try:
+        precision, recall = F.precision_recall(real.features, fake.features, config.pr_k)
+    except UndefinedMetricError as err:
+        writer.unavailable(f"precision.{e}", str(err))
+        writer.unavailable(f"recall.{e}", str(err))
+    else:  # k-NN radii of a resample with duplicates are 0: no bootstrap
+        writer.put(f"precision.{e}", lambda: precision, [], n, interval=False)
+        writer.put(f"recall.{e}", lambda: recall, [], n, interval=False)
+
+    def diversity(features: np.ndarray, groups_of: list[np.ndarray]) -> float:
+        return _diversity(features, groups_of, config.diversity_max_per_cell, config.seed)
+
+    writer.put(f"diversity.{e}", lambda: diversity(fake.features, cells), [], n, interval=False)
+    writer.put(f"diversity.{e}_ratio", lambda: diversity(fake.features, cells) / diversity(real.features, real_cells),
+               [], n, interval=False)  # fmt: skip
+
+    real_nn, _ = F.nearest_distances(real.features, real.features, exclude_self=True)
+    fake_nn, _ = F.nearest_distances(fake.features, real.features)
+    threshold = np.quantile(real_nn, config.near_copy_quantile)
+    writer.put(f"memorization.near_copy.{e}", _mean, [(fake_nn < threshold).astype(float)], n)
+    writer.put(f"memorization.nn_ratio.{e}", lambda: float(np.median(fake_nn) / np.median(real_nn)), [], n,
+               interval=False)  # fmt: skip
+
+    for group, (real_rows, rows) in groups.items():
+        writer.put(f"kid.{e}.{group}", kid, [real.features[real_rows], fake.features[rows]], len(rows),
+                   resample=kid_resample, distinct=True)  # fmt: skip
+        group_cells = [cell[np.isin(cell, rows)] for cell in cells]
+        writer.put(f"diversity.{e}.{group}", lambda c=group_cells: diversity(fake.features, c), [], len(rows),
+                   interval=False)  # fmt: skip
+
+
+def _lpips_metrics(
+    writer: _Writer,
+    lpips: Lpips,
+    values: np.ndarray,
+    kept: dict[tuple, list[np.ndarray]],
+    groups: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> None:
+    name, spread = f"lpips.{lpips.net}", f"diversity.lpips_{lpips.net}"
+    if lpips.distance is None:
+        writer.unavailable(name, lpips.reason or "unavailable")
+        writer.unavailable(spread, lpips.reason or "unavailable")
+        return
+    writer.put(name, _mean, [values], len(values))
+    for group, (_, rows) in groups.items():
+        writer.put(f"{name}.{group}", _mean, [values[rows]], len(rows))
+    cell_means = []
+    for images in kept.values():
+        pairs = [(i, j) for i in range(len(images)) for j in range(i + 1, len(images))]
+        if pairs:
+            cell_means.append(lpips.distance([images[i] for i, _ in pairs], [images[j] for _, j in pairs]).mean())
+    writer.put(spread, lambda: _mean(np.asarray(cell_means)), [], sum(len(v) for v in kept.values()), interval=False)

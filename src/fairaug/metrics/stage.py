@@ -1,0 +1,65 @@
+"""The evaluate_quality stage: the quality report of outputs/<d>/synthetic against the real
+reference split, written beside fairness.json (outputs/<d>/metrics/):
+
+    quality.json            DVC metrics: only numbers (NaN where a metric is unavailable) and the
+                            ``small_group`` flags; every key of `quality_report` but the reasons
+    quality_reasons.json    ``<name>.reason`` of every unavailable metric, e.g. why Inception-v3's are
+                            missing (no weights offline)
+
+and logs the numbers as MLflow metrics under the same names, both files as artifacts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from fairaug.config import Params
+from fairaug.fairness.stages import WEIGHTS
+from fairaug.io import write_json
+from fairaug.metrics.extractors import build_extractors
+from fairaug.metrics.features import FeatureCache, manifest_set, synthetic_set
+from fairaug.metrics.perceptual import load_lpips
+from fairaug.metrics.report import Report, quality_report
+from fairaug.tracking import RUN_FILE, stage_run
+
+REASONS = "quality_reasons.json"
+
+
+def split_report(report: Report) -> tuple[dict[str, float | int | bool], dict[str, str]]:
+    """(numbers and flags, reasons): DVC metrics must be numeric."""
+    numbers = {key: value for key, value in report.items() if not isinstance(value, str)}
+    return numbers, {key: value for key, value in report.items() if isinstance(value, str)}
+
+
+def mlflow_metrics(report: Report) -> dict[str, float]:
+    return {key: float(value) for key, value in report.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)}  # fmt: skip
+
+
+def evaluate_quality(
+    params: Params, dataset: str, prepared_dir: Path, synthetic_dir: Path, classifier_dir: Path, out_path: Path
+) -> Report:
+    """Write quality.json and quality_reasons.json (module docstring); returns the full report."""
+    config = params.evaluate_quality
+    out_path = Path(out_path)
+    upstream = {stage: Path(d) for stage, d in
+                [("prepare", prepared_dir), ("generate", synthetic_dir), ("train_classifier", classifier_dir)]
+                if (Path(d) / RUN_FILE).is_file()}  # fmt: skip
+    stage_params = {"evaluate_quality": config.model_dump(), "dataset": params.dataset(dataset).model_dump()}
+    with stage_run("evaluate_quality", dataset, params, stage_params, upstream=upstream):
+        manifest = pd.read_parquet(Path(prepared_dir) / "manifest.parquet")
+        real = manifest_set(manifest, params.dataset(dataset).root, config.reference_split)
+        extractors = build_extractors(config.extractors, classifier=Path(classifier_dir) / WEIGHTS,
+                                      inception_weights=config.inception_weights, device=config.device)  # fmt: skip
+        report = quality_report(real, synthetic_set(synthetic_dir), extractors, config, FeatureCache(config.cache_dir),
+                                load_lpips(config.lpips_net, config.device))  # fmt: skip
+        numbers, reasons = split_report(report)
+        write_json(out_path, numbers)
+        write_json(out_path.parent / REASONS, reasons)
+        mlflow.log_metrics(mlflow_metrics(report))
+        for path in (out_path, out_path.parent / REASONS):
+            mlflow.log_artifact(str(path), artifact_path="quality")
+    return report

@@ -1,0 +1,79 @@
+"""`fairaug quality REAL_DIR SYNTH_DIR`: a folder against itself, against a colour-shifted copy, and
+the Inception metrics reported unavailable (no weights offline) with the reason."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fairaug.cli import app
+from fairaug.data.fixtures import write_derm_fixture
+
+N = 48
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> tuple[Path, Path]:
+    """Fixture JPEGs, and the same images with red raised and blue lowered (PNG, flat folder)."""
+    root = tmp_path_factory.mktemp("quality-cli")
+    real = write_derm_fixture(root / "real", n=N, seed=3)
+    shifted = root / "shifted"
+    shifted.mkdir()
+    for path in sorted(real.rglob("*.jpg")):
+        rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        rgb[..., 0] += 60
+        rgb[..., 2] -= 40
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(shifted / f"{path.stem}.png")
+    return real, shifted
+
+
+def quality(tmp_path: Path, real: Path, synthetic: Path, *options: str) -> dict:
+    out = tmp_path / f"{synthetic.name}.json"
+    result = CliRunner().invoke(app, ["quality", str(real), str(synthetic), "--out", str(out), "--n-bootstrap", "20",
+                                      *options])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())
+
+
+def test_a_folder_against_itself_and_a_colour_shifted_copy(folders, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no Inception / LPIPS weights
+    real, shifted = folders
+    same = quality(tmp_path, real, real)
+    other = quality(tmp_path, real, shifted)
+    assert same["quality/ssim"] == pytest.approx(1.0) and same["quality/n_synthetic"] == N
+    assert abs(same["quality/fid.pixels"]) < 1e-3 < 20 < other["quality/fid.pixels"]
+    # unbiased KID of a set with itself is O(1/n) (k(x, x) pairs count only across the sets), not 0
+    assert abs(same["quality/kid.pixels"]) < other["quality/kid.pixels"] / 3
+    assert other["quality/kid.pixels.ci_low"] > 0 and other["quality/ssim"] < 0.9
+    for key in ("fid.inception", "kid.inception", "is.inception", "lpips.alex"):
+        assert math.isnan(same[f"quality/{key}"])
+        assert same[f"quality/{key}.reason"].startswith("unavailable: ")
+    assert "Inception-v3 FID weights not found" in same["quality/fid.inception.reason"]
+    assert "classifier not found" in same["quality/fid.domain.reason"]
+
+
+def test_extractor_choice_and_classifier(folders, tmp_path):
+    from fairaug.fairness.classifier import build_classifier, save_classifier
+
+    real, shifted = folders
+    model = save_classifier(build_classifier("small_cnn", ["mel", "nv"], 32), tmp_path / "model.safetensors")
+    report = quality(tmp_path, real, shifted, "--extractor", "domain", "--classifier", str(model))
+    assert report["quality/fid.domain"] > 0 and report["quality/is.domain"] >= 1.0
+    assert not any(".pixels" in key or ".inception" in key for key in report)
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["quality", str(tmp_path / "missing"), str(tmp_path), "--out", "r.json"])
+    assert result.exit_code == 2 and "not a directory" in result.output
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["quality", str(tmp_path / "empty"), str(tmp_path / "empty"), "--out", "r.json"])
+    assert result.exit_code == 2 and "no images" in result.output
+    result = CliRunner().invoke(app, ["quality", str(tmp_path), str(tmp_path), "--out", "r.json",
+                                      "--inception-weights", str(tmp_path / "none.pth")])  # fmt: skip
+    assert result.exit_code == 2 and "--inception-weights: file not found" in result.output

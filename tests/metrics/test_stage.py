@@ -1,0 +1,100 @@
+"""The evaluate_quality stage on a tmp project: a prepared manifest of fixture images, a tiny
+synthetic set written with the generate stage's storage, an untrained small CNN as the classifier."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairaug.config import load_params
+from fairaug.config.quality import EvaluateQualityConfig
+from fairaug.data.labels import FST_VALUES
+from fairaug.fairness.classifier import build_classifier, save_classifier
+from fairaug.generation.storage import MANIFEST, png_bytes, shard_path, write_shard
+from fairaug.metrics.features import read_image
+from fairaug.metrics.stage import REASONS, evaluate_quality
+
+DATASET = "ham10000"
+
+
+def prepared_manifest(root: Path) -> pd.DataFrame:
+    metadata = pd.read_csv(root / "HAM10000_metadata.csv")
+    paths = [next(root.glob(f"HAM10000_images_part_*/{image_id}.jpg")).relative_to(root).as_posix()
+             for image_id in metadata["image_id"]]  # fmt: skip
+    return pd.DataFrame({
+        "path": paths,
+        "sha256": [hashlib.sha256((root / p).read_bytes()).hexdigest() for p in paths],
+        "label": metadata["dx"], "fst": metadata["fitzpatrick"], "fst_source": "label",
+        "group_id": metadata["lesion_id"], "split": np.where(np.arange(len(paths)) % 5 == 0, "test", "train"),
+    })  # fmt: skip
+
+
+def synthetic_set(out: Path, root: Path, manifest: pd.DataFrame, per_shard: int = 16) -> None:
+    """Flipped real test images asked for with their own FST and label, in shards; one row not kept."""
+    rows = manifest[manifest["split"] == "test"].reset_index(drop=True)
+    rows = rows.assign(id=[f"img{i:04d}" for i in range(len(rows))], prompt="p", seed=0, index=rows.index,
+                       confidence=0.9, ssim_to_real=0.5, nearest_real=rows["path"], kept=rows.index > 0,
+                       reason="passed")  # fmt: skip
+    pieces = []
+    for shard, start in enumerate(range(0, len(rows), per_shard)):
+        chunk = rows.iloc[start : start + per_shard]
+        images = [png_bytes(np.ascontiguousarray(read_image(root / p)[:, ::-1])) for p in chunk["path"]]
+        path = write_shard(shard_path(out, shard), chunk[["id", "fst", "label"]], images, "fingerprint")
+        pieces.append(chunk.assign(path=[f"shards/{path.name}#{i}" for i in chunk["id"]]))
+    pd.concat(pieces)[["path", "id", "fst", "label", "prompt", "seed", "index", "confidence", "ssim_to_real",
+                       "nearest_real", "kept", "reason"]].to_parquet(out / MANIFEST)  # fmt: skip
+
+
+def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_uri, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # offline: no Inception / LPIPS weights
+    root = project / "data" / DATASET
+    manifest = prepared_manifest(root)
+    prepared, synthetic, classifier = (project / "outputs" / DATASET / d for d in ("prepared", "synthetic",
+                                                                                    "classifier/real"))  # fmt: skip
+    prepared.mkdir(parents=True)
+    manifest.to_parquet(prepared / "manifest.parquet")
+    synthetic_set(synthetic, root, manifest)
+    save_classifier(build_classifier("small_cnn", sorted(manifest["label"].unique()), 32),
+                    classifier / "model.safetensors")  # fmt: skip
+    params = load_params(project / "params.yaml")
+    config = EvaluateQualityConfig(n_bootstrap=20, cache_dir=str(tmp_path / "cache"), min_group_size=5)
+    params = params.model_copy(update={"evaluate_quality": config})
+    out = project / "outputs" / DATASET / "metrics" / "quality.json"
+
+    evaluate_quality(params, DATASET, prepared, synthetic, classifier, out)
+
+    metrics, reasons = json.loads(out.read_text()), json.loads((out.parent / REASONS).read_text())
+    assert all(isinstance(v, int | float) for v in metrics.values())
+    assert all(isinstance(v, str) for v in reasons.values())
+    n_synthetic = int((manifest["split"] == "test").sum()) - 1  # one row not kept
+    assert metrics["quality/n_synthetic"] == n_synthetic
+    assert metrics["quality/n_real"] == int((manifest["split"] == "train").sum())
+    for name in ("kid.domain", "kid.pixels", "ssim", "fst_fidelity"):
+        value, low, high = (metrics[f"quality/{name}{s}"] for s in ("", ".ci_low", ".ci_high"))
+        assert low <= high and metrics[f"quality/{name}.n"] == n_synthetic and not math.isnan(value)
+    for name in ("fid.domain", "is.domain", "precision.domain", "recall.domain", "diversity.domain",
+                 "memorization.near_copy.domain", "memorization.ssim_near_copy", "fid.pixels"):
+        assert not math.isnan(metrics[f"quality/{name}"]), name
+    for k in FST_VALUES:
+        n = metrics[f"quality/n_synthetic.fst{k}"]
+        assert metrics[f"quality/fst{k}.small_group"] == (min(n, metrics[f"quality/n_real.fst{k}"]) < 5)
+        if n >= 2:
+            assert metrics[f"quality/kid.domain.fst{k}.n"] == n and f"quality/kid.domain.fst{k}.ci_low" in metrics
+            assert 0 <= metrics[f"quality/fst_fidelity.fst{k}"] <= 1
+    assert math.isnan(metrics["quality/fid.inception"])
+    assert reasons["quality/fid.inception.reason"].startswith("unavailable: Inception-v3 FID weights not found")
+    assert "lpips.alex.reason" in " ".join(reasons) and "quality/ssim.label_mel" in metrics
+    # the flipped copies are near their originals: SSIM well above unrelated images'
+    assert metrics["quality/ssim"] > 0.5
+
+    run = mlflow.search_runs(experiment_names=[f"fairaug/{DATASET}"], output_format="list")[0]
+    assert run.data.tags["fairaug.stage"] == "evaluate_quality"
+    assert run.data.metrics["quality/kid.domain"] == pytest.approx(metrics["quality/kid.domain"])
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2  # domain and pixels real features
