@@ -18,7 +18,7 @@ from fairaug.config.quality import EvaluateQualityConfig
 from fairaug.data.labels import FST_VALUES
 from fairaug.fairness.classifier import build_classifier, save_classifier
 from fairaug.generation.storage import MANIFEST, png_bytes, shard_path, write_shard
-from fairaug.metrics.features import read_image
+from fairaug.images import read_rgb
 from fairaug.metrics.stage import REASONS, evaluate_quality
 
 DATASET = "ham10000"
@@ -45,7 +45,7 @@ def synthetic_set(out: Path, root: Path, manifest: pd.DataFrame, per_shard: int 
     pieces = []
     for shard, start in enumerate(range(0, len(rows), per_shard)):
         chunk = rows.iloc[start : start + per_shard]
-        images = [png_bytes(np.ascontiguousarray(read_image(root / p)[:, ::-1])) for p in chunk["path"]]
+        images = [png_bytes(np.ascontiguousarray(read_rgb(root / p)[:, ::-1])) for p in chunk["path"]]
         path = write_shard(shard_path(out, shard), chunk[["id", "fst", "label"]], images, "fingerprint")
         pieces.append(chunk.assign(path=[f"shards/{path.name}#{i}" for i in chunk["id"]]))
     pd.concat(pieces)[["path", "id", "fst", "label", "prompt", "seed", "index", "confidence", "ssim_to_real",

@@ -21,6 +21,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from fairaug.config.generation import FilterConfig
 from fairaug.fairness.classifier import Classifier, image_transform
+from fairaug.images import read_rgb, resized
 
 FEATURE_SIZE = 16
 
@@ -49,22 +50,11 @@ class RealNeighbours:
         """Index (into ``paths``) of each synthetic image's nearest real image, and their SSIM."""
         nearest = self.index.kneighbors(thumbnail_features(synthetic), return_distance=False)[:, 0]
         ssim = np.array([
-            structural_similarity(image, _resized(read_rgb(self.paths[j]), image.shape[:2]), channel_axis=2,
+            structural_similarity(image, resized(read_rgb(self.paths[j]), image.shape), channel_axis=2,
                                   data_range=255)
             for image, j in zip(synthetic, nearest, strict=True)
         ])
         return nearest, ssim
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def _resized(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if image.shape[:2] == shape:
-        return image
-    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))
 
 
 @torch.no_grad()

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from fairaug.errors import DataError
 from fairaug.generation.storage import MANIFEST, read_synthetic
+from fairaug.images import read_rgb
 from fairaug.io import atomic_write_bytes
 from fairaug.metrics.extractors import Extractor, Output
 
@@ -35,24 +35,16 @@ class ImageSet:
     rows: pd.DataFrame
     batches: Callable[[int], Batches]
     version: str  # changes whenever an image may have: the feature cache's key
-    root: Path | None = None  # where ``rows.path`` are, for `read_image` of single images
+    root: Path | None = None  # where ``rows.path`` are, for `read_rgb` of single images
 
     def image(self, path: str) -> np.ndarray:
-        return read_image(Path(self.root) / path)
-
-
-def read_image(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as err:
-        raise DataError(f"cannot read image: {err}", file=path) from None
+        return read_rgb(Path(self.root) / path)
 
 
 def _file_batches(root: Path, paths: Sequence[str], rows: pd.DataFrame) -> Callable[[int], Batches]:
     def batches(size: int) -> Batches:
         for start in range(0, len(paths), size):
-            yield rows.iloc[start : start + size], [read_image(root / p) for p in paths[start : start + size]]
+            yield rows.iloc[start : start + size], [read_rgb(root / p) for p in paths[start : start + size]]
 
     return batches
 

@@ -35,12 +35,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from fairaug.config.quality import EvaluateQualityConfig
 from fairaug.data.labels import FST_VALUES
 from fairaug.fairness.metrics import UndefinedMetricError
 from fairaug.generation.filter import thumbnail_features
+from fairaug.images import resized
 from fairaug.metrics import functional as F
 from fairaug.metrics.extractors import Extractor, Output, pixels_extractor
 from fairaug.metrics.features import FeatureCache, ImageSet, extract
@@ -84,12 +84,6 @@ def _mean(values: np.ndarray) -> float:
     return float(np.mean(values))
 
 
-def _resized(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if image.shape[:2] == shape[:2]:
-        return image
-    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))
-
-
 class _PerImage:
     """Per synthetic image, batch by batch: nearest real image (thumbnails, same label), its SSIM and
     LPIPS, the ITA-estimated FST; and up to lpips_max_per_cell images per cell for LPIPS diversity."""
@@ -114,7 +108,7 @@ class _PerImage:
             positions, candidates = self.by_label.get(label, self.everything)
             _, index = F.nearest_distances(thumbnail[None], candidates)
             nearest.append(self.real.image(self.real.rows["path"].iloc[positions[index[0]]]))
-        nearest = [_resized(real, image.shape) for real, image in zip(nearest, images, strict=True)]
+        nearest = [resized(real, image.shape) for real, image in zip(nearest, images, strict=True)]
         self.ssim += [F.ssim(image, real) for image, real in zip(images, nearest, strict=True)]
         if self.lpips is not None and self.lpips.distance is not None:
             self.lpips_values += list(self.lpips.distance(images, nearest))
