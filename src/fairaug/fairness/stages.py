@@ -72,7 +72,7 @@ from fairaug.fairness.metrics import (
 )
 from fairaug.fairness.mix import mix_record, mixed_train_set, read_synthetic_manifest
 from fairaug.io import atomic_dir, atomic_write_text, write_json
-from fairaug.tracking import stage_run
+from fairaug.tracking import numeric_metrics, stage_run
 from fairaug.tracking.lineage import dvc_md5, stage_deps
 
 WEIGHTS = "model.safetensors"
@@ -118,16 +118,6 @@ def classifier_report(params: Params, dataset: str, predictions: pd.DataFrame, c
         confidence=settings.confidence,
         stratify_by_fst=settings.stratify_by_fst,
     )
-
-
-def numeric_metrics(report: Mapping[str, object]) -> dict[str, float]:
-    """MLflow metrics of a report, named as its keys: its numbers (values, n, intervals; NaN
-    included), not the small-group flags or reasons."""
-    return {
-        key: float(value)
-        for key, value in report.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    }
 
 
 def _tag_dvc_stage(name: str, root: Path) -> None:

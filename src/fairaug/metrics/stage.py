@@ -23,7 +23,7 @@ from fairaug.metrics.extractors import build_extractors
 from fairaug.metrics.features import FeatureCache, manifest_set, synthetic_set
 from fairaug.metrics.perceptual import load_lpips
 from fairaug.metrics.report import Report, quality_report
-from fairaug.tracking import RUN_FILE, stage_run
+from fairaug.tracking import RUN_FILE, numeric_metrics, stage_run
 
 REASONS = "quality_reasons.json"
 
@@ -32,11 +32,6 @@ def split_report(report: Report) -> tuple[dict[str, float | int | bool], dict[st
     """(numbers and flags, reasons): DVC metrics must be numeric."""
     numbers = {key: value for key, value in report.items() if not isinstance(value, str)}
     return numbers, {key: value for key, value in report.items() if isinstance(value, str)}
-
-
-def mlflow_metrics(report: Report) -> dict[str, float]:
-    return {key: float(value) for key, value in report.items()
-            if isinstance(value, int | float) and not isinstance(value, bool)}  # fmt: skip
 
 
 def evaluate_quality(
@@ -59,7 +54,7 @@ def evaluate_quality(
         numbers, reasons = split_report(report)
         write_json(out_path, numbers)
         write_json(out_path.parent / REASONS, reasons)
-        mlflow.log_metrics(mlflow_metrics(report))
+        mlflow.log_metrics(numeric_metrics(report))
         for path in (out_path, out_path.parent / REASONS):
             mlflow.log_artifact(str(path), artifact_path="quality")
     return report

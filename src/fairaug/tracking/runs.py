@@ -65,6 +65,13 @@ def flatten(data: Mapping, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+def numeric_metrics(report: Mapping[str, object]) -> dict[str, float]:
+    """MLflow metrics of a report, named as its keys: its numbers (values, n, intervals; NaN
+    included), not flags or reasons."""
+    return {key: float(value) for key, value in report.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)}  # fmt: skip
+
+
 def read_run_id(out_dir: Path) -> str:
     """The MLflow run id an upstream stage recorded in its outputs."""
     return json.loads((Path(out_dir) / RUN_FILE).read_text())["run_id"]
