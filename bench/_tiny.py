@@ -13,7 +13,10 @@ from fairaug.diffusion.tokenizer import build_tokenizer
 TEMPLATE = Params().prompts.templates["derm"]
 
 
+def tiny_tokenizer():
+    return build_tokenizer(all_prompts(Params().prompts.templates, {"derm": ["mel", "nv", "bkl"]}))
+
+
 def tiny_base(out: Path) -> Path:
-    tokenizer = build_tokenizer(all_prompts(Params().prompts.templates, {"derm": ["mel", "nv", "bkl"]}))
-    save_tiny_base(build_tiny_pipeline(BaseConfig(), tokenizer), out)
+    save_tiny_base(build_tiny_pipeline(BaseConfig(), tiny_tokenizer()), out)
     return out

@@ -94,7 +94,8 @@ def main() -> None:
         manifest, _ = prepare_dataset("derm", dataset, PrepareConfig())
         params = Params().model_copy(update={
             "datasets": {"derm": dataset},
-            "train_lora": TrainLoraConfig(checkpoint_every=10_000, validate_every=10_000),
+            # like for like: the plain loop encodes every step, so ours does too (cached latents: tiny_pretrain_step)
+            "train_lora": TrainLoraConfig(checkpoint_every=10_000, validate_every=10_000, cache_latents=False),
         })
         data = lora_data(params, "derm", manifest)
         ours_s, plain_s = [], []

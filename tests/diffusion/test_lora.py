@@ -13,10 +13,10 @@ from fairaug.config.diffusion import BaseConfig, TrainLoraConfig
 from fairaug.data.prepare import prepare_dataset
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.base import build_tiny_pipeline
-from fairaug.diffusion.data import StepBatchSampler, balanced_weights
+from fairaug.diffusion.data import StepBatchSampler, balanced_weights, hflip
 from fairaug.diffusion.finetune import lora_data
 from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, LoraTrainer
-from fairaug.diffusion.loss import draw_step_noise
+from fairaug.diffusion.loss import PosteriorCache, draw_step_noise, encode_latents
 from fairaug.diffusion.prompts import all_prompts
 from fairaug.diffusion.tokenizer import build_tokenizer
 
@@ -115,6 +115,32 @@ def test_trained_lora_loads_in_a_stock_pipeline(fixture_data, derm_manifest, tmp
     np.testing.assert_allclose(generate(), before, atol=1e-6)  # and unloading it restores the base
 
 
+def test_posterior_cache_samples_what_encoding_each_step_samples():
+    vae = fresh_tiny_pipeline(Params()).vae.eval()
+    pixels = torch.rand(10, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    cache = PosteriorCache(vae, pixels.split(4), progress=False)  # batches of another size than the steps'
+    assert len(cache) == 10
+    indices, flip = torch.tensor([7, 2, 2, 9]), torch.tensor([True, False, True, False])
+    latent_noise = torch.randn(4, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    expected = encode_latents(vae, hflip(pixels[indices], flip), latent_noise)
+    torch.testing.assert_close(cache.latents(indices, flip, latent_noise), expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(cache.latents(indices, ~flip, latent_noise), expected, atol=1e-3)  # mirrored differs
+
+
+def test_cached_latents_train_the_same_lora(fixture_data, derm_manifest, tmp_path):
+    params = tiny_params(fixture_data, max_steps=3, validate_every=10, checkpoint_every=10)
+    data = lora_data(params, "ham10000", derm_manifest)
+    states = {}
+    for cache_latents in (True, False):
+        config = params.train_lora.model_copy(update={"cache_latents": cache_latents})
+        trainer = LoraTrainer(fresh_tiny_pipeline(params), data, config, tmp_path / str(cache_latents), "fp",
+                              Accelerator(cpu=True))
+        assert (trainer.posteriors is not None) == cache_latents
+        trainer.train(resume=None)
+        states[cache_latents] = trainer.final_states()[LORA_WEIGHTS]
+    assert max((states[True][k] - states[False][k]).abs().max().item() for k in states[True]) <= 1e-5
+
+
 def test_resume_from_checkpoint_equals_uninterrupted(fixture_data, derm_manifest, tmp_path):
     params = tiny_params(fixture_data, dropout=0.1)
     data = lora_data(params, "ham10000", derm_manifest)
@@ -145,11 +171,11 @@ def test_early_stopping_kohya_export_and_8bit_fallback(fixture_data, derm_manife
         trainer = LoraTrainer(fresh_tiny_pipeline(params), lora_data(params, "ham10000", derm_manifest),
                               params.train_lora, tmp_path / "lora", "fp", Accelerator(cpu=True))
     state = trainer.train()
-    val_losses = [h["val/loss"] for h in state.history]
+    val_losses = np.nan_to_num([h["val/loss"] for h in state.history], nan=np.inf)  # diverged: never the best
     assert state.stopped_early and state.step < 12
     assert state.validations_without_improvement == 2
     best_step = int(np.argmin(val_losses)) + 1
-    assert min(val_losses) == state.best_val_loss and best_step == state.step - 2
+    assert val_losses.min() == state.best_val_loss and best_step == state.step - 2
     shipped = trainer.final_states()[LORA_WEIGHTS]
     assert all(torch.equal(shipped[k], trainer.best_state[k]) for k in shipped)  # the best, not the last
     written = trainer.save_final()

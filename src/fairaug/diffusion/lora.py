@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from fairaug.config.diffusion import TrainLoraConfig
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
-from fairaug.diffusion.loss import draw_step_noise, denoising_loss, encode_latents, encode_prompts
+from fairaug.diffusion.loss import (PosteriorCache, StepNoise, denoising_loss, draw_step_noise, encode_latents,
+                                   encode_prompts)
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 EMA_WEIGHTS = "pytorch_lora_weights_ema.safetensors"
@@ -42,6 +43,7 @@ KOHYA_WEIGHTS = "pytorch_lora_weights_kohya.safetensors"
 CHECKPOINTS = "checkpoints"
 VALIDATION_STREAM = 7  # seed stream of the fixed validation noise, apart from training steps
 DROPOUT_STREAM = 2
+ENCODE_BATCH = 64  # images per VAE call when caching latents
 
 
 @dataclass
@@ -150,6 +152,12 @@ class LoraTrainer:
         self.state = TrainingState()
         unet_config = pipeline.unet.config
         self.latent_shape = (unet_config.in_channels, unet_config.sample_size, unet_config.sample_size)
+        self.posteriors = self._encode_train_images() if config.cache_latents else None
+
+    def _encode_train_images(self) -> PosteriorCache:
+        loader = DataLoader(self.data.train, batch_size=ENCODE_BATCH, collate_fn=collate)
+        return PosteriorCache(self.pipeline.vae, (batch["pixels"] for batch in loader), total=len(loader),
+                              progress=self.accelerator.is_local_main_process)
 
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> None:
@@ -197,15 +205,22 @@ class LoraTrainer:
         return self.state.step
 
     # ---------------------------------------------------------------- steps
-    def _micro_step_loss(self, batch: dict, micro_step: int) -> torch.Tensor:
+    def _latents(self, indices: list[int], noise: StepNoise) -> torch.Tensor:
+        if self.posteriors is not None:
+            return self.posteriors.latents(indices, noise.flip, noise.latent_noise).to(self.accelerator.device)
+        pixels = collate([self.data.train[i] for i in indices])["pixels"]
+        return encode_latents(self.pipeline.vae, hflip(pixels, noise.flip).to(self.accelerator.device),
+                              noise.latent_noise)
+
+    def _micro_step_loss(self, indices: list[int], micro_step: int) -> torch.Tensor:
         config, pipeline, accelerator = self.config, self.pipeline, self.accelerator
         scheduler = pipeline.scheduler
         noise = draw_step_noise(config.seed, micro_step, self.micro_batch, self.latent_shape,
                                 scheduler.config.num_train_timesteps, config.noise_offset, config.prompt_dropout)
         noise = noise.slice(accelerator.process_index, accelerator.num_processes)
-        pixels = hflip(batch["pixels"], noise.flip).to(accelerator.device)
-        latents = encode_latents(pipeline.vae, pixels, noise.latent_noise)
-        prompts = ["" if drop else p for p, drop in zip(batch["prompts"], noise.drop_prompt.tolist(), strict=True)]
+        latents = self._latents(indices, noise)
+        prompts = ["" if drop else self.data.train.prompts[i]
+                   for i, drop in zip(indices, noise.drop_prompt.tolist(), strict=True)]
         states = encode_prompts(pipeline.tokenizer, pipeline.text_encoder, prompts)
         torch.manual_seed(step_seed(config.seed, micro_step, DROPOUT_STREAM))  # LoRA dropout masks
         with accelerator.autocast():
@@ -254,7 +269,7 @@ class LoraTrainer:
         start = self.resume(resume)
         sampler = StepBatchSampler(self.data.weights, self.micro_batch, config.seed, start * accumulation,
                                    config.max_steps * accumulation, accelerator.process_index, accelerator.num_processes)
-        batches = iter(DataLoader(self.data.train, batch_sampler=sampler, collate_fn=collate))
+        micro_batches = iter(sampler)  # this process's image indices of each micro-step
         self.unet.train()
         progress = tqdm(range(start, config.max_steps), initial=start, total=config.max_steps, desc="train_lora",
                         disable=not accelerator.is_local_main_process or None)
@@ -265,7 +280,7 @@ class LoraTrainer:
             for micro in range(accumulation):
                 last = micro == accumulation - 1
                 with accelerator.no_sync(self.unet) if not last else contextlib.nullcontext():
-                    loss = self._micro_step_loss(next(batches), step * accumulation + micro)
+                    loss = self._micro_step_loss(next(micro_batches), step * accumulation + micro)
                     accelerator.backward(loss / accumulation)
                 losses.append(loss.detach())
             self.optimizer.step()

@@ -28,7 +28,7 @@ from fairaug.data.fixtures import _sample_skin, _skin_canvas, _to_rgb
 from fairaug.data.labels import FST_VALUES
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
-from fairaug.diffusion.loss import denoising_loss, draw_step_noise, encode_latents
+from fairaug.diffusion.loss import PosteriorCache, denoising_loss, draw_step_noise, encode_latents
 from fairaug.diffusion.prompts import all_prompts, build_prompt
 from fairaug.diffusion.tokenizer import build_tokenizer
 
@@ -36,6 +36,7 @@ KL_WEIGHT = 1e-6  # as SD's VAE: a nearly deterministic autoencoder whose latent
 SNR_GAMMA = 5.0
 NOISE_OFFSET = 0.0
 MAX_GRAD_NORM = 1.0
+ENCODE_BATCH = 256  # images per VAE call outside the training steps
 GENERIC_SKIN_STREAM = 7  # seed stream of the generic skin images, apart from the training draws
 
 
@@ -122,9 +123,8 @@ def train_vae(vae, pixels: torch.Tensor, weights: np.ndarray, config: PretrainCo
     vae.register_to_config(scaling_factor=1.0)
     noise = torch.randn((len(pixels), *latent_shape), generator=torch.Generator().manual_seed(config.seed))
     with torch.no_grad():
-        latents = torch.cat(
-            [encode_latents(vae, chunk, chunk_noise) for chunk, chunk_noise in zip(pixels.split(256), noise.split(256))]
-        )
+        chunks = zip(pixels.split(ENCODE_BATCH), noise.split(ENCODE_BATCH), strict=True)
+        latents = torch.cat([encode_latents(vae, chunk, chunk_noise) for chunk, chunk_noise in chunks])
     vae.register_to_config(scaling_factor=1.0 / latents.std().item())
     return losses
 
@@ -154,6 +154,8 @@ def train_unet(
     sampler = StepBatchSampler(weights, config.unet_batch_size, config.seed, first_step, first_step + config.unet_steps)
     latent_shape = _latent_shape(vae, pixels)
     num_train_timesteps = pipeline.scheduler.config.num_train_timesteps
+    batches = pixels.split(ENCODE_BATCH)
+    posteriors = PosteriorCache(vae, batches, total=len(batches), progress=progress)
     losses = []
     bar = tqdm(total=config.unet_steps, desc="pretrain unet", unit="step", disable=None if progress else True)
     for step, indices in enumerate(sampler, start=first_step):
@@ -161,7 +163,7 @@ def train_unet(
             config.seed, step, len(indices), latent_shape, num_train_timesteps,
             noise_offset=NOISE_OFFSET, prompt_dropout=config.prompt_dropout,
         )  # fmt: skip
-        latents = encode_latents(vae, hflip(pixels[indices], draws.flip), draws.latent_noise)
+        latents = posteriors.latents(indices, draws.flip, draws.latent_noise)
         rows = torch.where(draws.drop_prompt, len(unique), prompt_rows[indices])
         hidden_states = text_encoder(token_ids[rows].to(text_encoder.device))[0]
         loss = denoising_loss(
