@@ -17,6 +17,7 @@ from fairaug.config.loader import render_params
 from fairaug.data.labels import HAM10000_DX
 from fairaug.diffusion.base import BASE_FILE, build_tiny_pipeline, load_base_pipeline, resolve_base, save_tiny_base
 from fairaug.diffusion.base import weight_hashes
+from fairaug.diffusion.loss import encode_latents
 from fairaug.diffusion.pretrain import pretrain_tiny, pretraining_images
 from fairaug.diffusion.prompts import DEFAULT_TEMPLATES, all_prompts
 from fairaug.diffusion.tokenizer import build_tokenizer
@@ -80,6 +81,15 @@ def test_pretraining_lowers_losses_and_is_deterministic(pretrained, tokenizer, t
         first, second = getattr(pipeline, name).state_dict(), getattr(again, name).state_dict()
         assert all(torch.equal(first[key], second[key]) for key in first), name
     assert again.vae.config.scaling_factor == pipeline.vae.config.scaling_factor
+
+
+def test_pretrained_latents_have_unit_variance(pretrained, train_images):
+    """SD's convention, checked through the plain encode path rather than the cache that set it."""
+    pipeline, _ = pretrained
+    pixels = torch.stack([train_images[i]["pixels"] for i in range(len(train_images))])
+    latent_noise = torch.randn(len(pixels), 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    latents = encode_latents(pipeline.vae, pixels, latent_noise)
+    assert latents.std().item() == pytest.approx(1.0, abs=0.05)
 
 
 def test_saved_tiny_base_loads_with_the_stock_pipeline(pretrained, tmp_path):

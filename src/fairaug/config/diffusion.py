@@ -38,6 +38,9 @@ class PretrainConfig(StrictModel):
     unet_steps: int = Field(800, ge=0, description="UNet denoising steps, text encoder trained with it")
     unet_batch_size: int = Field(32, gt=0, description="UNet batch size")
     unet_lr: float = Field(1e-3, gt=0, description="UNet learning rate")
+    noise_offset: float = Field(
+        0.1, ge=0, description="per-channel noise offset of the UNet phase: lets it learn overall colour, i.e. skin tone"
+    )
     generic_skin_images: int = Field(
         600, ge=0, description="extra skin images of every FST, uniform: stands for SD's knowledge of all skin types"
     )

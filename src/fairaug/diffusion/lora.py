@@ -36,6 +36,7 @@ from fairaug.diffusion import checkpoints
 from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
 from fairaug.diffusion.loss import (PosteriorCache, StepNoise, denoising_loss, draw_step_noise, encode_latents,
                                    encode_prompts)
+from fairaug.diffusion.optim import adamw
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 EMA_WEIGHTS = "pytorch_lora_weights_ema.safetensors"
@@ -106,7 +107,7 @@ def _make_optimizer(params, config: TrainLoraConfig):
             import warnings
 
             warnings.warn("use_8bit_adam: bitsandbytes is not installed, using torch AdamW", stacklevel=2)
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return adamw(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _rng_states() -> dict:

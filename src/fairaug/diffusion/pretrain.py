@@ -28,13 +28,13 @@ from fairaug.data.fixtures import _sample_skin, _skin_canvas, _to_rgb
 from fairaug.data.labels import FST_VALUES
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
-from fairaug.diffusion.loss import PosteriorCache, denoising_loss, draw_step_noise, encode_latents
+from fairaug.diffusion.loss import PosteriorCache, denoising_loss, draw_step_noise
+from fairaug.diffusion.optim import adamw
 from fairaug.diffusion.prompts import all_prompts, build_prompt
 from fairaug.diffusion.tokenizer import build_tokenizer
 
 KL_WEIGHT = 1e-6  # as SD's VAE: a nearly deterministic autoencoder whose latents stay well-scaled
 SNR_GAMMA = 5.0
-NOISE_OFFSET = 0.0
 MAX_GRAD_NORM = 1.0
 ENCODE_BATCH = 256  # images per VAE call outside the training steps
 GENERIC_SKIN_STREAM = 7  # seed stream of the generic skin images, apart from the training draws
@@ -85,7 +85,8 @@ def pretrain_tiny(
     if weights is None:
         weights = np.full(len(images), 1.0 / len(images))
     vae_loss = train_vae(pipeline.vae, data["pixels"], weights, config, progress)
-    unet_loss = train_unet(pipeline, data["pixels"], data["prompts"], weights, config, progress)
+    posteriors = encode_with_unit_variance(pipeline.vae, data["pixels"], config.seed, progress)
+    unet_loss = train_unet(pipeline, posteriors, data["prompts"], weights, config, progress)
     return {"vae_loss": vae_loss, "unet_loss": unet_loss}
 
 
@@ -97,7 +98,7 @@ def _latent_shape(vae, pixels: torch.Tensor) -> tuple[int, int, int]:
 def train_vae(vae, pixels: torch.Tensor, weights: np.ndarray, config: PretrainConfig, progress: bool) -> list[float]:
     """Reconstruction (L1 + MSE) with a small KL term; then latents are rescaled to unit variance."""
     vae.train().requires_grad_(True)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)
+    optimizer = adamw(vae.parameters(), lr=config.vae_lr)
     sampler = StepBatchSampler(weights, config.vae_batch_size, config.seed, 0, config.vae_steps)
     latent_shape = _latent_shape(vae, pixels)
     losses = []
@@ -119,31 +120,38 @@ def train_vae(vae, pixels: torch.Tensor, weights: np.ndarray, config: PretrainCo
         bar.set_postfix(loss=f"{loss.item():.4f}")
     bar.close()
     vae.eval().requires_grad_(False)
-    # SD's convention: latents * scaling_factor have unit variance, which the noise schedule assumes
-    vae.register_to_config(scaling_factor=1.0)
-    noise = torch.randn((len(pixels), *latent_shape), generator=torch.Generator().manual_seed(config.seed))
-    with torch.no_grad():
-        chunks = zip(pixels.split(ENCODE_BATCH), noise.split(ENCODE_BATCH), strict=True)
-        latents = torch.cat([encode_latents(vae, chunk, chunk_noise) for chunk, chunk_noise in chunks])
-    vae.register_to_config(scaling_factor=1.0 / latents.std().item())
     return losses
+
+
+def encode_with_unit_variance(vae, pixels: torch.Tensor, seed: int, progress: bool) -> PosteriorCache:
+    """The posteriors of ``pixels`` under the trained VAE, and the VAE's scaling factor set by SD's
+    convention: latents * scaling_factor have unit variance, which the noise schedule assumes."""
+    vae.register_to_config(scaling_factor=1.0)
+    batches = pixels.split(ENCODE_BATCH)
+    posteriors = PosteriorCache(vae, batches, total=len(batches), progress=progress)
+    noise = torch.randn(posteriors.mean.shape[1:], generator=torch.Generator().manual_seed(seed))
+    unscaled = posteriors.latents(torch.arange(len(posteriors)), torch.zeros(len(posteriors), dtype=torch.bool), noise)
+    vae.register_to_config(scaling_factor=1.0 / unscaled.std().item())
+    posteriors.scaling_factor = vae.config.scaling_factor
+    return posteriors
 
 
 def train_unet(
     pipeline: StableDiffusionPipeline,
-    pixels: torch.Tensor,
+    posteriors: PosteriorCache,
     prompts: list[str],
     weights: np.ndarray,
     config: PretrainConfig,
     progress: bool,
 ) -> list[float]:
     """UNet and text encoder together on the denoising loss (Min-SNR), with prompt dropout so that
-    classifier-free guidance has an unconditional model to push away from."""
-    unet, text_encoder, vae, tokenizer = pipeline.unet, pipeline.text_encoder, pipeline.vae, pipeline.tokenizer
+    classifier-free guidance has an unconditional model to push away from. ``posteriors`` holds the
+    training images' VAE posteriors, ``prompts`` their prompts."""
+    unet, text_encoder, tokenizer = pipeline.unet, pipeline.text_encoder, pipeline.tokenizer
     unet.train().requires_grad_(True)
     text_encoder.train().requires_grad_(True)
     parameters = [*unet.parameters(), *text_encoder.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=config.unet_lr)
+    optimizer = adamw(parameters, lr=config.unet_lr)
     # every prompt tokenized once; the last row is the empty prompt of dropped-out samples
     unique = sorted(set(prompts))
     token_ids = tokenizer(
@@ -152,16 +160,14 @@ def train_unet(
     prompt_rows = torch.tensor([unique.index(prompt) for prompt in prompts])
     first_step = config.vae_steps
     sampler = StepBatchSampler(weights, config.unet_batch_size, config.seed, first_step, first_step + config.unet_steps)
-    latent_shape = _latent_shape(vae, pixels)
+    latent_shape = tuple(posteriors.mean.shape[2:])
     num_train_timesteps = pipeline.scheduler.config.num_train_timesteps
-    batches = pixels.split(ENCODE_BATCH)
-    posteriors = PosteriorCache(vae, batches, total=len(batches), progress=progress)
     losses = []
     bar = tqdm(total=config.unet_steps, desc="pretrain unet", unit="step", disable=None if progress else True)
     for step, indices in enumerate(sampler, start=first_step):
         draws = draw_step_noise(
             config.seed, step, len(indices), latent_shape, num_train_timesteps,
-            noise_offset=NOISE_OFFSET, prompt_dropout=config.prompt_dropout,
+            noise_offset=config.noise_offset, prompt_dropout=config.prompt_dropout,
         )  # fmt: skip
         latents = posteriors.latents(indices, draws.flip, draws.latent_noise)
         rows = torch.where(draws.drop_prompt, len(unique), prompt_rows[indices])
