@@ -3,7 +3,8 @@
 Before: attention at the full 16x16 latent resolution with 2-channel heads (16 and 32 heads), a
 (32, 64) VAE, and every batch encoded by the VAE every step. Now: `build_tiny_pipeline` (attention
 at 8x8 only, 32-channel heads, a (16, 32) VAE) and `pretrain.train_unet`, which encodes each image
-once (`PosteriorCache`, outside the timed steps). Same images, batch and step count, side by side in this process.
+once (`PosteriorCache`, outside the timed steps). Same images, batch and step count, side by side in
+this process.
 Value: now / before seconds per step.
 """
 

@@ -96,7 +96,7 @@ def _latent_shape(vae, pixels: torch.Tensor) -> tuple[int, int, int]:
 
 
 def train_vae(vae, pixels: torch.Tensor, weights: np.ndarray, config: PretrainConfig, progress: bool) -> list[float]:
-    """Reconstruction (L1 + MSE) with a small KL term; then latents are rescaled to unit variance."""
+    """Reconstruction (L1 + MSE) with a small KL term (`encode_with_unit_variance` then sets the scale)."""
     vae.train().requires_grad_(True)
     optimizer = adamw(vae.parameters(), lr=config.vae_lr)
     sampler = StepBatchSampler(weights, config.vae_batch_size, config.seed, 0, config.vae_steps)
