@@ -35,7 +35,7 @@ class PretrainConfig(StrictModel):
     vae_steps: int = Field(200, ge=0, description="VAE training steps (reconstruction + KL)")
     vae_batch_size: int = Field(16, gt=0, description="VAE batch size")
     vae_lr: float = Field(1e-3, gt=0, description="VAE learning rate")
-    unet_steps: int = Field(800, ge=0, description="UNet denoising steps, text encoder trained with it")
+    unet_steps: int = Field(600, ge=0, description="UNet denoising steps, text encoder trained with it")
     unet_batch_size: int = Field(32, gt=0, description="UNet batch size")
     unet_lr: float = Field(1e-3, gt=0, description="UNet learning rate")
     noise_offset: float = Field(
@@ -82,7 +82,7 @@ class TrainLoraConfig(StrictModel):
     alpha: float = Field(8.0, gt=0, description="LoRA alpha (scale = alpha / rank)")
     dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
     target_modules: list[str] = Field(["to_q", "to_k", "to_v", "to_out.0"], description="UNet modules given LoRA")
-    max_steps: int = Field(400, gt=0, description="optimizer steps")
+    max_steps: int = Field(300, gt=0, description="optimizer steps")
     batch_size: int = Field(16, gt=0, description="images per optimizer step (all processes, all accumulation)")
     gradient_accumulation_steps: int = Field(1, gt=0, description="micro-batches per optimizer step")
     lr: float = Field(1e-3, gt=0, description="learning rate")
@@ -107,7 +107,7 @@ class TrainLoraConfig(StrictModel):
     )
     checkpoint_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
     checkpoint_limit: int = Field(2, gt=0, description="checkpoints kept (oldest deleted)")
-    validate_every: int = Field(100, gt=0, description="steps between validation loss and sample grids")
+    validate_every: int = Field(150, gt=0, description="steps between validation loss and sample grids")
     validation_images: int = Field(64, gt=0, description="validation images in the validation loss")
     early_stopping_patience: int | None = Field(
         None, gt=0, description="stop after this many validations without improvement; null: never"
