@@ -16,12 +16,11 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from skimage.metrics import structural_similarity
-from sklearn.neighbors import NearestNeighbors
 
 from fairaug.config.generation import FilterConfig
 from fairaug.fairness.classifier import Classifier, image_transform
 from fairaug.images import read_rgb, resized
+from fairaug.metrics.functional import nearest_distances, ssim
 
 FEATURE_SIZE = 16
 
@@ -44,17 +43,14 @@ class RealNeighbours:
         self.paths = list(paths)
         features = [thumbnail_features([read_rgb(p) for p in self.paths[first : first + batch_size]])
                     for first in range(0, len(self.paths), batch_size)]
-        self.index = NearestNeighbors(n_neighbors=1).fit(np.concatenate(features))
+        self.features = np.concatenate(features).astype(np.float64)
 
     def query(self, synthetic: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Index (into ``paths``) of each synthetic image's nearest real image, and their SSIM."""
-        nearest = self.index.kneighbors(thumbnail_features(synthetic), return_distance=False)[:, 0]
-        ssim = np.array([
-            structural_similarity(image, resized(read_rgb(self.paths[j]), image.shape), channel_axis=2,
-                                  data_range=255)
-            for image, j in zip(synthetic, nearest, strict=True)
-        ])
-        return nearest, ssim
+        _, nearest = nearest_distances(thumbnail_features(synthetic).astype(np.float64), self.features)
+        similarity = np.array([ssim(image, resized(read_rgb(self.paths[j]), image.shape))
+                               for image, j in zip(synthetic, nearest, strict=True)])
+        return nearest, similarity
 
 
 @torch.no_grad()
