@@ -29,6 +29,7 @@ from fairaug.fairness.metrics import (
     eom,
     fairness_report,
     kappa,
+    percentile_interval,
     pqd,
     read_predictions,
     score_column,
@@ -345,6 +346,14 @@ def test_bootstrap_is_seeded():
     other = fairness_report(frame, CLASSES, n_bootstrap=50, seed=2)
     assert other["fairness/auroc"] == first["fairness/auroc"]
     assert other["fairness/auroc.ci_low"] != first["fairness/auroc.ci_low"]
+
+
+def test_percentile_interval_leaves_out_undefined_resamples():
+    values = np.random.default_rng(12).normal(size=500)
+    values[::7] = np.nan  # undefined resamples
+    expected = np.nanpercentile(values, [5, 95])
+    assert percentile_interval(list(values), confidence=0.9) == pytest.approx(tuple(expected), rel=1e-12)
+    assert np.isnan(percentile_interval([np.nan, np.nan])).all()
 
 
 def test_stratified_resamples_keep_the_group_sizes():

@@ -334,7 +334,13 @@ def bootstrap_ci(
 ) -> tuple[float, float]:
     """Percentile interval of ``statistic(rows)`` over the resamples (rows of ``indices``).
     Resamples where the statistic is undefined are skipped; NaNs if it is undefined in all."""
-    values = np.array([measure(statistic, rows)[0] for rows in indices], dtype=np.float64)
+    return percentile_interval([measure(statistic, rows)[0] for rows in indices], confidence)
+
+
+def percentile_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """The central ``confidence`` interval of bootstrap ``values`` (percentile method), NaNs (undefined
+    resamples) left out; NaNs if nothing is left."""
+    values = np.asarray(values, dtype=np.float64)
     values = values[~np.isnan(values)]
     if not values.size:
         return float("nan"), float("nan")

@@ -21,7 +21,7 @@ from torch import nn
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance, poly_kernel
 
-from fairaug.fairness.metrics import UndefinedMetricError
+from fairaug.fairness.metrics import UndefinedMetricError, percentile_interval
 
 Array = NDArray[np.float64]
 BLOCK = 1 << 16  # entries of a pairwise distance / kernel block (512 KiB): bounded memory for any set size
@@ -186,8 +186,8 @@ def mean_pairwise_distance(features: Array) -> float:
 
 
 def ssim(image: NDArray[np.uint8], reference: NDArray[np.uint8]) -> float:
-    """SSIM of two HxWx3 uint8 images of the same size (scikit-image's defaults, as the generate
-    stage's near-copy filter, so that the numbers line up)."""
+    """SSIM of two HxWx3 uint8 images of the same size, scikit-image's defaults (also the generate
+    stage's near-copy filter: its numbers and memorization.ssim_near_copy line up)."""
     return float(structural_similarity(image, reference, channel_axis=2, data_range=255))
 
 
@@ -218,8 +218,4 @@ def bootstrap_interval(
             values.append(statistic(*resampled))
         except UndefinedMetricError:
             continue
-    if not values:
-        return float("nan"), float("nan")
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    return percentile_interval(values, confidence)
