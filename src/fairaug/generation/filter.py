@@ -26,10 +26,11 @@ FEATURE_SIZE = 16
 
 
 def thumbnail_features(images: list[np.ndarray]) -> np.ndarray:
-    """Standardised 16x16 RGB thumbnails, flattened: a pixel-space embedding for nearest neighbours."""
+    """Standardised 16x16 RGB thumbnails, flattened: a pixel-space embedding for nearest neighbours
+    (computed in float32, returned as float64, the dtype of the distance functions)."""
     small = np.stack([np.asarray(Image.fromarray(i).resize((FEATURE_SIZE, FEATURE_SIZE), Image.Resampling.BOX),
                                  dtype=np.float32).ravel() for i in images])
-    return (small - small.mean(axis=1, keepdims=True)) / (small.std(axis=1, keepdims=True) + 1e-6)
+    return ((small - small.mean(axis=1, keepdims=True)) / (small.std(axis=1, keepdims=True) + 1e-6)).astype(np.float64)
 
 
 class RealNeighbours:
@@ -43,11 +44,11 @@ class RealNeighbours:
         self.paths = list(paths)
         features = [thumbnail_features([read_rgb(p) for p in self.paths[first : first + batch_size]])
                     for first in range(0, len(self.paths), batch_size)]
-        self.features = np.concatenate(features).astype(np.float64)
+        self.features = np.concatenate(features)
 
     def query(self, synthetic: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Index (into ``paths``) of each synthetic image's nearest real image, and their SSIM."""
-        _, nearest = nearest_distances(thumbnail_features(synthetic).astype(np.float64), self.features)
+        _, nearest = nearest_distances(thumbnail_features(synthetic), self.features)
         similarity = np.array([ssim(image, resized(read_rgb(self.paths[j]), image.shape))
                                for image, j in zip(synthetic, nearest, strict=True)])
         return nearest, similarity

@@ -64,7 +64,7 @@ def unavailable(name: str, reason: str) -> Extractor:
 
 def pixels_extractor() -> Extractor:
     return Extractor("pixels", key="pixels-16x16", extract=lambda images: Output(
-        thumbnail_features(list(images)).astype(np.float64), None))
+        thumbnail_features(list(images)), None))
 
 
 def domain_extractor(classifier_path: str | Path | None, device: str = "cpu") -> Extractor:

@@ -101,7 +101,7 @@ class _PerImage:
         self.kept: dict[tuple, list[np.ndarray]] = {}
 
     def __call__(self, rows: pd.DataFrame, images: list[np.ndarray]) -> None:
-        thumbnails = thumbnail_features(images).astype(np.float64)
+        thumbnails = thumbnail_features(images)
         labels = rows["label"] if "label" in rows else pd.Series("", index=rows.index)
         nearest = []
         for thumbnail, label in zip(thumbnails, labels, strict=True):
