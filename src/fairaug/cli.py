@@ -119,6 +119,117 @@ def profile(
     console.print(f"{path}: profile [bold]{name}[/bold]; run `dvc repro` (or `make demo`) to apply it")
 
 
+def _print_verdict(outcome, title: str) -> None:
+    from rich.table import Table
+
+    from fairaug.registry.promote import gate_table
+
+    table = Table(title=title)
+    gates = gate_table(outcome.verdict)
+    for column in gates.columns:
+        table.add_column(column, overflow="fold")
+    for row in gates.itertuples(index=False):
+        table.add_row(*("" if value is None or value != value else f"{value:.4g}" if isinstance(value, float)
+                        else str(value) for value in row))  # fmt: skip
+    Console().print(table)
+    Console().print(f"[bold]{outcome.verdict.decision}[/bold]: {outcome.verdict.reason}")
+
+
+@app.command("promote")
+@exit_on_user_error
+def promote_command(
+    dataset: Annotated[str, typer.Option(help="data set (params.yaml datasets)")],
+    version: Annotated[
+        int | None, typer.Option(help="decide again on this registered version (default: the LoRA in outputs/)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="judge and print, register and change nothing")] = False,
+    force: Annotated[bool, typer.Option(help="promote whatever the gates say (needs --reason; recorded)")] = False,
+    reason: Annotated[str | None, typer.Option(help="why a person overrides the gates (with --force)")] = None,
+    project: Annotated[Path, typer.Option(help="project root")] = Path("."),
+) -> None:
+    """Register the data set's LoRA, judge it by the gates (params `promote`) and move the aliases."""
+    from fairaug.config import load_params
+    from fairaug.registry.promote import promote, promote_version
+
+    if force != bool(reason):
+        raise FairaugError("--force and --reason go together: say why the gates are overridden")
+    params = load_params(project / "params.yaml")
+    params.dataset(dataset)
+    if version is not None:
+        outcome = promote_version(params, dataset, version, dry_run=dry_run, force_reason=reason, root=project)
+    else:
+        outputs = project / "outputs" / dataset
+        outcome = promote(params, dataset, outputs / "metrics" / "quality.json", outputs / "metrics" / "fairness.json",
+                          outputs / "models" / "lora", outputs / "models" / "base", dry_run=dry_run,
+                          force_reason=reason, root=project)  # fmt: skip (promotion.json is the stage's)
+    name = params.promote.registered_model(dataset)
+    which = f"version {outcome.version}" if outcome.version is not None else "a new version"
+    _print_verdict(outcome, f"{name}: {which}{' (dry run: nothing recorded)' if dry_run else ''}")
+
+
+registry_app = typer.Typer(help="Read the MLflow model registry.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("history")
+@exit_on_user_error
+def registry_history(
+    dataset: Annotated[str, typer.Option(help="data set (params.yaml datasets)")],
+    project: Annotated[Path, typer.Option(help="project root")] = Path("."),
+) -> None:
+    """Every promotion decision on the data set's model, oldest first."""
+    from rich.table import Table
+
+    from fairaug.config import load_params
+    from fairaug.registry.promote import decision_history
+
+    params = load_params(project / "params.yaml")
+    params.dataset(dataset)
+    history = decision_history(params, dataset, root=project)
+    if history.empty:
+        console.print(f"no promotion decisions for {dataset} yet: run `dvc repro promote@{dataset}`")
+        return
+    table = Table(title=f"{params.promote.registered_model(dataset)}: decisions, oldest first")
+    for column in ("time", "version", "decision", "forced", "champion", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in history.itertuples(index=False):
+        champion = f"{row.champion_before or '-'} -> {row.champion_after or '-'}"
+        table.add_row(f"{row.time:%Y-%m-%d %H:%M:%S}", row.version, row.decision, row.forced, champion, row.reason)
+    Console().print(table)
+
+
+@app.command("generate")
+@exit_on_user_error
+def generate_command(
+    model: Annotated[str, typer.Option(help="MLflow model URI, e.g. models:/fairaug-ham10000-lora@champion")],
+    fst: Annotated[int, typer.Option(min=1, max=6, help="Fitzpatrick skin type asked for")],
+    label: Annotated[str, typer.Option(help="label asked for (e.g. mel; wound phases I, P, R)")],
+    out: Annotated[Path, typer.Option(help="directory for the PNG images (created)")],
+    n: Annotated[int, typer.Option(min=1, help="number of images")] = 8,
+    seed: Annotated[int, typer.Option(help="image i gets seed + i")] = 0,
+    steps: Annotated[int | None, typer.Option(min=1, help="sampler steps (default: the model's)")] = None,
+) -> None:
+    """Images from a registered LoRA, prompted as it was trained (the model's prompt template)."""
+    import mlflow
+
+    from fairaug.io import atomic_write_bytes
+    from fairaug.registry.model import model_prompts
+    from fairaug.tracking import configure_tracking
+    from fairaug.tracking.server import check_tracking_server, tracking_errors
+
+    configure_tracking(Path("."))
+    uri = mlflow.get_tracking_uri()
+    check_tracking_server(uri)
+    with tracking_errors(uri):
+        prompts = model_prompts(model, fst, label, n)
+        pipeline = mlflow.pyfunc.load_model(model)
+    params = {"seed": seed} | ({"num_inference_steps": steps} if steps else {})
+    images = pipeline.predict(prompts, params=params)
+    for i, png in enumerate(images):
+        atomic_write_bytes(out / f"fst{fst}-{label}-{i:04d}.png", png)
+    console.print(f"wrote {len(images)} images to {out}: \"{prompts[0]}\"")
+
+
 @app.command("fairness-report")
 @exit_on_user_error
 def fairness_report_command(

@@ -1,8 +1,15 @@
 """A fresh clone of the committed repository: the Makefile regenerates exactly the data data.dvc
 records, `dvc repro` of the ci profile runs every stage offline, a second `dvc repro` is a no-op,
-the metrics files hold DESIGN.md's names, and MLflow holds every stage's run with its lineage."""
+the metrics files hold DESIGN.md's names, MLflow holds every stage's run with its lineage, the
+registry holds each data set's LoRA with its decision, `dvc exp run -S` of one gate reruns
+`promote` alone and flips the decision, and the champion loads in a fresh process from the
+tracking store alone."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import mlflow
 import pytest
@@ -12,7 +19,15 @@ from conftest import REPO_ROOT, run
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DATASETS = ("ham10000", "wound")
 PER_DATASET_STAGES = ("prepare", "base_model", "train_lora", "generate", "evaluate_quality",
-                      "train_classifier_augmented", "evaluate_fairness")
+                      "train_classifier_augmented", "evaluate_fairness", "promote")
+LOAD_CHAMPION = """
+import io, sys
+import mlflow
+from PIL import Image
+images = mlflow.pyfunc.load_model(sys.argv[1]).predict(["fitzpatrick skin type v, photo of healthy skin"],
+                                                       params={"num_inference_steps": 2})
+print("image", *Image.open(io.BytesIO(images[0])).size)
+"""
 
 
 def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
@@ -41,7 +56,7 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
                 for r in client.search_runs([experiments[f"fairaug/{dataset}"]])}
         runs = {stage if variant is None else f"{stage}.{variant}": tracked for (stage, variant), tracked in runs.items()}
         assert set(runs) == {"prepare", "base_model", "train_lora", "generate", "evaluate_quality",
-                             "train_classifier.real", "train_classifier.augmented", "evaluate_fairness"}
+                             "train_classifier.real", "train_classifier.augmented", "evaluate_fairness", "promote"}
         assert runs["prepare"].data.tags[f"dvc.md5.data/{dataset}"].endswith(".dir")
         assert runs["prepare"].data.tags["fairaug.profile"] == "ci"
         lineage = runs["train_lora"].data.tags
@@ -55,3 +70,32 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
         fairness = json.loads((metrics / "fairness.json").read_text())
         assert {"fairness/auroc", "fairness/auroc.fst1", "fairness/delta.auroc", "fairness/auroc_gap"} <= set(fairness)
     assert (clone / "mlartifacts").is_dir()
+
+    # the registry: one version per data set with its decision; the ci profile's gates pass it
+    for dataset in DATASETS:
+        (version,) = client.search_model_versions(f"name = 'fairaug-{dataset}-lora'")
+        assert version.tags["fairaug.decision"] == "promoted", version.tags
+        assert version.tags["fairaug.run.train_lora"] and version.tags["fairaug.run.evaluate_fairness"]
+        promotion = json.loads((clone / "outputs" / dataset / "metrics" / "promotion.json").read_text())
+        assert promotion["promotion/promoted"] == 1 and promotion["promotion/version"] == 1
+
+    # one gate made impossible: only promote reruns, the same version is now rejected
+    flipped = run(["dvc", "exp", "run", "-S", "promote.gates.fst_fidelity.threshold=1.5"], clone)
+    assert [line for line in flipped.stdout.splitlines() if line.startswith("Running stage")] == [
+        f"Running stage 'promote@{dataset}':" for dataset in DATASETS]
+    for dataset in DATASETS:
+        (version,) = client.search_model_versions(f"name = 'fairaug-{dataset}-lora'")
+        assert version.tags["fairaug.decision"] == "rejected" and "fst_fidelity" in version.tags["fairaug.decision_reason"]
+    history = run(["fairaug", "registry", "history", "--dataset", "ham10000"], clone).stdout
+    assert history.index("promoted") < history.index("rejected")
+    assert "Running stage" not in run(["dvc", "repro"], clone).stdout
+
+    # the gate back: promoted again; the champion loads with only MLFLOW_TRACKING_URI, outputs/ gone
+    run(["dvc", "exp", "run", "-S", "promote.gates.fst_fidelity.threshold=0.0"], clone)
+    shutil.move(clone / "outputs", tmp_path / "outputs-elsewhere")
+    (tmp_path / "load.py").write_text(LOAD_CHAMPION)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{clone / 'mlflow.db'}"}
+    loaded = subprocess.run([sys.executable, str(tmp_path / "load.py"), "models:/fairaug-wound-lora@champion"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.split()[-3:] == ["image", "32", "32"]

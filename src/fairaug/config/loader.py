@@ -89,23 +89,25 @@ def resolve_profile(name: str, project_root: Path) -> Params:
     return params_from_dict(merged, overlay_path)
 
 
-def _commented(model: BaseModel) -> CommentedMap:
-    """The model as a YAML mapping whose keys carry their field descriptions as comments."""
+def _commented(model: BaseModel, comments: bool = True) -> CommentedMap:
+    """The model as a YAML mapping whose keys carry their field descriptions as comments (in a
+    mapping of models, the first one only: the rest would repeat them)."""
     node = CommentedMap()
     node.fa.set_block_style()
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         if isinstance(value, BaseModel):
-            node[name] = _commented(value)
+            node[name] = _commented(value, comments)
         elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
-            node[name] = CommentedMap((key, _commented(item)) for key, item in value.items())
+            node[name] = CommentedMap((key, _commented(item, comments and i == 0))
+                                      for i, (key, item) in enumerate(value.items()))  # fmt: skip
             node[name].fa.set_block_style()
         elif isinstance(value, list):
             node[name] = CommentedSeq(value)
             node[name].fa.set_flow_style()
         else:
             node[name] = value
-        if field.description:
+        if field.description and comments:
             node.yaml_add_eol_comment(field.description, name)
     return node
 

@@ -16,6 +16,7 @@ from fairaug.config.diffusion import BaseConfig, PromptsConfig, TrainLoraConfig
 from fairaug.config.fairness import ClassifierConfig, FairnessConfig, MixConfig
 from fairaug.config.generation import GenerateConfig
 from fairaug.config.quality import EvaluateQualityConfig
+from fairaug.config.registry import PromoteConfig
 from fairaug.data.labels import HAM10000_DX, WOUND_PHASES
 
 DatasetFormat = Literal["ham10000", "fitzpatrick17k", "ddi", "csv", "imagefolder"]
@@ -93,6 +94,7 @@ class Params(StrictModel):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     evaluate_quality: EvaluateQualityConfig = Field(default_factory=EvaluateQualityConfig)
     evaluate_fairness: FairnessConfig = Field(default_factory=FairnessConfig)
+    promote: PromoteConfig = Field(default_factory=PromoteConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 

@@ -41,6 +41,7 @@ from fairaug.diffusion.optim import adamw
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 EMA_WEIGHTS = "pytorch_lora_weights_ema.safetensors"
 KOHYA_WEIGHTS = "pytorch_lora_weights_kohya.safetensors"
+WEIGHTS_BY_CHOICE = {"ema": EMA_WEIGHTS, "final": LORA_WEIGHTS}  # generate.lora_weights -> file
 CHECKPOINTS = "checkpoints"
 VALIDATION_STREAM = 7  # seed stream of the fixed validation noise, apart from training steps
 DROPOUT_STREAM = 2

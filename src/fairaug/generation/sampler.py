@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from fairaug.config.generation import GenerateConfig
 from fairaug.diffusion.base import load_base_pipeline
-from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS
+from fairaug.diffusion.lora import WEIGHTS_BY_CHOICE
 from fairaug.generation import storage
 
 SCHEDULERS = {
@@ -38,8 +38,7 @@ def load_sampler(base_dir: Path, lora_dir: Path | None, config: GenerateConfig,
     scheduler_cls, options = SCHEDULERS[config.scheduler]
     pipeline.scheduler = scheduler_cls.from_config(pipeline.scheduler.config, **options)
     if lora_dir is not None:
-        weight_name = EMA_WEIGHTS if config.lora_weights == "ema" else LORA_WEIGHTS
-        pipeline.load_lora_weights(lora_dir, weight_name=weight_name)
+        pipeline.load_lora_weights(lora_dir, weight_name=WEIGHTS_BY_CHOICE[config.lora_weights])
         if config.fuse_lora:
             pipeline.fuse_lora()
     pipeline.set_progress_bar_config(disable=True)

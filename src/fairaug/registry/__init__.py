@@ -1,0 +1,1 @@
+"""The MLflow model registry: LoRA models, promotion gates and decisions."""
