@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 from mlflow.entities import Metric
 
-from fairaug.cli import exit_on_user_error
+from fairaug.errors import exit_on_user_error
 from fairaug.config import load_params
 from fairaug.diffusion.base import BASE_FILE, resolve_base, save_tiny_base
 from fairaug.diffusion.pretrain import pretrain_base

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mlflow
 
-from fairaug.cli import exit_on_user_error
+from fairaug.errors import exit_on_user_error
 from fairaug.config import load_params
 from fairaug.data.prepare import prepare_dataset, summary_metrics
 from fairaug.data.report import render_validation_html

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fairaug.cli import exit_on_user_error
+from fairaug.errors import exit_on_user_error
 from fairaug.config import load_params
 from fairaug.diffusion.finetune import finetune_lora
 

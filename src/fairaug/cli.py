@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from fairaug.errors import FairaugError
-
-F = TypeVar("F", bound=Callable)
-USER_ERROR_EXIT_CODE = 2
+from fairaug.errors import FairaugError, exit_on_user_error
 
 app = typer.Typer(
     help="fairaug: fair synthetic medical-image augmentation (DVC + MLflow + diffusers).",
@@ -24,20 +19,6 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
-
-
-def exit_on_user_error(func: F) -> F:
-    """Turn a FairaugError into one line on stderr and exit code 2: bad input is not a crash."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except FairaugError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(USER_ERROR_EXIT_CODE) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 class FixtureKind(str, Enum):

@@ -1,6 +1,15 @@
-"""User-facing errors: one line that says what is wrong and where, turned into exit code 2 by the CLI."""
+"""User-facing errors: one line that says what is wrong and where, turned into exit code 2 by the
+CLI and the stage scripts (`exit_on_user_error`)."""
 
 from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable)
+USER_ERROR_EXIT_CODE = 2
 
 
 class FairaugError(Exception):
@@ -22,3 +31,17 @@ class DataError(FairaugError):
 
 class ConfigError(FairaugError):
     """Invalid params.yaml / profile: the message names the key."""
+
+
+def exit_on_user_error(func: F) -> F:
+    """Turn a FairaugError into one line on stderr and exit code 2: bad input is not a crash."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except FairaugError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(USER_ERROR_EXIT_CODE) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -34,6 +34,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def reasons_path(metrics_path: str | os.PathLike) -> Path:
+    """Where the reasons for a metrics file's missing values live: ``quality.json`` ->
+    ``quality_reasons.json`` beside it (DVC metrics hold numbers only)."""
+    metrics_path = Path(metrics_path)
+    return metrics_path.with_name(f"{metrics_path.stem}_reasons.json")
+
+
 def write_json(path: str | os.PathLike, obj: object) -> Path:
     """Pretty, key-sorted JSON so that DVC metrics diffs are readable and stable."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,21 @@ def test_unknown_profile_is_a_clear_error(tmp_path):
         write_profile("nope", tmp_path)
     result = CliRunner().invoke(app, ["profile", "nope", "--project", str(tmp_path)])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("launcher", ["python", "accelerate launch --multi_gpu --num_processes 4",
+                                      "accelerate launch --cpu --num_processes=2 --mixed_precision bf16"])
+def test_documented_launchers_are_accepted(launcher):
+    assert Params(compute={"launcher": launcher}).compute.launcher == launcher
+
+
+@pytest.mark.parametrize(("launcher", "message"), [
+    ("python -X dev;rm -rf ~", "only letters, digits"),
+    ("accelerate launch --num_processes $(nproc)", "only letters, digits"),
+    ("bash -c", "must start with 'python' or 'accelerate launch'"),
+])
+def test_launcher_is_validated_before_it_reaches_a_shell(launcher, message):
+    from fairaug.config.loader import merge_overlay, params_from_dict
+
+    with pytest.raises(ConfigError, match=rf"compute\.launcher: .*{re.escape(message)}"):
+        params_from_dict(merge_overlay(Params().model_dump(mode="json"), {"compute": {"launcher": launcher}}))

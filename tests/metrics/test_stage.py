@@ -19,7 +19,8 @@ from fairaug.data.labels import FST_VALUES
 from fairaug.fairness.classifier import build_classifier, save_classifier
 from fairaug.generation.storage import MANIFEST, png_bytes, shard_path, write_shard
 from fairaug.images import read_rgb
-from fairaug.metrics.stage import REASONS, evaluate_quality
+from fairaug.io import reasons_path
+from fairaug.metrics.stage import evaluate_quality
 
 DATASET = "ham10000"
 
@@ -70,7 +71,7 @@ def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_u
 
     evaluate_quality(params, DATASET, prepared, synthetic, classifier, out)
 
-    metrics, reasons = json.loads(out.read_text()), json.loads((out.parent / REASONS).read_text())
+    metrics, reasons = json.loads(out.read_text()), json.loads(reasons_path(out).read_text())
     assert all(isinstance(v, int | float) for v in metrics.values())
     assert all(isinstance(v, str) for v in reasons.values())
     n_synthetic = int((manifest["split"] == "test").sum()) - 1  # one row not kept

@@ -7,9 +7,10 @@ Params are grouped per DVC stage (`prepare`, ...) like DVC's example-get-started
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from fairaug.config.base import StrictModel
 from fairaug.config.diffusion import BaseConfig, PromptsConfig, TrainLoraConfig
@@ -62,11 +63,24 @@ class PrepareConfig(StrictModel):
     )
 
 
+LAUNCHER_TOKEN = re.compile(r"^[A-Za-z0-9_.,:=/+-]+$")  # no shell metacharacters: dvc.yaml runs it in a shell
+
+
 class ComputeConfig(StrictModel):
     launcher: str = Field(
         "python",
         description="how training stages start: python, or e.g. 'accelerate launch --multi_gpu --num_processes 4'",
     )
+
+    @field_validator("launcher")
+    @classmethod
+    def _documented_launcher(cls, launcher: str) -> str:
+        tokens = launcher.split()
+        if tokens[:1] != ["python"] and tokens[:2] != ["accelerate", "launch"]:
+            raise ValueError("must start with 'python' or 'accelerate launch' (the launchers the README documents)")
+        if bad := [token for token in tokens if not LAUNCHER_TOKEN.match(token)]:
+            raise ValueError(f"{bad[0]!r}: only letters, digits and _.,:=/+- (it is part of a shell command line)")
+        return launcher
 
 
 class TrackingConfig(StrictModel):

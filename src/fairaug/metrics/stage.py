@@ -18,15 +18,12 @@ import pandas as pd
 
 from fairaug.config import Params
 from fairaug.fairness.stages import WEIGHTS
-from fairaug.io import write_json
+from fairaug.io import reasons_path, write_json
 from fairaug.metrics.extractors import build_extractors
 from fairaug.metrics.features import FeatureCache, manifest_set, synthetic_set
 from fairaug.metrics.perceptual import load_lpips
 from fairaug.metrics.report import Report, quality_report
 from fairaug.tracking import RUN_FILE, numeric_metrics, stage_run
-
-REASONS = "quality_reasons.json"
-
 
 def split_report(report: Report) -> tuple[dict[str, float | int | bool], dict[str, str]]:
     """(numbers and flags, reasons): DVC metrics must be numeric."""
@@ -53,8 +50,8 @@ def evaluate_quality(
                                 load_lpips(config.lpips_net, config.device))  # fmt: skip
         numbers, reasons = split_report(report)
         write_json(out_path, numbers)
-        write_json(out_path.parent / REASONS, reasons)
+        write_json(reasons_path(out_path), reasons)
         mlflow.log_metrics(numeric_metrics(report))
-        for path in (out_path, out_path.parent / REASONS):
+        for path in (out_path, reasons_path(out_path)):
             mlflow.log_artifact(str(path), artifact_path="quality")
     return report

@@ -34,8 +34,7 @@ from mlflow.exceptions import MlflowException
 
 from fairaug.config import Params
 from fairaug.errors import FairaugError
-from fairaug.io import write_json
-from fairaug.metrics.stage import REASONS
+from fairaug.io import reasons_path, write_json
 from fairaug.registry.gates import GateResult, Verdict, decide, evaluate_gates
 from fairaug.registry.model import lora_candidate, log_lora_model
 from fairaug.tracking import RUN_FILE, configure_tracking, numeric_metrics, read_run_id, stage_run
@@ -73,8 +72,8 @@ def read_evidence(quality_path: Path, fairness_path: Path) -> Evidence:
         if not path.is_file():
             raise FairaugError(f"{path}: not found; run the evaluate stages first (dvc repro)")
         metrics |= json.loads(path.read_text())
-    if (Path(quality_path).parent / REASONS).is_file():
-        reasons = json.loads((Path(quality_path).parent / REASONS).read_text())
+    if reasons_path(quality_path).is_file():
+        reasons = json.loads(reasons_path(quality_path).read_text())
     return Evidence(metrics, reasons)
 
 
