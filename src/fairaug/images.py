@@ -9,6 +9,9 @@ from PIL import Image, UnidentifiedImageError
 
 from fairaug.errors import DataError
 
+# every command reads these (validate, prepare, quality): one list, lower-case
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
 
 def read_rgb(path: Path) -> np.ndarray:
     """The image at ``path`` as RGB; a DataError naming the file when it cannot be read."""

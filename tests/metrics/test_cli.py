@@ -77,3 +77,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     result = CliRunner().invoke(app, ["quality", str(tmp_path), str(tmp_path), "--out", "r.json",
                                       "--inception-weights", str(tmp_path / "none.pth")])  # fmt: skip
     assert result.exit_code == 2 and "--inception-weights: file not found" in result.output
+
+
+def test_every_format_validate_accepts_is_read_by_quality(folders, tmp_path):
+    """One list of image formats for every command: a folder of BMP and TIFF copies is measured."""
+    from fairaug.images import IMAGE_SUFFIXES
+
+    real, _ = folders
+    converted = tmp_path / "bmp-tiff"
+    converted.mkdir()
+    for i, path in enumerate(sorted(real.rglob("*.jpg"))):
+        Image.open(path).save(converted / f"{path.stem}{'.bmp' if i % 2 else '.TIFF'}")
+    assert {".bmp", ".tif", ".tiff", ".webp"} <= set(IMAGE_SUFFIXES)
+    report = quality(tmp_path, real, converted, "--extractor", "pixels")
+    assert report["quality/n_synthetic"] == N and report["quality/ssim"] > 0.9  # lossless copies of the JPEGs

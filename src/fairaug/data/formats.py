@@ -19,9 +19,9 @@ import pandas as pd
 
 from fairaug.data.labels import HAM10000_DX
 from fairaug.errors import DataError
+from fairaug.images import IMAGE_SUFFIXES
 
 RECORD_COLUMNS = ["path", "label", "fst_label", "group_id", "source_file", "source_row"]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 HEADER_LINES = 1  # CSV data rows start on line 2
 
 

@@ -20,11 +20,10 @@ from tqdm import tqdm
 
 from fairaug.errors import DataError
 from fairaug.generation.storage import MANIFEST, read_synthetic
-from fairaug.images import read_rgb
+from fairaug.images import IMAGE_SUFFIXES, read_rgb
 from fairaug.io import atomic_write_bytes
 from fairaug.metrics.extractors import Extractor, Output
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 Batches = Iterator[tuple[pd.DataFrame, list[np.ndarray]]]
 
 
