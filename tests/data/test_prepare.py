@@ -112,3 +112,39 @@ def test_ddi_coarse_skin_tone_bounds_the_estimate(derm_images, tmp_path):
     bounds = {12: (1, 2), 34: (3, 4), 56: (5, 6)}
     assert all(bounds[t][0] <= f <= bounds[t][1] for t, f in zip(tone, manifest["fst"], strict=True))
     assert set(manifest["label"]) == {"benign", "malignant"}
+
+
+def _add_copy(root: Path, source_row: int, new_id: str, lesion: str, dx: str | None = None) -> tuple[str, str]:
+    """A byte-identical copy of one image under a new image id and lesion; returns (source id, new id)."""
+    frame = pd.read_csv(root / "HAM10000_metadata.csv", dtype=str, keep_default_na=False)
+    row = frame.iloc[source_row].copy()
+    source = next(root.glob(f"HAM10000_images_part_*/{row['image_id']}.jpg"))
+    shutil.copy2(source, source.with_name(f"{new_id}.jpg"))
+    row["image_id"], row["lesion_id"] = new_id, lesion
+    if dx is not None:
+        row["dx"] = dx
+    pd.concat([frame, row.to_frame().T]).to_csv(root / "HAM10000_metadata.csv", index=False)
+    return frame.iloc[source_row]["image_id"], new_id
+
+
+def test_identical_images_of_different_lesions_are_never_split_apart(derm_copy):
+    original, copy = _add_copy(derm_copy, 3, "ISIC_9999999", "HAM_9999999")
+    manifest, report = prepare_dataset("ham10000", derm_config(derm_copy), PrepareConfig())
+    rows = manifest[manifest["path"].map(lambda p: Path(p).stem).isin([original, copy])]
+    assert rows["group_id"].nunique() == 2 and rows["split_group"].nunique() == 1 and rows["split"].nunique() == 1
+    assert report["split_groups"]["merged_pairs"]["identical"] == 1
+    assert report["split_groups"]["groups_after"] == report["split_groups"]["groups_before"] - 1
+    assert report["near_duplicates"]["count"] == 0  # nothing left to leak
+
+
+def test_identical_images_with_different_labels_are_a_label_conflict(derm_copy):
+    frame = pd.read_csv(derm_copy / "HAM10000_metadata.csv", dtype=str)
+    other = "nv" if frame.loc[3, "dx"] != "nv" else "mel"
+    original, copy = _add_copy(derm_copy, 3, "ISIC_9999998", "HAM_9999998", dx=other)
+    with pytest.raises(DataError, match=rf"identical images with different labels .*{original}\.jpg.*{copy}\.jpg"):
+        prepare_dataset("ham10000", derm_config(derm_copy), PrepareConfig())
+    manifest, report = prepare_dataset("ham10000", derm_config(derm_copy), PrepareConfig(allow_label_conflicts=True))
+    assert report["label_conflicts"]["count"] == 1
+    assert sorted(report["label_conflicts"]["sets"][0]["labels"]) == sorted({frame.loc[3, "dx"], other})
+    rows = manifest[manifest["path"].map(lambda p: Path(p).stem).isin([original, copy])]
+    assert rows["split"].nunique() == 1

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from fairaug.config import SplitConfig
-from fairaug.data.splits import assign_splits, near_duplicates_across_splits, stratified_subsample
+from fairaug.data.splits import assign_splits, near_duplicates_across_splits, stratified_subsample, split_groups
 
 
 @pytest.fixture
@@ -80,3 +80,17 @@ def test_near_duplicates_match_brute_force():
                     expected.add((f"img{i}.jpg", f"img{j}.jpg", distance))
         assert found == expected
     assert len(expected) > 0  # the case is not vacuous
+
+
+def test_copies_and_near_duplicates_are_merged_into_one_split_group():
+    records = pd.DataFrame({
+        "group_id": ["a", "b", "c", "d", "e", "e"],
+        "sha256": ["s1", "s1", "s2", "s3", "s4", "s5"],  # a and b hold identical bytes
+        "phash": ["0" * 16, "f" * 16, "00000000000000ff", "00000000000000fe", "1234" * 4, "4321" * 4],
+        "label": ["x"] * 6,
+    })  # c and d are one bit apart: near duplicates
+    groups, report = split_groups(records, max_distance=1)
+    assert list(groups) == ["a", "a", "c", "c", "e", "e"]
+    assert report == {"groups_before": 5, "groups_after": 3, "merged_pairs": {"identical": 1, "near_duplicate": 1}}
+    untouched, _ = split_groups(records, max_distance=0)
+    assert list(untouched) == ["a", "a", "c", "d", "e", "e"]

@@ -59,7 +59,11 @@ class PrepareConfig(StrictModel):
     max_images: int | None = Field(None, gt=0, description="label-stratified subsample of at most this many images")
     min_image_size: int = Field(32, gt=0, description="smallest accepted image side, in pixels")
     near_duplicate_distance: int = Field(
-        4, ge=0, le=64, description="pHash Hamming distance at or below which two images count as near duplicates"
+        4, ge=0, le=64,
+        description="pHash Hamming distance at or below which two images count as near duplicates (kept in one split)",
+    )
+    allow_label_conflicts: bool = Field(
+        False, description="keep identical images with different labels (reported) instead of stopping"
     )
 
 

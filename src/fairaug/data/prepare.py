@@ -17,7 +17,7 @@ from fairaug.config.models import DatasetConfig, PrepareConfig
 from fairaug.data.formats import FORMAT_NAMES, FORMATS, read_imagefolder, read_table, records_from_table
 from fairaug.data.labels import FST_VALUES
 from fairaug.data.scan import scan_images
-from fairaug.data.splits import assign_splits, near_duplicates_across_splits, stratified_subsample
+from fairaug.data.splits import assign_splits, near_duplicates_across_splits, split_groups, stratified_subsample
 from fairaug.data.validation import (
     CheckResult,
     image_checks,
@@ -30,7 +30,7 @@ from fairaug.errors import DataError
 
 MANIFEST_COLUMNS = [
     "path", "sha256", "label", "fst", "fst_source", "group_id", "split",
-    "fst_label", "fst_ita", "ita", "width", "height", "phash",
+    "split_group", "fst_label", "fst_ita", "ita", "width", "height", "phash",
 ]
 
 
@@ -153,9 +153,11 @@ def prepare_dataset(name: str, dataset: DatasetConfig, config: PrepareConfig) ->
     records = resolve_fst(validated.records, dataset.format, config.fst_source, root)
     if config.max_images is not None:
         records = stratified_subsample(records, config.max_images, config.seed)
+    conflicts = label_conflicts(records, root, config.allow_label_conflicts)
+    groups, merged = split_groups(records, config.near_duplicate_distance)
     # stratify on label and FST jointly, so that every skin type reaches the test split for fairness metrics
     strata = [records["label"] + "|" + records["fst"].astype(str), records["label"]]
-    records = records.assign(split=assign_splits(strata, records["group_id"], config.split, config.seed))
+    records = records.assign(split_group=groups, split=assign_splits(strata, groups, config.split, config.seed))
     records = records.assign(group_split=records.groupby("group_id")["split"].transform("first"))
     disjoint = run_checks(records, split_checks(), "splits")
     raise_first_error(disjoint, records, root, _source_columns(dataset.format))
@@ -179,8 +181,26 @@ def prepare_dataset(name: str, dataset: DatasetConfig, config: PrepareConfig) ->
             "count": len(near_duplicates),
             "pairs": near_duplicates[:100],
         },
+        "split_groups": merged,
+        "label_conflicts": {"count": len(conflicts), "sets": conflicts[:100]},
     }
     return manifest, report
+
+
+def label_conflicts(records: pd.DataFrame, root: Path, allowed: bool) -> list[dict]:
+    """Sets of byte-identical images with different labels: a DataError naming the first unless
+    ``allowed`` (they are then reported, and kept in one split like every identical copy)."""
+    labels = records.groupby("sha256")["label"].nunique()
+    conflicting = records[records["sha256"].isin(labels[labels > 1].index)]
+    sets = [{"sha256": sha, "paths": rows["path"].tolist(), "labels": sorted(set(rows["label"]))}
+            for sha, rows in conflicting.groupby("sha256", sort=True)]  # fmt: skip
+    if sets and not allowed:
+        first = sets[0]
+        raise DataError(f"identical images with different labels ({', '.join(first['labels'])}): "
+                        f"{', '.join(first['paths'])}; {len(sets)} such set(s) in all. Fix the labels, or set "
+                        "prepare.allow_label_conflicts: true to keep them (reported, never split apart)",
+                        file=root)  # fmt: skip
+    return sets
 
 
 def summary_metrics(report: dict) -> dict[str, float]:
@@ -189,6 +209,8 @@ def summary_metrics(report: dict) -> dict[str, float]:
         "data/n_images": float(report["n_images"]),
         "data/n_groups": float(report["n_groups"]),
         "data/near_duplicates": float(report["near_duplicates"]["count"]),
+        "data/merged_groups": float(report["split_groups"]["groups_before"] - report["split_groups"]["groups_after"]),
+        "data/label_conflicts": float(report["label_conflicts"]["count"]),
     }
     if report["ita_agreement"].get("n"):
         metrics["data/ita_agreement"] = report["ita_agreement"]["agreement"]

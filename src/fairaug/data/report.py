@@ -38,6 +38,9 @@ def render_validation_html(report: dict) -> str:
     near = report["near_duplicates"]
     pairs = _table(["image", "split", "image", "split", "pHash distance"],
                    [[p["path_a"], p["split_a"], p["path_b"], p["split_b"], p["distance"]] for p in near["pairs"]])
+    merged, conflicts = report["split_groups"], report["label_conflicts"]
+    conflict_table = _table(["images", "labels"], [["; ".join(c["paths"]), ", ".join(c["labels"])]
+                                                   for c in conflicts["sets"]]) if conflicts["sets"] else ""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>fairaug validation: {escape(report['dataset'])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse;margin:1em 0}}
@@ -49,6 +52,12 @@ in {report['n_groups']} groups. FST source: {escape(str(report['fst_source']))}.
 <h2>Labels per split</h2>{_counts_table(report['label_counts'])}
 <h2>Fitzpatrick skin types per split</h2>{_counts_table(report['fst_counts'])}
 <h2>ITA estimate vs FST label</h2>{ita}
+<h2>Copies kept in one split</h2>
+<p>Identical images (same bytes) and near duplicates (pHash distance &le; {near['max_distance']}) are
+split together: {merged['groups_before']} groups became {merged['groups_after']} split groups
+({merged['merged_pairs']['identical']} group pairs merged for identical images,
+{merged['merged_pairs']['near_duplicate']} for near duplicates; manifest column <code>split_group</code>).
+{conflicts['count']} sets of identical images carry different labels.</p>{conflict_table}
 <h2>Near duplicates across splits</h2>
 <p>{near['count']} pairs at pHash distance &le; {near['max_distance']} (first {len(near['pairs'])} shown).</p>{pairs}
 </body></html>

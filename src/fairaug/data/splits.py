@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
 from fairaug.config.models import SplitConfig
@@ -68,24 +70,51 @@ def _hash_bits(hex_hashes: pd.Series) -> np.ndarray:
     return np.array([int(h, 16) for h in hex_hashes], dtype=np.uint64)
 
 
+def near_duplicate_pairs(phashes: pd.Series, max_distance: int, chunk: int = 2048) -> np.ndarray:
+    """(i, j, distance) rows, i < j, of every pair of images whose pHash Hamming distance is <= ``max_distance``."""
+    hashes = _hash_bits(phashes)
+    found = []
+    for start in range(0, len(hashes), chunk):
+        distance = np.bitwise_count(hashes[start : start + chunk, None] ^ hashes[None, :])
+        rows, cols = np.nonzero(distance <= max_distance)
+        keep = rows + start < cols
+        found.append(np.stack([rows[keep] + start, cols[keep], distance[rows[keep], cols[keep]]], axis=1))
+    return np.concatenate(found).astype(np.int64) if found else np.zeros((0, 3), dtype=np.int64)
+
+
 def near_duplicates_across_splits(manifest: pd.DataFrame, max_distance: int, chunk: int = 2048) -> list[dict]:
     """Pairs of images in different splits whose pHash Hamming distance is <= ``max_distance``.
 
     Same-split pairs are expected (several images of one lesion) and not reported.
     """
-    hashes = _hash_bits(manifest["phash"])
     splits = manifest["split"].to_numpy()
     paths = manifest["path"].to_numpy()
-    pairs = []
-    for start in range(0, len(hashes), chunk):
-        block = hashes[start : start + chunk]
-        distance = np.bitwise_count(block[:, None] ^ hashes[None, :])
-        rows, cols = np.nonzero(distance <= max_distance)
-        rows = rows + start
-        keep = (rows < cols) & (splits[rows] != splits[cols])
-        for i, j in zip(rows[keep], cols[keep], strict=True):
-            pairs.append(
-                {"path_a": paths[i], "split_a": splits[i], "path_b": paths[j], "split_b": splits[j],
-                 "distance": int(distance[i - start, j])}
-            )
-    return pairs
+    return [{"path_a": paths[i], "split_a": splits[i], "path_b": paths[j], "split_b": splits[j], "distance": int(d)}
+            for i, j, d in near_duplicate_pairs(manifest["phash"], max_distance, chunk)
+            if splits[i] != splits[j]]  # fmt: skip
+
+
+def split_groups(records: pd.DataFrame, max_distance: int) -> tuple[pd.Series, dict]:
+    """The groups the split keeps together: ``group_id`` with groups merged wherever two of their
+    images have identical bytes (sha256) or are near duplicates (pHash distance <= ``max_distance``),
+    so that no image has a copy across splits. A merged group is named after its smallest group id.
+
+    Returns the per-row split group and a report: how many groups were merged, by which rule.
+    """
+    groups, group_index = np.unique(records["group_id"].astype(str).to_numpy(), return_inverse=True)
+    by_sha = records.groupby("sha256", sort=False).indices.values()
+    identical = np.array([(rows[0], other) for rows in by_sha for other in rows[1:]], dtype=np.int64).reshape(-1, 2)
+    near = near_duplicate_pairs(records["phash"], max_distance)[:, :2]
+    edges = {"identical": identical, "near_duplicate": near}
+    merged_by = {}
+    for rule, pairs in edges.items():
+        crossing = group_index[pairs[:, 0]] != group_index[pairs[:, 1]]
+        merged_by[rule] = int(len({tuple(sorted(p)) for p in group_index[pairs[crossing]].tolist()}))
+    pairs = np.concatenate(list(edges.values()))
+    graph = coo_matrix((np.ones(len(pairs)), (group_index[pairs[:, 0]], group_index[pairs[:, 1]])),
+                       shape=(len(groups), len(groups)))  # fmt: skip
+    n_components, component = connected_components(graph, directed=False)
+    name = pd.Series(groups).groupby(component).transform("min").to_numpy()  # groups are sorted: min = first
+    report = {"groups_before": int(len(groups)), "groups_after": int(n_components),
+              "merged_pairs": merged_by}  # fmt: skip
+    return pd.Series(name[group_index], index=records.index, name="split_group"), report
