@@ -101,19 +101,25 @@ def profile(
 
 
 def _print_verdict(outcome, title: str) -> None:
+    """The gate table (value, bound, champion's value, verdict), then why the failed gates failed."""
     from rich.table import Table
 
-    from fairaug.registry.promote import gate_table
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:.4g}"
 
     table = Table(title=title)
-    gates = gate_table(outcome.verdict)
-    for column in gates.columns:
+    for column in ("gate", "metric", "value", "threshold", "champion", "verdict"):
         table.add_column(column, overflow="fold")
-    for row in gates.itertuples(index=False):
-        table.add_row(*("" if value is None or value != value else f"{value:.4g}" if isinstance(value, float)
-                        else str(value) for value in row))  # fmt: skip
-    Console().print(table)
-    Console().print(f"[bold]{outcome.verdict.decision}[/bold]: {outcome.verdict.reason}")
+    for gate in outcome.verdict.gates:
+        verdict = "[green]pass[/green]" if gate.passed else f"[red]fail ({gate.failure})[/red]"
+        table.add_row(gate.name, gate.metric, number(gate.value), number(gate.threshold),
+                      number(gate.champion_value), verdict)  # fmt: skip
+    out = Console()
+    out.print(table)
+    for gate in outcome.verdict.gates:
+        if not gate.passed:
+            out.print(f"  {gate.name}: {gate.reason}")
+    out.print(f"[bold]{outcome.verdict.decision}[/bold]: {outcome.verdict.reason}")
 
 
 @app.command("promote")

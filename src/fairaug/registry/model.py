@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,9 +111,11 @@ def log_lora_model(params: Params, candidate: Candidate, labels: list[str]):
                                        adapter_path=str(candidate.lora_file),
                                        base_model=candidate.base_record["hub_id"], **common)  # fmt: skip
     base = candidate.base_dir if candidate.base_record["source"] == "tiny" else candidate.base_record["local_path"]
-    return mlflow.pyfunc.log_model(python_model=str(PYFUNC_CODE),
-                                   artifacts={BASE_ARTIFACT: str(base), LORA_ARTIFACT: str(candidate.lora_file)},
-                                   **common)  # fmt: skip
+    with warnings.catch_warnings():  # an input example would run the model at logging time; the signature serves
+        warnings.filterwarnings("ignore", message=".*input example was not provided")
+        return mlflow.pyfunc.log_model(python_model=str(PYFUNC_CODE),
+                                       artifacts={BASE_ARTIFACT: str(base), LORA_ARTIFACT: str(candidate.lora_file)},
+                                       **common)  # fmt: skip
 
 
 def model_prompts(model_uri: str, fst: int, label: str, n: int) -> list[str]:

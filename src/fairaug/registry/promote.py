@@ -304,10 +304,3 @@ def decision_history(params: Params, dataset: str, root: Path | None = None) -> 
              "champion_after": r.data.tags.get("fairaug.champion_after", ""),
              "reason": r.data.tags.get("fairaug.decision_reason", ""), "run_id": r.info.run_id} for r in runs]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
-
-
-def gate_table(verdict: Verdict) -> pd.DataFrame:
-    return pd.DataFrame([{"gate": r.name, "metric": r.metric, "value": r.value, "threshold": r.threshold,
-                          "champion": r.champion_value, "passed": r.passed, "reason": r.reason}
-                         for r in verdict.gates])  # fmt: skip
-
