@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 
@@ -41,9 +42,23 @@ def reasons_path(metrics_path: str | os.PathLike) -> Path:
     return metrics_path.with_name(f"{metrics_path.stem}_reasons.json")
 
 
+def standard_json(obj: object) -> object:
+    """``obj`` without NaN or infinity, which standard JSON lacks (strict parsers, jq and DVC reject
+    the ``NaN`` token): such a value is left out of a mapping, and None in a list. Why a value is
+    missing is the writer's to record (``<name>.reason``, or the reasons file beside it)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Mapping):
+        return {key: standard_json(value) for key, value in obj.items()
+                if not (isinstance(value, float) and not math.isfinite(value))}  # fmt: skip
+    if isinstance(obj, list | tuple):
+        return [standard_json(value) for value in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: object) -> Path:
-    """Pretty, key-sorted JSON so that DVC metrics diffs are readable and stable."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
+    """Pretty, key-sorted, standard JSON (`standard_json`) so that DVC metrics diffs are readable and stable."""
+    return atomic_write_text(path, json.dumps(standard_json(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 @contextlib.contextmanager

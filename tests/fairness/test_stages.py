@@ -16,6 +16,7 @@ from fairaug.config.fairness import ClassifierConfig, FairnessConfig
 from fairaug.data.labels import FST_VALUES, HAM10000_DX, MALIGNANT_DX
 from fairaug.data.prepare import prepare_dataset
 from fairaug.errors import DataError
+from fairaug.io import reasons_path, standard_json
 from fairaug.fairness.classifier import load_classifier, make_loader, predict, split_datasets
 from fairaug.fairness.metrics import fairness_report, read_predictions, score_column, write_predictions
 from fairaug.fairness import stages
@@ -93,7 +94,7 @@ def test_train_real_classifier_writes_weights_predictions_and_report_and_logs_th
     pd.testing.assert_frame_equal(predict(model, make_loader(test_set, params.train_classifier)), predictions,
                                   check_dtype=False)  # fmt: skip
     written = json.loads((out / METRICS).read_text())
-    assert same_values(written, report)
+    assert same_values(written, standard_json(report))  # NaN values left out, their reasons kept
     assert same_values(report, classifier_report(params, "ham10000", predictions, CLASSES))
     for name in METRIC_NAMES:
         for key in [f"fairness/{name}", *(f"fairness/{name}.fst{k}" for k in FST_VALUES)]:
@@ -133,7 +134,7 @@ def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, p
     written = json.loads(out.read_text())
     assert same_values(written, metrics)
     # the real-only report's names, numbers and small-group flags only, no deltas yet
-    assert same_values(written, {k: v for k, v in report.items() if not k.endswith(".reason")})
+    assert same_values(written, standard_json({k: v for k, v in report.items() if not k.endswith(".reason")}))
     assert not any(isinstance(v, str) for v in written.values())
     assert not any(k.startswith(("fairness/delta.", "fairness/augmented.")) for k in written)
     assert all(k.startswith("fairness/") for k in written)
@@ -185,11 +186,22 @@ def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, p
     for name in [*METRIC_NAMES, *GAPS]:
         for key in [name, *(f"{name}.fst{k}" for k in FST_VALUES if name in METRIC_NAMES)]:
             value = augmented_report[f"fairness/{key}"]
-            assert same(metrics[f"fairness/augmented.{key}"], value)
-            assert same(metrics[f"fairness/delta.{key}"], value - report[f"fairness/{key}"])
+            assert same(metrics.get(f"fairness/augmented.{key}", math.nan), value)
+            assert same(metrics.get(f"fairness/delta.{key}", math.nan), value - report[f"fairness/{key}"])
     deltas = [k for k in metrics if k.startswith("fairness/delta.")]
     assert deltas and not any(k.endswith((".n", ".ci_low", ".ci_high")) for k in deltas)
     assert (pd.read_csv(out.parent / PER_FST_PLOT)["metric"] == "fairness/augmented.auroc.fst1").sum() == 1
+    # standard JSON: every value missing from fairness.json has its reason in fairness_reasons.json
+    written, reasons = json.loads(out.read_text()), json.loads(reasons_path(out).read_text())
+    assert "NaN" not in out.read_text()
+    for key, value in {**report, **{f"fairness/augmented.{k.removeprefix('fairness/')}": v
+                                    for k, v in augmented_report.items()}}.items():  # fmt: skip
+        if isinstance(value, float) and math.isnan(value):
+            assert key not in written, key
+            if not key.endswith((".ci_low", ".ci_high")):  # an interval has its value's reason
+                assert reasons[f"{key}.reason"], key
+    undefined_deltas = [k for k in reasons if k.startswith("fairness/delta.")]
+    assert all(k.removesuffix(".reason") not in written for k in undefined_deltas)
     assert "augmented_fst1" in pd.read_csv(out.parent / ROC_PLOT).columns
 
 
@@ -250,12 +262,14 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
     assert same_values(written, metrics)
     for name in METRIC_NAMES:
         for key in [name, *(f"{name}.fst{k}" for k in FST_VALUES)]:
-            assert same(written[f"fairness/{key}"], report[f"fairness/{key}"])
-            assert same(written[f"fairness/augmented.{key}"], augmented_report[f"fairness/{key}"])
-            assert {f"fairness/{key}.ci_low", f"fairness/augmented.{key}.ci_high"} <= written.keys()
-            assert same(written[f"fairness/delta.{key}"],
+            assert same(written.get(f"fairness/{key}", math.nan), report[f"fairness/{key}"])
+            assert same(written.get(f"fairness/augmented.{key}", math.nan), augmented_report[f"fairness/{key}"])
+            assert {f"fairness/{key}.n", f"fairness/augmented.{key}.n"} <= written.keys()
+            assert same(written.get(f"fairness/delta.{key}", math.nan),
                         augmented_report[f"fairness/{key}"] - report[f"fairness/{key}"])  # fmt: skip
-    assert {f"fairness/delta.{gap}" for gap in GAPS} <= written.keys()
+    reasons = json.loads(reasons_path(fairness_json).read_text())
+    for gap in GAPS:  # a gap's delta, or why it has none
+        assert f"fairness/delta.{gap}" in written or reasons[f"fairness/delta.{gap}.reason"]
     evaluated = client.search_runs([run.info.experiment_id], "tags.`fairaug.stage` = 'evaluate_fairness'")[0]
     assert evaluated.data.tags["fairaug.upstream.train_classifier.augmented"] == read_run_id(out)
     numbers = {k: float(v) for k, v in written.items() if not isinstance(v, bool)}
@@ -304,7 +318,7 @@ def test_fairness_report_command_reproduces_fairness_report(predictions_table, t
     assert result.exit_code == 0, result.output
     expected = fairness_report(predictions_table, CLASSES, malignant_classes=["mel", "bcc", "akiec"],
                                n_bootstrap=30, seed=3, min_group_size=8)  # fmt: skip
-    assert same_values(json.loads(out.read_text()), expected)
+    assert same_values(json.loads(out.read_text()), standard_json(expected))
 
 
 def test_fairness_report_command_ordinal_without_bootstrap(tmp_path):
@@ -318,7 +332,7 @@ def test_fairness_report_command_ordinal_without_bootstrap(tmp_path):
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert same_values(report, fairness_report(frame, list("IPR"), ordinal=True, n_bootstrap=0))
+    assert same_values(report, standard_json(fairness_report(frame, list("IPR"), ordinal=True, n_bootstrap=0)))
     assert "fairness/auroc_malignant" not in report and "fairness/kappa.ci_low" not in report
     assert "fairness/kappa" in report
 

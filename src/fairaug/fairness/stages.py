@@ -43,6 +43,7 @@ evaluate_fairness@<dataset> writes beside ``fairness.json`` (outputs/<d>/metrics
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -71,7 +72,7 @@ from fairaug.fairness.metrics import (
     write_predictions,
 )
 from fairaug.fairness.mix import mix_record, mixed_train_set, read_synthetic_manifest
-from fairaug.io import atomic_dir, atomic_write_text, write_json
+from fairaug.io import atomic_dir, atomic_write_text, reasons_path, write_json
 from fairaug.tracking import numeric_metrics, stage_run
 from fairaug.tracking.lineage import dvc_md5, stage_deps
 
@@ -217,16 +218,32 @@ def fairness_metrics(reports: Mapping[str, Report]) -> Metrics:
     return metrics
 
 
+def fairness_reasons(reports: Mapping[str, Report]) -> dict[str, str]:
+    """Why values of fairness.json are missing (fairness_reasons.json): each classifier's reasons,
+    keyed as in fairness.json, and for a delta the reason of the side that lacks its value."""
+    reasons = {key if variant == "real" else metric_key(bare_name(key), variant): value
+               for variant, report in reports.items() for key, value in report.items() if isinstance(value, str)}
+    if "augmented" in reports:
+        for variant, report in reports.items():
+            for key, value in report.items():
+                if isinstance(value, str) and key.endswith(".reason"):
+                    reasons.setdefault(metric_key(f"delta.{bare_name(key)}"), f"{variant}: {value}")
+    return reasons
+
+
 def per_fst_table(metrics: Mapping[str, object]) -> pd.DataFrame:
     """One row per per-FST value of fairness.json (``fairness/<metric>.fst<k>``, also
     ``fairness/augmented.<metric>.fst<k>``; not the deltas)."""
     rows = []
     for k in FST_VALUES:
-        suffix = f".fst{k}"
-        for key, value in metrics.items():
-            if key.endswith(suffix) and not key.startswith(metric_key("delta.")):
-                rows.append({"fst": k, "metric": key, "value": value, "ci_low": metrics.get(f"{key}.ci_low"),
-                             "ci_high": metrics.get(f"{key}.ci_high"), "n": metrics[f"{key}.n"]})  # fmt: skip
+        suffix = f".fst{k}.n"  # every per-FST value has its n, also one that is undefined (left out)
+        for n_key, n in metrics.items():
+            key = n_key.removesuffix(".n")
+            is_group_size = f"{key}.small_group" in metrics  # fairness/augmented.fst1.n: a group, no metric
+            if n_key.endswith(suffix) and not key.startswith(metric_key("delta.")) and not is_group_size:
+                rows.append({"fst": k, "metric": key, "value": metrics.get(key, math.nan),
+                             "ci_low": metrics.get(f"{key}.ci_low"), "ci_high": metrics.get(f"{key}.ci_high"),
+                             "n": n})  # fmt: skip
     return pd.DataFrame(rows, columns=["fst", "metric", "value", "ci_low", "ci_high", "n"])
 
 
@@ -281,9 +298,10 @@ def evaluate_fairness(
         per_fst = per_fst_table(metrics).to_csv(index=False, lineterminator="\n")
         roc = roc_table(predictions, classes, malignant).to_csv(index=False, lineterminator="\n", float_format="%.6g")
         write_json(out_path, metrics)
+        write_json(reasons_path(out_path), fairness_reasons(reports))
         atomic_write_text(out_path.parent / PER_FST_PLOT, per_fst)
         atomic_write_text(out_path.parent / ROC_PLOT, roc)
         mlflow.log_metrics(numeric_metrics(metrics))
-        for path in (out_path, out_path.parent / PER_FST_PLOT, out_path.parent / ROC_PLOT):
+        for path in (out_path, reasons_path(out_path), out_path.parent / PER_FST_PLOT, out_path.parent / ROC_PLOT):
             mlflow.log_artifact(str(path), artifact_path="fairness")
     return metrics

@@ -1,7 +1,7 @@
 """The evaluate_quality stage: the quality report of outputs/<d>/synthetic against the real
 reference split, written beside fairness.json (outputs/<d>/metrics/):
 
-    quality.json            DVC metrics: only numbers (NaN where a metric is unavailable) and the
+    quality.json            DVC metrics: only numbers (a metric that is unavailable is left out) and the
                             ``small_group`` flags; every key of `quality_report` but the reasons
     quality_reasons.json    ``<name>.reason`` of every unavailable metric, e.g. why Inception-v3's are
                             missing (no weights offline)

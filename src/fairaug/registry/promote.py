@@ -67,13 +67,14 @@ class Outcome:
 
 
 def read_evidence(quality_path: Path, fairness_path: Path) -> Evidence:
+    """Both metrics files and the reasons files beside them (`reasons_path`)."""
     metrics, reasons = {}, {}
     for path in (Path(quality_path), Path(fairness_path)):
         if not path.is_file():
             raise FairaugError(f"{path}: not found; run the evaluate stages first (dvc repro)")
         metrics |= json.loads(path.read_text())
-    if reasons_path(quality_path).is_file():
-        reasons = json.loads(reasons_path(quality_path).read_text())
+        if reasons_path(path).is_file():
+            reasons |= json.loads(reasons_path(path).read_text())
     return Evidence(metrics, reasons)
 
 
