@@ -28,7 +28,7 @@ def main() -> None:
         tmp = Path(tmp)
         real = real_set(tmp / "real", N_REAL, size=REAL_SIZE)
         synthetic = synthetic_set(synthetic_dir(tmp / "synthetic", N_SYNTHETIC, SIZE))
-        extractors = build_extractors(["domain", "pixels"], classifier=classifier(tmp / "model.safetensors"))
+        extractors = build_extractors(["evaluator", "pixels"], evaluator=classifier(tmp / "model.safetensors"))
         config = EvaluateQualityConfig(n_bootstrap=20, cache_dir=str(tmp / "cache"))
         cold, warm = [], []
         for _ in range(REPEATS):
@@ -41,7 +41,7 @@ def main() -> None:
             warm.append(time.perf_counter() - start)
             assert json.dumps(first, sort_keys=True) == json.dumps(again, sort_keys=True), "the cache changed a value"
     ratio = min(warm) / min(cold)
-    print(f"{N_SYNTHETIC} synthetic ({SIZE} px) vs {N_REAL} real images ({REAL_SIZE} px), domain + pixels: "
+    print(f"{N_SYNTHETIC} synthetic ({SIZE} px) vs {N_REAL} real images ({REAL_SIZE} px), evaluator + pixels: "
           f"cold {min(cold):.2f} s, warm {min(warm):.2f} s")
     print(json.dumps({"bench": "quality_cache", "value": round(ratio, 3), "unit": "warm/cold time",
                       "target": "<= 0.80", "holds": ratio <= 0.80}))

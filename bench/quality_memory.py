@@ -1,7 +1,7 @@
 """Peak memory of evaluate_quality's report at n and 4n synthetic images (160 px, in shards), each
 in a fresh process: the growth of the peak resident set over the process's size before the
 evaluation. Images stream shard by shard; what still grows with n is feature-sized (n x d arrays
-and their temporaries in the metrics). The domain extractor (d = 128) keeps n above d at both
+and their temporaries in the metrics). The evaluator extractor (d = 128) keeps n above d at both
 sizes, so FID's d x d work is the same in both runs (pixels' d = 768 would switch FID from the
 n x d to the d x d factor between them: a constant, but it would show here). Value: growth at 4n
 over growth at n (holding every image would add about 3n images' bytes, printed beside it)."""
@@ -29,7 +29,7 @@ def child(tmp: Path, n: int) -> None:
     from fairaug.metrics.report import quality_report
 
     real = real_set(tmp / "real", N_REAL)  # rewrites the same bytes: the fixture is deterministic
-    extractors = build_extractors(["domain"], classifier=tmp / "model.safetensors")
+    extractors = build_extractors(["evaluator"], evaluator=tmp / "model.safetensors")
     config = EvaluateQualityConfig(n_bootstrap=10, cache_dir=str(tmp / "cache"))  # warm: filled by the parent
     synthetic = synthetic_set(tmp / f"synthetic-{n}")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -51,8 +51,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         real = real_set(tmp / "real", N_REAL)
-        extractors = build_extractors(["domain", "pixels"], classifier=classifier(tmp / "model.safetensors"))
-        # the cache holds domain and pixels (nearest-real matching) features of the real set
+        extractors = build_extractors(["evaluator", "pixels"], evaluator=classifier(tmp / "model.safetensors"))
+        # the cache holds evaluator and pixels (nearest-real matching) features of the real set
         FeatureCache(EvaluateQualityConfig(cache_dir=str(tmp / "cache")).cache_dir).features(real, extractors, 64)
         for n in (N, 4 * N):
             synthetic_dir(tmp / f"synthetic-{n}", n, SIZE)

@@ -1,6 +1,7 @@
 """DVC stage evaluate_quality@<dataset>: quality.json (DVC metrics; FID, KID, IS, SSIM, LPIPS,
-diversity, memorization, FST fidelity, overall and per FST) of the synthetic set against the real
-train split, and quality_reasons.json for the metrics that are unavailable."""
+diversity, memorization, realness, FST fidelity, the evaluator's label confidence, overall and per
+FST) of the synthetic set against the real train split, and quality_reasons.json for the metrics
+that are unavailable."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ def main() -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--prepared", type=Path, required=True, help="outputs/<dataset>/prepared")
     parser.add_argument("--synthetic", type=Path, required=True, help="outputs/<dataset>/synthetic")
-    parser.add_argument("--classifier", type=Path, required=True, help="outputs/<dataset>/classifier/real")
+    parser.add_argument("--evaluator", type=Path, required=True, help="outputs/<dataset>/classifier/evaluator")
     parser.add_argument("--out", type=Path, required=True, help="outputs/<dataset>/metrics/quality.json")
     args = parser.parse_args()
-    evaluate_quality(load_params(), args.dataset, args.prepared, args.synthetic, args.classifier, args.out)
+    evaluate_quality(load_params(), args.dataset, args.prepared, args.synthetic, args.evaluator, args.out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""DVC stages train_classifier@<dataset>-real and train_classifier_augmented@<dataset>: the downstream
-classifier whose per-FST quality measures the effect of synthetic augmentation (real: the real train
-split only; augmented: plus kept synthetic images mixed by params `mix`)."""
+"""DVC stages train_classifier@<dataset>-real, train_classifier@<dataset>-evaluator and
+train_classifier_augmented@<dataset>: the downstream classifier whose per-FST quality measures the
+effect of synthetic augmentation (real: the real train split only; augmented: plus kept synthetic
+images mixed by params `mix`), and the evaluator (the real train split, its own seed) that grades
+synthetic images in evaluate_quality, which the generate filter never sees."""
 
 from __future__ import annotations
 
@@ -9,14 +11,14 @@ from pathlib import Path
 
 from fairaug.errors import exit_on_user_error
 from fairaug.config import load_params
-from fairaug.fairness.stages import train_augmented_classifier, train_real_classifier
+from fairaug.fairness.stages import train_augmented_classifier, train_evaluator, train_real_classifier
 
 
 @exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--variant", choices=["real", "augmented"], required=True)
+    parser.add_argument("--variant", choices=["real", "evaluator", "augmented"], required=True)
     parser.add_argument("--prepared", type=Path, required=True, help="outputs/<dataset>/prepared")
     parser.add_argument("--synthetic", type=Path, help="augmented: outputs/<dataset>/synthetic (default)")
     parser.add_argument("--out", type=Path, required=True, help="outputs/<dataset>/classifier/<variant>")
@@ -26,6 +28,8 @@ def main() -> None:
     if args.variant == "augmented":
         synthetic = args.synthetic or Path("outputs", args.dataset, "synthetic")
         train_augmented_classifier(params, args.dataset, args.prepared, synthetic, args.out)
+    elif args.variant == "evaluator":
+        train_evaluator(params, args.dataset, args.prepared, args.out)
     else:
         train_real_classifier(params, args.dataset, args.prepared, args.out)
 

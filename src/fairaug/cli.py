@@ -258,7 +258,7 @@ def fairness_report_command(
 
 class QualityExtractor(str, Enum):
     inception = "inception"
-    domain = "domain"
+    evaluator = "evaluator"
     pixels = "pixels"
 
 
@@ -270,10 +270,11 @@ def quality(
     out: Annotated[Path, typer.Option(help="report JSON to write (quality.json names, with .reason strings)")],
     extractor: Annotated[
         list[QualityExtractor] | None,
-        typer.Option(help="feature extractor, repeatable (default: inception, domain, pixels)"),
+        typer.Option(help="feature extractor, repeatable (default: inception, evaluator, pixels)"),
     ] = None,
-    classifier: Annotated[
-        Path | None, typer.Option(help="real-only classifier (model.safetensors) for the domain extractor")
+    evaluator: Annotated[
+        Path | None, typer.Option(help="evaluator classifier (model.safetensors; never the one that selected the "
+                                       "synthetic images) for the evaluator extractor and label metrics")
     ] = None,
     inception_weights: Annotated[
         Path | None, typer.Option(help="torch-fidelity Inception-v3 FID weights file (else torch hub's cache)")
@@ -291,14 +292,14 @@ def quality(
     from fairaug.metrics.perceptual import load_lpips
     from fairaug.metrics.report import quality_report
 
-    for name, path in (("--classifier", classifier), ("--inception-weights", inception_weights)):
+    for name, path in (("--evaluator", evaluator), ("--inception-weights", inception_weights)):
         if path is not None and not path.is_file():
             raise FairaugError(f"{name}: file not found: {path}")
     names = [e.value for e in extractor] if extractor else None
     config = EvaluateQualityConfig(**({"extractors": names} if names else {}), n_bootstrap=n_bootstrap,
                                    cache_dir=str(cache_dir) if cache_dir else None)  # fmt: skip
     real, synthetic = folder_set(real_dir), folder_set(synth_dir)
-    extractors = build_extractors(config.extractors, classifier=classifier, inception_weights=inception_weights)
+    extractors = build_extractors(config.extractors, evaluator=evaluator, inception_weights=inception_weights)
     report = quality_report(real, synthetic, extractors, config, FeatureCache(config.cache_dir),
                             load_lpips(config.lpips_net))  # fmt: skip
     write_json(out, report)

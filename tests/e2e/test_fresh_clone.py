@@ -42,7 +42,7 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
     run(["fairaug", "profile", "ci"], clone)  # the documented one-command switch; tiny takes minutes
     first = run(["dvc", "repro"], clone)
     stages = [f"{stage}@{dataset}" for stage in PER_DATASET_STAGES for dataset in DATASETS]
-    stages += [f"train_classifier@{dataset}-real" for dataset in DATASETS]
+    stages += [f"train_classifier@{dataset}-{variant}" for dataset in DATASETS for variant in ("real", "evaluator")]
     for stage in stages:
         assert f"Running stage '{stage}'" in first.stdout
     second = run(["dvc", "repro"], clone)
@@ -56,7 +56,12 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
                 for r in client.search_runs([experiments[f"fairaug/{dataset}"]])}
         runs = {stage if variant is None else f"{stage}.{variant}": tracked for (stage, variant), tracked in runs.items()}
         assert set(runs) == {"prepare", "base_model", "train_lora", "generate", "evaluate_quality",
-                             "train_classifier.real", "train_classifier.augmented", "evaluate_fairness", "promote"}
+                             "train_classifier.real", "train_classifier.evaluator", "train_classifier.augmented",
+                             "evaluate_fairness", "promote"}
+        # quality is graded by the evaluator, never by the classifier that filtered the images
+        graded_by = runs["evaluate_quality"].data.tags["fairaug.upstream.train_classifier.evaluator"]
+        assert graded_by == runs["train_classifier.evaluator"].info.run_id
+        assert runs["generate"].data.tags["fairaug.upstream.train_classifier"] == runs["train_classifier.real"].info.run_id
         assert runs["prepare"].data.tags[f"dvc.md5.data/{dataset}"].endswith(".dir")
         assert runs["prepare"].data.tags["fairaug.profile"] == "ci"
         lineage = runs["train_lora"].data.tags
@@ -65,8 +70,9 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
         assert runs["generate"].data.tags["fairaug.upstream.train_lora"] == runs["train_lora"].info.run_id
         assert (clone / "outputs" / dataset / "models" / "lora" / "pytorch_lora_weights.safetensors").exists()
         metrics = clone / "outputs" / dataset / "metrics"
-        for name, expected in (("quality", {"quality/fid.domain", "quality/kid.domain", "quality/ssim",
-                                            "quality/fst_fidelity"}),
+        for name, expected in (("quality", {"quality/fid.evaluator", "quality/kid.evaluator", "quality/ssim",
+                                            "quality/fst_fidelity", "quality/label_confidence.evaluator",
+                                            "quality/realness_auc.pixels", "quality/filter.acceptance"}),
                                ("fairness", {"fairness/auroc", "fairness/auroc.fst1", "fairness/delta.auroc",
                                              "fairness/auroc_gap"})):  # fmt: skip
             text = (metrics / f"{name}.json").read_text()
@@ -76,6 +82,8 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
                 assert key in values or reasons[f"{key}.reason"], key
         quality = json.loads((metrics / "quality.json").read_text())
         assert 0 <= quality["quality/fst_fidelity"] <= 1 and 0 <= quality["quality/ssim"] <= 1
+        assert 0 <= quality["quality/label_confidence.evaluator"] <= 1
+        assert 0 <= quality["quality/realness_auc.pixels"] <= 1 and 0 <= quality["quality/filter.acceptance"] <= 1
     assert (clone / "mlartifacts").is_dir()
 
     # the registry: one version per data set with its decision; the ci profile's gates pass it

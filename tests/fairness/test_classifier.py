@@ -243,3 +243,25 @@ def test_real_only_classifier_is_worse_on_dark_skin_with_intervals(tmp_path):
                 for name, rows in (("I-II", predictions["fst"].isin([1, 2]).to_numpy()),
                                    ("V-VI", predictions["fst"].isin([5, 6]).to_numpy()))}  # fmt: skip
     assert by_group["I-II"] - by_group["V-VI"] > 0.05
+
+
+def test_evaluator_label_confidence_is_high_for_the_true_label_and_low_for_another(trained, datasets, tmp_path):
+    """quality/label_confidence reads the evaluator's probability of the label an image was asked
+    for: real test images asked for their own label score high, the same images asked for another
+    label score low (checked against a softmax by hand)."""
+    from fairaug.metrics.extractors import evaluator_extractor
+    from fairaug.metrics.functional import label_scores
+
+    model, _ = trained
+    extractor = evaluator_extractor(save_classifier(model, tmp_path / "model.safetensors"))
+    test = datasets["test"]
+    rows = test.rows.reset_index(drop=True)
+    images = [np.asarray(test.load_image(i)) for i in range(len(rows))]
+    logits = extractor.extract(images).logits
+    own, correct = label_scores(logits, extractor.classes, list(rows["label"]))
+    other_labels = [CLASSES[(CLASSES.index(label) + 3) % len(CLASSES)] for label in rows["label"]]
+    other, _ = label_scores(logits, extractor.classes, other_labels)
+    assert own.mean() > 0.5 and other.mean() < 0.1 and own.mean() > 5 * other.mean()
+    by_hand = np.exp(logits[0]) / np.exp(logits[0]).sum()
+    assert own[0] == pytest.approx(by_hand[CLASSES.index(rows["label"][0])])
+    assert correct.mean() == pytest.approx(np.mean(logits.argmax(axis=1) == rows["label"].map(CLASSES.index)))

@@ -55,7 +55,7 @@ def test_a_folder_against_itself_and_a_colour_shifted_copy(folders, tmp_path, mo
         assert f"quality/{key}" not in same  # standard JSON: no NaN token, the reason beside it
         assert same[f"quality/{key}.reason"].startswith("unavailable: ")
     assert "Inception-v3 FID weights not found" in same["quality/fid.inception.reason"]
-    assert "classifier not found" in same["quality/fid.domain.reason"]
+    assert "evaluator classifier not found" in same["quality/fid.evaluator.reason"]
 
 
 def test_extractor_choice_and_classifier(folders, tmp_path):
@@ -63,8 +63,9 @@ def test_extractor_choice_and_classifier(folders, tmp_path):
 
     real, shifted = folders
     model = save_classifier(build_classifier("small_cnn", ["mel", "nv"], 32), tmp_path / "model.safetensors")
-    report = quality(tmp_path, real, shifted, "--extractor", "domain", "--classifier", str(model))
-    assert report["quality/fid.domain"] > 0 and report["quality/is.domain"] >= 1.0
+    report = quality(tmp_path, real, shifted, "--extractor", "evaluator", "--evaluator", str(model))
+    assert report["quality/fid.evaluator"] > 0 and 0 <= report["quality/realness_auc.evaluator"] <= 1
+    assert "no requested label" in report["quality/label_confidence.evaluator.reason"]  # a folder has none
     assert not any(".pixels" in key or ".inception" in key for key in report)
 
 

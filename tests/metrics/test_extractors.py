@@ -9,7 +9,7 @@ import torch
 
 from fairaug.errors import DataError
 from fairaug.fairness.classifier import build_classifier, save_classifier
-from fairaug.metrics.extractors import INCEPTION_WEIGHTS_FILE, build_extractors, domain_extractor, inception_extractor
+from fairaug.metrics.extractors import INCEPTION_WEIGHTS_FILE, build_extractors, evaluator_extractor, inception_extractor
 from fairaug.metrics.features import FeatureCache, extract, folder_set
 from fairaug.metrics.perceptual import load_lpips, lpips_from_module
 
@@ -74,13 +74,14 @@ def test_inception_rejects_a_file_that_is_not_its_state_dict(tmp_path):
         inception_extractor(tmp_path / "other.pth")
 
 
-def test_domain_extractor_uses_the_classifier(tmp_path):
+def test_evaluator_extractor_uses_the_classifier_and_knows_its_classes(tmp_path):
     path = save_classifier(build_classifier("small_cnn", ["a", "b", "c"], 32), tmp_path / "model.safetensors")
-    extractor = domain_extractor(path)
+    extractor = evaluator_extractor(path)
     output = extractor.extract(images(4, size=64))
     assert output.features.shape == (4, 128) and output.logits.shape == (4, 3)
-    missing = domain_extractor(tmp_path / "none.safetensors")
-    assert not missing.available and "classifier not found" in missing.reason
+    assert extractor.classes == ("a", "b", "c")
+    missing = evaluator_extractor(tmp_path / "none.safetensors")
+    assert not missing.available and "evaluator classifier not found" in missing.reason
 
 
 def test_lpips_needs_cached_backbone_weights():

@@ -122,3 +122,30 @@ def test_bootstrap_interval_covers_the_mean():
     low, high = F.bootstrap_interval(np.mean, [values], n_bootstrap=200, seed=0)
     assert low < values.mean() < high and high - low < 0.5
     assert F.bootstrap_interval(np.mean, [values], 50, seed=1) == F.bootstrap_interval(np.mean, [values], 50, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fixture_thumbnails(tmp_path_factory):
+    """Pixel features of 160 fixture images, and of the same images blurred."""
+    from PIL import Image, ImageFilter
+
+    from fairaug.data.fixtures import write_derm_fixture
+    from fairaug.generation.filter import thumbnail_features
+
+    root = write_derm_fixture(tmp_path_factory.mktemp("realness"), n=160, seed=4)
+    images = [Image.open(p).convert("RGB") for p in sorted(root.rglob("*.jpg"))]
+    blurred = [image.filter(ImageFilter.GaussianBlur(3)) for image in images]
+    return thumbnail_features([np.asarray(i) for i in images]), thumbnail_features([np.asarray(i) for i in blurred])
+
+
+def test_realness_auc_is_chance_for_one_real_set_and_high_for_blurred_copies(fixture_thumbnails):
+    real, blurred = fixture_thumbnails
+    rng = np.random.default_rng(0)
+    halves = []
+    for seed in range(5):  # random halves of the one real set
+        order = rng.permutation(len(real))
+        halves.append(F.realness_auc(real[order[:80]], real[order[80:]], seed=seed))
+    assert abs(np.mean(halves) - 0.5) < 0.1  # two halves of one set: the probe cannot tell them apart
+    assert F.realness_auc(real[:80], blurred[80:]) > 0.9  # blurred copies of other images: it can
+    with pytest.raises(UndefinedMetricError, match="at least 5 real and synthetic"):
+        F.realness_auc(real[:4], blurred[:50])

@@ -58,7 +58,7 @@ def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_u
     root = project / "data" / DATASET
     manifest = prepared_manifest(root)
     prepared, synthetic, classifier = (project / "outputs" / DATASET / d for d in ("prepared", "synthetic",
-                                                                                    "classifier/real"))  # fmt: skip
+                                                                                    "classifier/evaluator"))  # fmt: skip
     prepared.mkdir(parents=True)
     manifest.to_parquet(prepared / "manifest.parquet")
     synthetic_set(synthetic, root, manifest)
@@ -77,17 +77,19 @@ def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_u
     n_synthetic = int((manifest["split"] == "test").sum()) - 1  # one row not kept
     assert metrics["quality/n_synthetic"] == n_synthetic
     assert metrics["quality/n_real"] == int((manifest["split"] == "train").sum())
-    for name in ("kid.domain", "kid.pixels", "ssim", "fst_fidelity"):
+    for name in ("kid.evaluator", "kid.pixels", "ssim", "fst_fidelity", "label_confidence.evaluator"):
         value, low, high = (metrics[f"quality/{name}{s}"] for s in ("", ".ci_low", ".ci_high"))
         assert low <= high and metrics[f"quality/{name}.n"] == n_synthetic and not math.isnan(value)
-    for name in ("fid.domain", "is.domain", "precision.domain", "recall.domain", "diversity.domain",
-                 "memorization.near_copy.domain", "memorization.ssim_near_copy", "fid.pixels"):
+    for name in ("fid.evaluator", "is.evaluator", "precision.evaluator", "recall.evaluator", "diversity.evaluator",
+                 "memorization.near_copy.evaluator", "memorization.ssim_near_copy", "fid.pixels",
+                 "realness_auc.pixels", "realness_auc.evaluator", "label_accuracy.evaluator"):
         assert not math.isnan(metrics[f"quality/{name}"]), name
     for k in FST_VALUES:
         n = metrics[f"quality/n_synthetic.fst{k}"]
         assert metrics[f"quality/fst{k}.small_group"] == (min(n, metrics[f"quality/n_real.fst{k}"]) < 5)
         if n >= 2:
-            assert metrics[f"quality/kid.domain.fst{k}.n"] == n and f"quality/kid.domain.fst{k}.ci_low" in metrics
+            assert metrics[f"quality/kid.evaluator.fst{k}.n"] == n and f"quality/kid.evaluator.fst{k}.ci_low" in metrics
+            assert metrics[f"quality/label_confidence.evaluator.fst{k}.n"] == n
             assert 0 <= metrics[f"quality/fst_fidelity.fst{k}"] <= 1
     assert "quality/fid.inception" not in metrics  # standard JSON: left out, its reason beside it
     assert "NaN" not in out.read_text()
@@ -98,5 +100,8 @@ def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_u
 
     run = mlflow.search_runs(experiment_names=[f"fairaug/{DATASET}"], output_format="list")[0]
     assert run.data.tags["fairaug.stage"] == "evaluate_quality"
-    assert run.data.metrics["quality/kid.domain"] == pytest.approx(metrics["quality/kid.domain"])
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2  # domain and pixels real features
+    assert run.data.metrics["quality/kid.evaluator"] == pytest.approx(metrics["quality/kid.evaluator"])
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2  # evaluator and pixels real features
+    # the filter's statistics: every image of the set passed, one was not kept; none below the bar
+    assert metrics["quality/filter.acceptance"] == 1.0 and metrics["quality/filter.below_bar"] == 0.0
+    assert metrics["quality/filter.acceptance.fst1"] == 1.0

@@ -10,10 +10,10 @@ from fairaug.config.base import StrictModel
 
 
 class EvaluateQualityConfig(StrictModel):
-    extractors: list[Literal["inception", "domain", "pixels"]] = Field(
-        ["inception", "domain", "pixels"],
+    extractors: list[Literal["inception", "evaluator", "pixels"]] = Field(
+        ["inception", "evaluator", "pixels"],
         min_length=1,
-        description="feature extractors, each a suffix of the metric names (fid.domain); inception only "
+        description="feature extractors, each a suffix of the metric names (fid.evaluator); inception only "
         "with its weights, else reported unavailable",
     )
     inception_weights: str | None = Field(
@@ -32,6 +32,9 @@ class EvaluateQualityConfig(StrictModel):
     kid_subsets: int = Field(100, gt=0, description="KID subsets averaged when a set is larger than the subset size")
     is_splits: int = Field(10, gt=0, description="Inception Score splits")
     pr_k: int = Field(3, gt=0, description="k of the k-NN manifolds of precision/recall (Kynkaanniemi et al.)")
+    realness_folds: int = Field(
+        5, ge=2, description="cross-validation folds of the realness probe (real vs synthetic, linear)"
+    )
     min_group_size: int = Field(
         5, ge=2, description="FST / label groups with fewer synthetic or real images are flagged small_group "
         "(their values are still reported: read KID there, not FID)"

@@ -87,11 +87,16 @@ Report = dict[str, float | int | bool | str]  # fairness_report's output, reason
 Metrics = dict[str, float | int | bool]  # fairness.json
 
 
+REAL_ONLY_VARIANTS = ("real", "evaluator")  # the train_classifier matrix; augmented is a stage of its own
+
+
 def classifier_stage(dataset: str, variant: str) -> str:
-    """The DVC name of a train_classifier stage: train_classifier@<dataset>-real (a matrix over data
-    set x variant) and train_classifier_augmented@<dataset>, a stage of its own because it alone
-    depends on the synthetic set (dvc.yaml explains)."""
-    return f"train_classifier@{dataset}-real" if variant == "real" else f"train_classifier_{variant}@{dataset}"
+    """The DVC name of a train_classifier stage: train_classifier@<dataset>-real and -evaluator (a
+    matrix over data set x variant) and train_classifier_augmented@<dataset>, a stage of its own
+    because it alone depends on the synthetic set (dvc.yaml explains)."""
+    if variant in REAL_ONLY_VARIANTS:
+        return f"train_classifier@{dataset}-{variant}"
+    return f"train_classifier_{variant}@{dataset}"
 
 
 def dataset_classes(config: DatasetConfig, manifest: pd.DataFrame) -> list[str]:
@@ -130,11 +135,15 @@ def _tag_dvc_stage(name: str, root: Path) -> None:
 
 
 def _train_classifier_stage(
-    params: Params, dataset: str, prepared_dir: Path, out_dir: Path, synthetic_dir: Path | None
+    params: Params, dataset: str, prepared_dir: Path, out_dir: Path, synthetic_dir: Path | None,
+    variant: str = "real",
 ) -> Report:
-    """Both variants: real-only when ``synthetic_dir`` is None, else augmented by its kept images."""
-    variant = "real" if synthetic_dir is None else "augmented"
+    """Every variant: real-only when ``synthetic_dir`` is None, else augmented by its kept images;
+    the evaluator trains as the real-only one with its own seed."""
+    variant = "augmented" if synthetic_dir is not None else variant
     config = params.train_classifier
+    if variant == "evaluator":
+        config = config.model_copy(update={"seed": config.evaluator_seed})
     dataset_config = params.dataset(dataset)
     stage_params = {
         "train_classifier": config.model_dump(),
@@ -182,6 +191,13 @@ def train_real_classifier(params: Params, dataset: str, prepared_dir: Path, out_
     """Train the real-only classifier on the train split (val for early stopping), predict the test
     split and write weights, predictions and their fairness report to ``out_dir``; returns the report."""
     return _train_classifier_stage(params, dataset, prepared_dir, out_dir, None)
+
+
+def train_evaluator(params: Params, dataset: str, prepared_dir: Path, out_dir: Path) -> Report:
+    """The evaluator: as `train_real_classifier` with ``train_classifier.evaluator_seed``. Only
+    evaluate_quality uses it (label confidence, the evaluator feature metrics): the generate filter
+    uses the real-only classifier, and nothing is graded by the model that selected it."""
+    return _train_classifier_stage(params, dataset, prepared_dir, out_dir, None, variant="evaluator")
 
 
 def train_augmented_classifier(

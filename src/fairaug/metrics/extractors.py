@@ -3,7 +3,9 @@ class logits where the network has them, for the Inception Score).
 
     inception   Inception-v3 with the torch-fidelity FID weights: the standard extractor, only with a
                 weights file (configured, or in torch hub's cache); never on random weights.
-    domain      the real-only classifier: backbone features, head logits.
+    evaluator   a classifier trained only for measuring (train_classifier@<d>-evaluator: the real train
+                split, its own seed), never the generate filter's: backbone features, head logits, and
+                its classes for the label metrics. Nothing is graded by the model that selected it.
     pixels      standardised 16x16 thumbnails: no weights, works on any folder offline.
 
 An extractor whose weights are missing has ``extract = None`` and a ``reason``; every metric named
@@ -26,8 +28,8 @@ from PIL import Image
 from fairaug.errors import DataError
 from fairaug.generation.filter import thumbnail_features
 
-ExtractorName = Literal["inception", "domain", "pixels"]
-EXTRACTORS: tuple[ExtractorName, ...] = ("inception", "domain", "pixels")
+ExtractorName = Literal["inception", "evaluator", "pixels"]
+EXTRACTORS: tuple[ExtractorName, ...] = ("inception", "evaluator", "pixels")
 # torch-fidelity's FID weights (converted from TF's 2015-12-05 Inception), as its download names them
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 SIDE = 299  # Inception-v3 input side
@@ -44,6 +46,7 @@ class Extractor:
     key: str
     extract: Callable[[Sequence[np.ndarray]], Output] | None = None
     reason: str | None = None
+    classes: tuple[str, ...] | None = None  # what the logits' columns are, for a classifier
 
     @property
     def available(self) -> bool:
@@ -67,14 +70,14 @@ def pixels_extractor() -> Extractor:
         thumbnail_features(list(images)), None))
 
 
-def domain_extractor(classifier_path: str | Path | None, device: str = "cpu") -> Extractor:
-    """Penultimate-layer features and class logits of the real-only classifier."""
+def evaluator_extractor(classifier_path: str | Path | None, device: str = "cpu") -> Extractor:
+    """Penultimate-layer features and class logits of the evaluator classifier."""
     from fairaug.fairness.classifier import image_transform, load_classifier
 
     if classifier_path is None or not Path(classifier_path).is_file():
         where = f" at {classifier_path}" if classifier_path else ""
-        return unavailable("domain",
-                           f"real-only classifier not found{where} (run train_classifier, or pass --classifier)")
+        return unavailable("evaluator", f"evaluator classifier not found{where} (run "
+                                        "train_classifier@<dataset>-evaluator, or pass --evaluator)")  # fmt: skip
     model = load_classifier(classifier_path).to(device)
     transform = image_transform(model.image_size)
 
@@ -84,7 +87,8 @@ def domain_extractor(classifier_path: str | Path | None, device: str = "cpu") ->
         features = model.backbone(torch.stack([transform(np.array(image)) for image in images]).to(device))
         return Output(features.double().cpu().numpy(), model.head(features).double().cpu().numpy())
 
-    return Extractor("domain", key=f"domain-{file_hash(Path(classifier_path))}", extract=extract)
+    return Extractor("evaluator", key=f"evaluator-{file_hash(Path(classifier_path))}", extract=extract,
+                     classes=tuple(model.classes))  # fmt: skip
 
 
 def find_inception_weights(configured: str | Path | None) -> Path | None:
@@ -131,13 +135,13 @@ def inception_extractor(weights: str | Path | None = None, device: str = "cpu") 
 def build_extractors(
     names: Sequence[ExtractorName],
     *,
-    classifier: str | Path | None = None,
+    evaluator: str | Path | None = None,
     inception_weights: str | Path | None = None,
     device: str = "cpu",
 ) -> list[Extractor]:
     factories = {
         "inception": lambda: inception_extractor(inception_weights, device),
-        "domain": lambda: domain_extractor(classifier, device),
+        "evaluator": lambda: evaluator_extractor(evaluator, device),
         "pixels": pixels_extractor,
     }
     return [factories[name]() for name in dict.fromkeys(names)]

@@ -185,6 +185,37 @@ def mean_pairwise_distance(features: Array) -> float:
     return float(pdist(features).mean())
 
 
+def realness_auc(real: Array, fake: Array, folds: int = 5, seed: int = 0) -> float:
+    """Cross-validated AUROC of a linear probe (standardised features, logistic regression) telling
+    real from synthetic features, over the pooled out-of-fold scores: 0.5 means indistinguishable,
+    1 that a classifier trained on a mix can learn "synthetic" as a shortcut."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _need(min(len(real), len(fake)), folds, "real and synthetic images (one per fold)")
+    features = np.concatenate([real, fake])
+    is_fake = np.r_[np.zeros(len(real)), np.ones(len(fake))]
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    scores = cross_val_predict(probe, features, is_fake, method="decision_function",
+                               cv=StratifiedKFold(folds, shuffle=True, random_state=seed))  # fmt: skip
+    return float(roc_auc_score(is_fake, scores))
+
+
+def label_scores(logits: Array, classes: Sequence[str], labels: Sequence[str]) -> tuple[Array, Array]:
+    """Per image: the classifier's probability of the label it was asked for (softmax of its logits)
+    and whether its argmax is that label. A label the classifier does not know is an error."""
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise UndefinedMetricError(f"labels {', '.join(unknown)} are not among the classifier's classes")
+    column = np.array([list(classes).index(label) for label in labels], dtype=np.intp)
+    probabilities = torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float64)), dim=1).numpy()
+    rows = np.arange(len(column))
+    return probabilities[rows, column], (probabilities.argmax(axis=1) == column).astype(np.float64)
+
+
 def ssim(image: NDArray[np.uint8], reference: NDArray[np.uint8]) -> float:
     """SSIM of two HxWx3 uint8 images of the same size, scikit-image's defaults (also the generate
     stage's near-copy filter: its numbers and memorization.ssim_near_copy line up)."""

@@ -1,7 +1,7 @@
 """The quality report of a synthetic image set against a real reference set: a flat dict keyed by
 the DESIGN.md names, for quality.json, MLflow and `fairaug quality`.
 
-Keys (``<e>`` an extractor: inception, domain, pixels; ``<net>`` the LPIPS backbone):
+Keys (``<e>`` an extractor: inception, evaluator, pixels; ``<net>`` the LPIPS backbone):
     quality/fid.<e>, quality/kid.<e>            Frechet / kernel distance of the feature sets
     quality/is.<e>                              Inception Score (inception logits, the classifier's classes)
     quality/precision.<e>, quality/recall.<e>   Kynkaanniemi et al.: fidelity and coverage
@@ -19,8 +19,14 @@ Keys (``<e>`` an extractor: inception, domain, pixels; ``<net>`` the LPIPS backb
     quality/memorization.ssim_near_copy         share with SSIM >= near_copy_ssim to the nearest real image
     quality/fst_fidelity                        share whose ITA-estimated FST is within one type of the
                                                 requested FST
+    quality/realness_auc.<e>                    cross-validated AUROC of a linear probe telling real from
+                                                synthetic features (0.5: indistinguishable)
+    quality/label_confidence.evaluator          the evaluator's mean probability of the label each image
+                                                was asked for; label_accuracy.evaluator: its argmax is that
+                                                label (the evaluator never selected the images)
 Per group (synthetic sets with fst / label columns): ``.fst<k>`` (k = 1..6) and ``.label_<label>`` of
-kid.<e>, diversity.<e>, ssim, lpips.<net>, fst_fidelity (fst only), with group sizes
+kid.<e>, diversity.<e>, ssim, lpips.<net>, label_confidence / label_accuracy.evaluator, fst_fidelity
+(fst only), with group sizes
 ``quality/n_real.<group>``, ``quality/n_synthetic.<group>`` and ``quality/<group>.small_group`` (fewer
 than min_group_size synthetic or real images; the values are still given: at small n trust KID, FID
 is biased upwards, which is why groups get KID and no FID).
@@ -180,9 +186,12 @@ def quality_report(
         writer.report |= {f"{PREFIX}n_real.{group}": len(real_rows), f"{PREFIX}n_synthetic.{group}": len(rows),
                           f"{PREFIX}{group}.small_group": bool(min(len(real_rows), len(rows)) < config.min_group_size)}
 
+    labels = synthetic_rows["label"].to_numpy() if "label" in synthetic_rows else None
     for extractor in extractors:
         _extractor_metrics(writer, extractor, real_out.get(extractor.name), synthetic_out.get(extractor.name),
                            cells, real_cells, groups, config)  # fmt: skip
+        if extractor.name == "evaluator":
+            _label_metrics(writer, extractor, synthetic_out.get(extractor.name), labels, groups)
 
     ssim = np.asarray(per_image.ssim)
     writer.put("ssim", _mean, [ssim], n)
@@ -214,7 +223,8 @@ def _extractor_metrics(
 ) -> None:
     e = extractor.name
     names = [f"fid.{e}", f"kid.{e}", f"precision.{e}", f"recall.{e}", f"diversity.{e}", f"diversity.{e}_ratio",
-             f"memorization.near_copy.{e}", f"memorization.nn_ratio.{e}"] + ([f"is.{e}"] if e != "pixels" else [])
+             f"memorization.near_copy.{e}", f"memorization.nn_ratio.{e}", f"realness_auc.{e}"] + (
+        [f"is.{e}"] if e != "pixels" else [])  # fmt: skip
     if real is None or fake is None:
         for name in names:
             writer.unavailable(name, extractor.reason or "unavailable")
@@ -256,12 +266,45 @@ def _extractor_metrics(
     writer.put(f"memorization.nn_ratio.{e}", lambda: float(np.median(fake_nn) / np.median(real_nn)), [], n,
                interval=False)  # fmt: skip
 
+    # cross-validated: the probe's folds are its resamples, no bootstrap on top
+    writer.put(f"realness_auc.{e}", lambda: F.realness_auc(real.features, fake.features, config.realness_folds,
+                                                           config.seed), [], n, interval=False)  # fmt: skip
+
     for group, (real_rows, rows) in groups.items():
         writer.put(f"kid.{e}.{group}", kid, [real.features[real_rows], fake.features[rows]], len(rows),
                    resample=kid_resample, distinct=True)  # fmt: skip
         group_cells = [cell[np.isin(cell, rows)] for cell in cells]
         writer.put(f"diversity.{e}.{group}", lambda c=group_cells: diversity(fake.features, c), [], len(rows),
                    interval=False)  # fmt: skip
+
+
+def _label_metrics(
+    writer: _Writer,
+    extractor: Extractor,
+    fake: Output | None,
+    labels: np.ndarray | None,
+    groups: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> None:
+    """label_confidence.<e> and label_accuracy.<e>, overall and per group: does the evaluator see the
+    label each synthetic image was asked for?"""
+    e = extractor.name
+    names = [f"label_confidence.{e}", f"label_accuracy.{e}"]
+    reason = extractor.reason if fake is None else None
+    if reason is None and labels is None:
+        reason = "the synthetic images have no requested label (a 'label' column)"
+    if reason is None:
+        try:
+            confidence, correct = F.label_scores(fake.logits, extractor.classes, labels)
+        except UndefinedMetricError as err:
+            reason = str(err)
+    if reason is not None:
+        for name in names:
+            writer.unavailable(name, reason)
+        return
+    for name, values in zip(names, (confidence, correct), strict=True):
+        writer.put(name, _mean, [values], len(values))
+        for group, (_, rows) in groups.items():
+            writer.put(f"{name}.{group}", _mean, [values[rows]], len(rows))
 
 
 def _lpips_metrics(

@@ -6,7 +6,12 @@ reference split, written beside fairness.json (outputs/<d>/metrics/):
     quality_reasons.json    ``<name>.reason`` of every unavailable metric, e.g. why Inception-v3's are
                             missing (no weights offline)
 
-and logs the numbers as MLflow metrics under the same names, both files as artifacts.
+Besides `quality_report`'s keys, the generate filter's own statistics from the synthetic manifest:
+``quality/filter.acceptance[.fst<k>]`` (share of sampled images that passed the filter) and
+``quality/filter.below_bar[.fst<k>]`` (share of kept images kept below the confidence bar to fill
+their cell). Classifier-based metrics use the evaluator (train_classifier@<d>-evaluator), never the
+real-only classifier that the filter used. Logs the numbers as MLflow metrics under the same names,
+both files as artifacts.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ import mlflow
 import pandas as pd
 
 from fairaug.config import Params
+from fairaug.config.generation import FilterConfig
 from fairaug.fairness.stages import WEIGHTS
+from fairaug.generation.storage import MANIFEST
 from fairaug.io import reasons_path, write_json
 from fairaug.metrics.extractors import build_extractors
 from fairaug.metrics.features import FeatureCache, manifest_set, synthetic_set
 from fairaug.metrics.perceptual import load_lpips
-from fairaug.metrics.report import Report, quality_report
+from fairaug.metrics.report import PREFIX, Report, quality_report
 from fairaug.tracking import RUN_FILE, numeric_metrics, stage_run
+
 
 def split_report(report: Report) -> tuple[dict[str, float | int | bool], dict[str, str]]:
     """(numbers and flags, reasons): DVC metrics must be numeric."""
@@ -31,23 +39,39 @@ def split_report(report: Report) -> tuple[dict[str, float | int | bool], dict[st
     return numbers, {key: value for key, value in report.items() if isinstance(value, str)}
 
 
+def filter_statistics(manifest: pd.DataFrame, config: FilterConfig) -> dict[str, float]:
+    """How the generate filter decided, from the synthetic manifest (every sampled image, kept or
+    not, with its confidence and SSIM to the nearest real image) and the filter params."""
+    passed = (manifest["ssim_to_real"] < config.max_ssim_to_real) & ~(manifest["confidence"] < config.min_confidence)
+    below = manifest["kept"] & (manifest["confidence"] < config.min_confidence)
+    stats = {}
+    groups = [("", manifest.index)] + [(f".fst{k}", manifest.index[manifest["fst"] == k])
+                                       for k in sorted(manifest["fst"].unique())]  # fmt: skip
+    for suffix, rows in groups:
+        stats[f"{PREFIX}filter.acceptance{suffix}"] = float(passed[rows].mean())
+        if kept := int(manifest.loc[rows, "kept"].sum()):
+            stats[f"{PREFIX}filter.below_bar{suffix}"] = float(below[rows].sum() / kept)
+    return stats
+
+
 def evaluate_quality(
-    params: Params, dataset: str, prepared_dir: Path, synthetic_dir: Path, classifier_dir: Path, out_path: Path
+    params: Params, dataset: str, prepared_dir: Path, synthetic_dir: Path, evaluator_dir: Path, out_path: Path
 ) -> Report:
     """Write quality.json and quality_reasons.json (module docstring); returns the full report."""
     config = params.evaluate_quality
     out_path = Path(out_path)
     upstream = {stage: Path(d) for stage, d in
-                [("prepare", prepared_dir), ("generate", synthetic_dir), ("train_classifier", classifier_dir)]
+                [("prepare", prepared_dir), ("generate", synthetic_dir), ("train_classifier.evaluator", evaluator_dir)]
                 if (Path(d) / RUN_FILE).is_file()}  # fmt: skip
     stage_params = {"evaluate_quality": config.model_dump(), "dataset": params.dataset(dataset).model_dump()}
     with stage_run("evaluate_quality", dataset, params, stage_params, upstream=upstream):
         manifest = pd.read_parquet(Path(prepared_dir) / "manifest.parquet")
         real = manifest_set(manifest, params.dataset(dataset).root, config.reference_split)
-        extractors = build_extractors(config.extractors, classifier=Path(classifier_dir) / WEIGHTS,
+        extractors = build_extractors(config.extractors, evaluator=Path(evaluator_dir) / WEIGHTS,
                                       inception_weights=config.inception_weights, device=config.device)  # fmt: skip
         report = quality_report(real, synthetic_set(synthetic_dir), extractors, config, FeatureCache(config.cache_dir),
                                 load_lpips(config.lpips_net, config.device))  # fmt: skip
+        report |= filter_statistics(pd.read_parquet(Path(synthetic_dir) / MANIFEST), params.generate.filter)
         numbers, reasons = split_report(report)
         write_json(out_path, numbers)
         write_json(reasons_path(out_path), reasons)
