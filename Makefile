@@ -17,7 +17,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 DERM_FIXTURE := fairaug fixture derm --out data/ham10000 --n 600 --seed 0
 WOUND_FIXTURE := fairaug fixture wound --out data/wound --n 240 --seed 1 --layout csv
 
-.PHONY: setup data fixtures demo test test-fast bench clean-outputs
+.PHONY: setup data fixtures demo test test-fast browser bench clean-outputs
 
 setup: $(STAMP)
 
@@ -50,8 +50,13 @@ demo: data
 # Two pytest workers (pytest-xdist): much of a test is process start-up, DVC and MLflow I/O, so two
 # workers on 2 cores finish the suite in 3/4 of the time; --durations names the slowest tests.
 TEST_WORKERS ?= 2
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
+
+# The dashboard's browser test drives Debian's headless Chromium (installed only when missing; root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
 
 test-fast: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not e2e"

@@ -181,7 +181,8 @@ def registry_history(
         table.add_column(column, overflow="fold")
     for row in history.itertuples(index=False):
         champion = f"{row.champion_before or '-'} -> {row.champion_after or '-'}"
-        table.add_row(f"{row.time:%Y-%m-%d %H:%M:%S}", row.version, row.decision, row.forced, champion, row.reason)
+        table.add_row(f"{row.time:%Y-%m-%d %H:%M:%S}", row.version, row.decision, row.forced, champion,
+                      row.decision_reason)  # fmt: skip
     Console().print(table)
 
 
@@ -304,6 +305,30 @@ def quality(
                             load_lpips(config.lpips_net))  # fmt: skip
     write_json(out, report)
     console.print(f"wrote {out}: {len(synthetic.rows)} synthetic vs {len(real.rows)} real images")
+
+
+DASHBOARD_APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+
+
+@app.command()
+@exit_on_user_error
+def dashboard(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port on 127.0.0.1")] = 8501,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow store to read (default: MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    ] = None,
+) -> None:
+    """Open the Streamlit dashboard (runs, compare, fairness, samples, registry), bound to 127.0.0.1."""
+    import os
+    import subprocess
+
+    if not DASHBOARD_APP.is_file():
+        raise FairaugError(f"dashboard app not found: {DASHBOARD_APP} (run from a source checkout)")
+    env = os.environ | ({"MLFLOW_TRACKING_URI": tracking_uri} if tracking_uri else {})
+    command = [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP), "--server.address", "127.0.0.1",
+               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    console.print(f"fairaug dashboard on http://127.0.0.1:{port}")
+    raise SystemExit(subprocess.call(command, env=env))
 
 def main() -> None:
     app()

@@ -91,6 +91,12 @@ class TrackingConfig(StrictModel):
     experiment_prefix: str = Field("fairaug", description="MLflow experiment is <prefix>/<dataset>")
 
 
+class DashboardConfig(StrictModel):
+    allow_promotion: bool = Field(
+        False, description="let the dashboard's Registry page promote a version (with a confirmation); off: read-only"
+    )
+
+
 def _fixture_datasets() -> dict[str, DatasetConfig]:
     return {
         "ham10000": DatasetConfig(format="ham10000", root="data/ham10000", domain="derm"),
@@ -115,6 +121,7 @@ class Params(StrictModel):
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
     def dataset(self, name: str) -> DatasetConfig:
         from fairaug.errors import ConfigError

@@ -39,7 +39,8 @@ from fairaug.registry.gates import GateResult, Verdict, decide, evaluate_gates
 from fairaug.registry.model import lora_candidate, log_lora_model
 from fairaug.tracking import RUN_FILE, configure_tracking, numeric_metrics, read_run_id, stage_run
 from fairaug.tracking.runs import experiment_name
-from fairaug.tracking.downstream import downstream_run_ids
+from fairaug.tracking.model_registry import promotion_history
+from fairaug.tracking.pipelines import downstream_run_ids
 from fairaug.tracking.server import check_tracking_server, tracking_errors
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -281,27 +282,11 @@ def promote_version(params: Params, dataset: str, version: int, *, dry_run: bool
 
 
 def decision_history(params: Params, dataset: str, root: Path | None = None) -> pd.DataFrame:
-    """Every decision on ``dataset``'s model, oldest first: one row per promote run."""
-    root = (root or Path.cwd()).resolve()
-    client, uri = _connect(root)
-    columns = ["time", "version", "decision", "forced", "champion_before", "champion_after", "reason", "run_id"]
+    """Every decision on ``dataset``'s model, oldest first: one row per promote run
+    (`fairaug.tracking.model_registry.promotion_history`)."""
+    client, uri = _connect((root or Path.cwd()).resolve())
     with tracking_errors(uri):
         experiment = client.get_experiment_by_name(experiment_name(params, dataset))
         if experiment is None:
-            return pd.DataFrame(columns=columns)
-        runs, token = [], None
-        while True:
-            page = client.search_runs([experiment.experiment_id], f"tags.`fairaug.stage` = '{STAGE}'",
-                                      order_by=["start_time ASC"], max_results=500, page_token=token)  # fmt: skip
-            runs.extend(page)
-            token = page.token
-            if not token:
-                break
-    rows = [{"time": pd.Timestamp(r.info.start_time, unit="ms", tz="UTC"),
-             "version": r.data.tags.get("fairaug.version", ""),
-             "decision": r.data.tags.get("fairaug.decision", f"(none: run {r.info.status.lower()})"),
-             "forced": r.data.tags.get("fairaug.forced", ""),
-             "champion_before": r.data.tags.get("fairaug.champion_before", ""),
-             "champion_after": r.data.tags.get("fairaug.champion_after", ""),
-             "reason": r.data.tags.get("fairaug.decision_reason", ""), "run_id": r.info.run_id} for r in runs]  # fmt: skip
-    return pd.DataFrame(rows, columns=columns)
+            return promotion_history(client, None)
+        return promotion_history(client, experiment.experiment_id)

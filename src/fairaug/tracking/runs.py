@@ -21,19 +21,28 @@ from fairaug.tracking.lineage import dvc_md5, git_commit, stage_deps
 RUN_FILE = "mlflow_run.json"
 DEFAULT_STORE = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
+DVC_MD5_TAG = "dvc.md5."
+# MLflow 3 opens experiments without this tag in its GenAI view (traces, token usage); this one
+# selects the model training view, whose runs table has the Dataset column.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
+def tracking_uri(root: Path) -> str:
+    """MLFLOW_TRACKING_URI when set, else the embedded store sqlite:///<root>/mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / DEFAULT_STORE).resolve()}"
 
 
 def configure_tracking(root: Path) -> bool:
-    """Use MLFLOW_TRACKING_URI when set, else the embedded store sqlite:///<root>/mlflow.db.
+    """Use `tracking_uri` (MLFLOW_TRACKING_URI when set, else the embedded store).
 
     Returns whether the embedded store is used. Decided before `set_tracking_uri`, which itself
     exports MLFLOW_TRACKING_URI (for child processes).
     """
     import mlflow
 
-    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(user_uri or f"sqlite:///{(root / DEFAULT_STORE).resolve()}")
-    return not user_uri
+    embedded = not os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri(root))
+    return embedded
 
 
 def experiment_name(params: Params, dataset: str) -> str:
@@ -46,11 +55,14 @@ def ensure_experiment(name: str, root: Path, embedded_store: bool) -> str:
 
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # created before the tag was
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return experiment.experiment_id
     artifact_location = None
     if embedded_store:
         artifact_location = (root / DEFAULT_ARTIFACTS / name.replace("/", "-")).resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifact_location)
+    return mlflow.create_experiment(name, artifact_location=artifact_location,
+                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
 
 def flatten(data: Mapping, prefix: str = "") -> dict[str, object]:
@@ -98,7 +110,7 @@ def lineage_tags(stage: str, dataset: str, params: Params, root: Path, upstream:
     }
     for dep in stage_deps(f"{stage}@{dataset}", root):
         if (root / dep).exists():
-            tags[f"dvc.md5.{dep}"] = dvc_md5(root / dep)
+            tags[f"{DVC_MD5_TAG}{dep}"] = dvc_md5(root / dep)
     for upstream_stage, out_dir in upstream.items():
         tags[f"fairaug.upstream.{upstream_stage}"] = read_run_id(root / out_dir)
     return tags
@@ -127,3 +139,22 @@ def stage_run(
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{stage}@{dataset}", tags=tags) as run:
         mlflow.log_params(flatten(stage_params))
         yield StageRun(run.info.run_id, experiment_id)
+        log_data_inputs(mlflow.MlflowClient().get_run(run.info.run_id).data.tags)
+
+
+def log_data_inputs(tags: Mapping[str, str]) -> None:
+    """Log each data dependency named by a ``dvc.md5.<path>`` tag as an MLflow dataset input (digest =
+    the DVC md5, source = the path), so that the MLflow UI's Dataset column shows the data version.
+
+    Read from the run's tags at its end rather than at its start: a matrix stage tags its deps itself
+    inside the run. Code deps (.py files) are versions of the code, not data: `git.commit` covers them.
+    """
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+
+    paths = sorted(key.removeprefix(DVC_MD5_TAG) for key in tags if key.startswith(DVC_MD5_TAG))
+    datasets = [MetaDataset(LocalArtifactDatasetSource(path), name=path, digest=tags[f"{DVC_MD5_TAG}{path}"])
+                for path in paths if not path.endswith(".py")]  # fmt: skip
+    if datasets:
+        mlflow.log_inputs(datasets, contexts=["input"] * len(datasets), tags_list=[None] * len(datasets))
