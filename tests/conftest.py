@@ -43,6 +43,21 @@ def fixture_data(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """An untrained tiny Stable Diffusion pipeline directory (base.json included) for derm prompts."""
+    from fairaug.config import Params
+    from fairaug.config.diffusion import BaseConfig
+    from fairaug.diffusion.base import build_tiny_pipeline, save_tiny_base
+    from fairaug.diffusion.prompts import all_prompts
+    from fairaug.diffusion.tokenizer import build_tokenizer
+
+    out = tmp_path_factory.mktemp("base")
+    tokenizer = build_tokenizer(all_prompts(Params().prompts.templates, {"derm": ["mel", "nv"]}))
+    save_tiny_base(build_tiny_pipeline(BaseConfig(), tokenizer), out)
+    return out
+
+
 @pytest.fixture
 def derm_copy(fixture_data, tmp_path) -> Path:
     """A private copy of the derm fixture that a test may break."""

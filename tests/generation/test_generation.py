@@ -15,12 +15,7 @@ import pytest
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from fairaug.config import Params
-from fairaug.config.diffusion import BaseConfig
 from fairaug.config.generation import FilterConfig, GenerateConfig
-from fairaug.diffusion.base import build_tiny_pipeline, save_tiny_base
-from fairaug.diffusion.prompts import all_prompts
-from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.generation import storage
 from fairaug.generation.filter import RealNeighbours, select
 from fairaug.generation.plan import build_plan, image_seed
@@ -85,14 +80,6 @@ def test_nearest_real_finds_a_copy(tmp_path):
     assert nearest[0] == 3 and ssim[0] == pytest.approx(1.0)
     reference = structural_similarity(unrelated, real[nearest[1]], channel_axis=2, data_range=255)
     assert ssim[1] == pytest.approx(reference) and ssim[1] < 0.2
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("base")
-    tokenizer = build_tokenizer(all_prompts(Params().prompts.templates, {"derm": ["mel", "nv"]}))
-    save_tiny_base(build_tiny_pipeline(BaseConfig(), tokenizer), out)
-    return out
 
 
 def shard_bytes(out: Path) -> dict[str, str]:

@@ -4,7 +4,6 @@ the Inception metrics reported unavailable (no weights offline) with the reason.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np

@@ -24,11 +24,9 @@ from typer.testing import CliRunner
 
 from fairaug.cli import app
 from fairaug.config import Params, render_params
-from fairaug.config.diffusion import BaseConfig, TrainLoraConfig
-from fairaug.diffusion.base import BASE_FILE, build_tiny_pipeline, save_tiny_base
+from fairaug.config.diffusion import TrainLoraConfig
+from fairaug.diffusion.base import BASE_FILE
 from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, add_lora, lora_state, save_lora
-from fairaug.diffusion.prompts import all_prompts
-from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.io import write_json
 from fairaug.registry import promote as registry
 from fairaug.registry.model import lora_candidate, log_lora_model
@@ -52,14 +50,6 @@ images = model.predict(["fitzpatrick skin type vi, dermoscopic image of melanoma
                        params={"num_inference_steps": 2, "seed": 3})
 print(len(images), *Image.open(io.BytesIO(images[0])).size)
 """
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("base")
-    tokenizer = build_tokenizer(all_prompts(Params().prompts.templates, {"derm": ["mel", "nv"]}))
-    save_tiny_base(build_tiny_pipeline(BaseConfig(), tokenizer), out)
-    return out
 
 
 def write_lora(base_dir: Path, out_dir: Path, seed: int) -> Path:
