@@ -213,8 +213,8 @@ def test_real_only_classifier_is_worse_on_dark_skin_with_intervals(tmp_path):
     """The problem augmentation must fix, measured: on a 600-image derm fixture (few FST V-VI, lesions
     hidden on dark skin) the real-only classifier's AUROC is lower on V-VI than on I-II, and every
     per-FST value comes with its bootstrap interval and n (small groups reported, not dropped).
-    Measured (12 epochs): AUROC I 1.0, II 1.0 vs V 1.0 (n 5), VI 0.5 [0, 1] (n 3); malignant vs rest
-    on I-II together 1.0, on V-VI together 0.87 [0.5, 1.0] (n 8)."""
+    Measured (12 epochs, leak-free split): AUROC I-IV 1.0 vs V 0.67 [0.5, 1] (n 4, small), VI 0.55
+    [0.33, 1] (n 6). Which dark group is small depends on the split, so the test asserts the rule."""
     from fairaug.fairness.metrics import auroc_malignant, fairness_report
 
     root = tmp_path / "ham10000"
@@ -234,7 +234,9 @@ def test_real_only_classifier_is_worse_on_dark_skin_with_intervals(tmp_path):
     light = np.nanmean([report[f"fairness/auroc.fst{k}"] for k in (1, 2)])
     dark = np.nanmean([report[f"fairness/auroc.fst{k}"] for k in (5, 6)])
     assert light - dark > 0.1
-    assert report["fairness/fst6.small_group"] and report["fairness/auroc.fst6.ci_low"] < light
+    for k in (5, 6):  # few V-VI test images: flagged small exactly when under min_group_size (5)
+        assert report[f"fairness/fst{k}.small_group"] == (report[f"fairness/fst{k}.n"] < 5)
+        assert report[f"fairness/auroc.fst{k}.ci_low"] < light  # and their intervals show the uncertainty
 
     y = predictions["label"].map(CLASSES.index).to_numpy()
     scores = predictions[[f"score_{c}" for c in CLASSES]].to_numpy()
