@@ -58,8 +58,9 @@ def runs_page(uri: str, experiment_id: str, run_filter: search.RunFilter, max_re
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def stages_present(uri: str, experiment_id: str) -> list[str]:
-    return search.stages_present(client(uri), experiment_id)
+def newest_head_stage(uri: str, experiment_id: str) -> str | None:
+    """The most downstream stage that has a run: the default end of a pipeline run."""
+    return search.first_stage_present(client(uri), experiment_id, pipelines.HEAD_STAGES)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
@@ -101,20 +102,22 @@ def pick_dataset() -> tuple[str, str]:
 def pick_pipelines(uri: str, experiment_id: str, *, multiple: bool, stage: str | None = None) -> list[pipelines.Pipeline]:
     """Pipeline runs chosen in the page (newest first by default); stops with a message when the
     experiment has no run to head one."""
-    present = stages_present(uri, experiment_id)
-    candidates = [s for s in pipelines.HEAD_STAGES if s in present]
-    if not candidates:
+    newest = newest_head_stage(uri, experiment_id)  # one query where the pipeline ran to its end
+    if newest is None:
         st.info("This data set's experiment has no stage runs yet.")
         st.stop()
-    head_stage = stage if stage in present else st.sidebar.selectbox(
-        "Pipeline runs end at", candidates, help="the pipeline's most downstream stage run; its upstream "
-        "runs are found through the lineage tags")  # fmt: skip
-    if stage is not None and stage not in present:
-        st.warning(f"No {stage} run in this data set's experiment: pipeline runs end at {head_stage}.")
+    head_stage = stage or st.sidebar.selectbox(
+        "Pipeline runs end at", pipelines.HEAD_STAGES, index=pipelines.HEAD_STAGES.index(newest),
+        help="the pipeline's most downstream stage run; its upstream runs are found through the lineage tags")  # fmt: skip
     commit = st.sidebar.text_input("Git commit of the pipeline runs", placeholder="prefix; default: the newest 50")
-    runs = heads(uri, experiment_id, head_stage, commit.strip() or None)
+    commit = commit.strip() or None
+    runs = heads(uri, experiment_id, head_stage, commit)
+    if not runs and stage is not None and commit is None:
+        st.warning(f"No {stage} run in this data set's experiment: pipeline runs end at {newest}.")
+        head_stage, runs = newest, heads(uri, experiment_id, newest, None)
     if not runs:
-        st.info(f"No {head_stage} run with a git commit starting {commit.strip()!r}.")
+        where = f" with a git commit starting {commit!r}" if commit else " in this data set's experiment"
+        st.info(f"No {head_stage} run{where}.")
         st.stop()
     labels = {pipelines.head_label(run): run.info.run_id for run in runs}
     if multiple:

@@ -107,10 +107,12 @@ def runs_by_id(client: MlflowClient, run_ids: Iterable[str], experiment_ids: Seq
     return found
 
 
-def stages_present(client: MlflowClient, experiment_id: str) -> list[str]:
-    """The stages of `STAGES` that have at least one run in the experiment, upstream first."""
-    return [stage for stage in STAGES
-            if client.search_runs([experiment_id], RunFilter(stage=stage).filter_string(), max_results=1)]
+def first_stage_present(client: MlflowClient, experiment_id: str, stages: Sequence[str]) -> str | None:
+    """The first of ``stages`` with at least one run in the experiment (one one-row search per stage
+    tried, so put the likeliest first); None when none has a run."""
+    return next((stage for stage in stages
+                 if client.search_runs([experiment_id], RunFilter(stage=stage).filter_string(), max_results=1)),
+                None)  # fmt: skip
 
 
 def role(run: Run) -> str:
