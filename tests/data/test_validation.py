@@ -120,6 +120,22 @@ def test_path_escaping_the_root(derm_copy):
     assert_user_error(validate(derm_copy), "row 6", "path escapes the data set root")
 
 
+def test_symlink_out_of_the_root_is_refused(derm_copy, tmp_path):
+    image_id = metadata(derm_copy).loc[8, "image_id"]
+    path = image_file(derm_copy, image_id)
+    outside = tmp_path / "outside.jpg"
+    shutil.copy2(path, outside)
+    path.unlink()
+    path.symlink_to(outside)  # a valid image, but not inside the data set
+    assert_user_error(validate(derm_copy), "row 10", "path escapes the data set root (through a symbolic link)")
+
+
+def test_decompression_bomb_is_one_line(derm_copy, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # every 64x64 fixture image is over twice this
+    first = metadata(derm_copy).loc[0, "image_id"]
+    assert_user_error(validate(derm_copy), "row 2", first, "image cannot be decoded", "decompression bomb")
+
+
 @pytest.mark.parametrize(("encoding", "newline"), [("utf-8-sig", "\n"), ("utf-8", "\r\n"), ("utf-8-sig", "\r\n")])
 def test_bom_and_crlf_are_accepted(derm_copy, encoding, newline):
     write_metadata(derm_copy, metadata(derm_copy), encoding=encoding, newline=newline)

@@ -91,3 +91,11 @@ def test_every_format_validate_accepts_is_read_by_quality(folders, tmp_path):
     assert {".bmp", ".tif", ".tiff", ".webp"} <= set(IMAGE_SUFFIXES)
     report = quality(tmp_path, real, converted, "--extractor", "pixels")
     assert report["quality/n_synthetic"] == N and report["quality/ssim"] > 0.9  # lossless copies of the JPEGs
+
+
+def test_a_decompression_bomb_is_one_line_and_exit_2(folders, tmp_path, monkeypatch):
+    real, _ = folders
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # every 64x64 fixture image is over twice this
+    result = CliRunner().invoke(app, ["quality", str(real), str(real), "--out", str(tmp_path / "r.json"),
+                                      "--extractor", "pixels"])  # fmt: skip
+    assert result.exit_code == 2 and "decompression bomb" in result.output and "Traceback" not in result.output

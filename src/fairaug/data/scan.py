@@ -33,6 +33,8 @@ def scan_image(root: Path, relative_path: str) -> dict:
     if escapes_root(relative_path):
         return {**empty, "file_status": "path escapes the data set root"}
     path = root / relative_path
+    if path.exists() and not path.resolve().is_relative_to(root.resolve()):
+        return {**empty, "file_status": "path escapes the data set root (through a symbolic link)"}
     try:
         data = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -41,7 +43,7 @@ def scan_image(root: Path, relative_path: str) -> dict:
         with Image.open(path) as image:
             image.load()  # decodes everything: a truncated file fails here, not later in training
             rgb = image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         return {**empty, "file_status": f"image cannot be decoded ({err})"}
     thumbnail = rgb.copy()
     thumbnail.thumbnail((ITA_MAX_SIDE, ITA_MAX_SIDE))
