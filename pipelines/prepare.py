@@ -29,7 +29,7 @@ def main() -> None:
         manifest, report = prepare_dataset(args.dataset, dataset, params.prepare)
         manifest.to_parquet(out / "manifest.parquet", index=False)
         write_json(out / "validation.json", report)
-        atomic_write_text(out / "validation.html", render_validation_html(report))
+        atomic_write_text(out / "validation.html", render_validation_html(report, manifest))
         run.write_run_file(out)
         mlflow.log_metrics(summary_metrics(report))
         mlflow.log_artifacts(str(out), artifact_path="prepared")

@@ -48,12 +48,13 @@ def fixture(
     seed: Annotated[int, typer.Option(help="same seed, same bytes")] = 0,
     size: Annotated[int, typer.Option(min=16, help="image side in pixels")] = 64,
     layout: Annotated[WoundLayout, typer.Option(help="wound only: labels.csv or <label>/<image>")] = WoundLayout.csv,
+    closeups: Annotated[float, typer.Option(min=0.0, max=1.0, help="derm only: share of lesion-filled close-ups")] = 0.0,
 ) -> None:
     """Write a procedurally generated data set in the real layout, with the true FST."""
     from fairaug.data.fixtures import write_derm_fixture, write_wound_fixture
 
     if kind is FixtureKind.derm:
-        write_derm_fixture(out, n=n, seed=seed, size=size)
+        write_derm_fixture(out, n=n, seed=seed, size=size, closeup_share=closeups)
     else:
         write_wound_fixture(out, n=n, seed=seed, size=size, layout=layout.value)
     console.print(f"wrote {n} {kind.value} images to {out}")
@@ -68,6 +69,7 @@ def validate(
     min_image_size: Annotated[int, typer.Option(min=1, help="smallest accepted image side")] = 32,
 ) -> None:
     """Check a data set (schema, labels, FST, ids, image files): exit 0 when valid, 2 naming the problem."""
+    from fairaug.data.labels import FST_UNKNOWN
     from fairaug.data.prepare import validate_dataset
 
     allowed = [label.strip() for label in labels.split(",")] if labels else None
@@ -80,6 +82,10 @@ def validate(
     )
     for check in warnings:
         console.print(f"[yellow]warning[/yellow]: {check.message} ({check.unexpected_count} images)")
+    abstained = int((records["fst_ita"] == FST_UNKNOWN).sum())
+    if abstained:
+        console.print(f"FST: the ITA estimate abstained on {abstained} images (too little non-lesion skin): "
+                      "without an FST label their FST is unknown")
 
 
 @app.command()

@@ -1,12 +1,19 @@
+import base64
 import hashlib
+import io
+import re
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from fairaug.config import DatasetConfig, PrepareConfig
+from fairaug.data.fixtures import write_derm_fixture
+from fairaug.data.labels import FST_ROMAN, FST_UNKNOWN
 from fairaug.data.prepare import MANIFEST_COLUMNS, prepare_dataset
+from fairaug.data.report import render_validation_html
 from fairaug.errors import DataError
 
 DESIGN_COLUMNS = ["path", "sha256", "label", "fst", "fst_source", "group_id", "split"]
@@ -148,3 +155,54 @@ def test_identical_images_with_different_labels_are_a_label_conflict(derm_copy):
     assert sorted(report["label_conflicts"]["sets"][0]["labels"]) == sorted({frame.loc[3, "dx"], other})
     rows = manifest[manifest["path"].map(lambda p: Path(p).stem).isin([original, copy])]
     assert rows["split"].nunique() == 1
+
+
+@pytest.fixture(scope="module")
+def closeups(tmp_path_factory) -> Path:
+    """Dermoscopy close-ups that the lesion fills, leaving little or no skin around it."""
+    return write_derm_fixture(tmp_path_factory.mktemp("closeups") / "ham10000", n=90, seed=0, closeup_share=1.0)
+
+
+def test_lesion_filled_closeups_get_an_unknown_fst_instead_of_a_dark_one(closeups):
+    manifest, report = prepare_dataset("ham10000", derm_config(closeups), PrepareConfig(fst_source="ita"))
+    unknown = manifest["fst_source"] == "unknown"
+    assert (manifest.loc[unknown, "fst"] == FST_UNKNOWN).all() and (manifest.loc[~unknown, "fst"] >= 1).all()
+    assert unknown.mean() >= 0.25
+    # read from the lesion, light skin looks like FST V-VI: about half of these images did before the
+    # estimate could abstain (0.47 of 200); what remains are crops that show no skin at all
+    light = manifest["fst_label"] <= 3
+    assert ((manifest["fst"] >= 5) & light).sum() <= 0.15 * light.sum()
+    assert manifest["skin_fraction"].between(0, 1).all()
+    assert report["fst_source"]["unknown"] == unknown.sum()
+    assert sum(counts.get("unknown", 0) for counts in report["fst_counts"].values()) == unknown.sum()
+    assert report["ita_agreement"]["abstained"] == unknown.sum()
+    assert report["ita_agreement"]["n"] == (~unknown).sum()
+    # every image still gets a split: the classifiers train and test on it
+    assert manifest["split"].isin(["train", "val", "test"]).all()
+
+    # a stricter bar abstains on more; with FST labels (fst_source auto) the label wins
+    strict, _ = prepare_dataset("ham10000", derm_config(closeups), PrepareConfig(fst_source="ita", min_skin_fraction=0.6))
+    assert (strict["fst_source"] == "unknown").sum() > unknown.sum()
+    labelled, _ = prepare_dataset("ham10000", derm_config(closeups), PrepareConfig())
+    assert (labelled["fst_source"] == "label").all()
+
+
+def test_the_usual_view_of_the_fixture_needs_no_abstention(fixture_data):
+    manifest, report = prepare_dataset("ham10000", derm_config(fixture_data / "ham10000"), PrepareConfig(fst_source="ita"))
+    assert (manifest["fst_source"] == "ita").all()
+    assert report["ita_agreement"]["abstained"] == 0
+
+
+def test_validation_html_shows_what_the_estimate_saw_per_fst(closeups):
+    manifest, report = prepare_dataset("ham10000", derm_config(closeups), PrepareConfig(fst_source="ita"))
+    page = render_validation_html(report, manifest)
+    sections = re.findall(r"<h3>([^<]+)</h3><div class=examples>(.*?)</div>", page)
+    shown = {title: body.count("<figure>") for title, body in sections}
+    expected = {("unknown (the estimate abstained)" if k == FST_UNKNOWN else f"FST {FST_ROMAN[k]}"): min(4, n)
+                for k, n in manifest["fst"].value_counts().items()}  # fmt: skip
+    assert shown == expected
+    first_unknown = manifest[manifest["fst"] == FST_UNKNOWN].sort_values("path").iloc[0]["path"]
+    assert f'alt="{first_unknown}"' in page
+    image = base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', page).group(1))
+    with Image.open(io.BytesIO(image)) as pair:
+        assert pair.size == (192, 96)  # the image beside its skin mask

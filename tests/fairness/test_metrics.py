@@ -284,6 +284,22 @@ def test_gaps_undefined_without_two_large_groups():
     assert math.isnan(report["fairness/pqd.ci_high"])
 
 
+def test_unknown_fst_counts_overall_and_in_no_group_or_gap():
+    y, scores, fst = random_predictions(400, 3, seed=2)
+    unknown = np.random.default_rng(3).random(400) < 0.2
+    classes = ["a", "b", "c"]
+    frame = predictions_frame([classes[i] for i in y], np.where(unknown, 0, fst), scores, classes)
+    report = fairness_report(frame, classes, n_bootstrap=0)
+    known = fairness_report(frame[~unknown], classes, n_bootstrap=0)
+    assert report["fairness/fst_unknown.n"] == unknown.sum() and known["fairness/fst_unknown.n"] == 0
+    assert report["fairness/accuracy.n"] == 400
+    assert report["fairness/accuracy"] == pytest.approx(accuracy_score(y, scores.argmax(axis=1)))
+    for k in range(1, 7):
+        assert report[f"fairness/auroc.fst{k}"] == known[f"fairness/auroc.fst{k}"]
+    for gap in ("auroc_gap", "eod", "dpd", "pqd", "dpm", "eom"):
+        assert report[f"fairness/{gap}"] == known[f"fairness/{gap}"]
+
+
 def test_kappa_undefined_is_nan_with_reason():
     frame = hand_frame()
     frame = frame[frame["label"] == "a"].assign(score_a=1.0)  # every label and prediction is a
@@ -295,7 +311,7 @@ def test_kappa_undefined_is_nan_with_reason():
 def test_report_rejects_bad_rows():
     frame = hand_frame()
     frame.loc[4, "fst"] = 9
-    with pytest.raises(DataError, match=r"row 5, column 'fst': FST must be an integer from 1 to 6, got 9"):
+    with pytest.raises(DataError, match=r"row 5, column 'fst': FST must be an integer from 1 to 6 \(0: unknown\), got 9"):
         fairness_report(frame, CLASSES)
 
 
@@ -400,7 +416,7 @@ def test_read_predictions_errors_name_file_row_and_column(tmp_path, edit, messag
 
 def test_read_predictions_parquet_rows_count_from_one(tmp_path):
     frame = hand_frame()
-    frame.loc[0, "fst"] = 0
+    frame.loc[0, "fst"] = -1
     frame.to_parquet(tmp_path / "p.parquet")
     with pytest.raises(DataError, match=r"p.parquet, row 1, column 'fst'"):
         read_predictions(tmp_path / "p.parquet")

@@ -9,6 +9,7 @@ import lpips
 import numpy as np
 import pandas as pd
 import pytest
+from skimage.color import lab2rgb
 
 from fairaug.config.quality import EvaluateQualityConfig
 from fairaug.metrics.extractors import build_extractors
@@ -59,3 +60,54 @@ def test_lpips_and_group_keys(sets):
     assert math.isnan(report["quality/kid.pixels.fst4"])  # no images asked for FST 4
     assert report["quality/kid.pixels.fst4.reason"] == "needs at least 2 images in each set, has 0"
     assert report["quality/fst4.small_group"] is True
+
+
+def test_lpips_is_zero_for_copies_and_grows_with_distortion(sets):
+    real, _ = sets
+    module = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+    config = EvaluateQualityConfig(extractors=["pixels"], n_bootstrap=0, cache_dir=None)
+    rows = real.rows.iloc[:12].reset_index(drop=True)
+    originals = [real.image(path) for path in rows["path"]]
+    rng = np.random.default_rng(1)
+
+    def report_of(noise: float, sampled_ssim=None) -> dict:
+        images = [np.clip(image + rng.normal(0, noise, image.shape), 0, 255).astype(np.uint8) for image in originals]
+        synthetic = in_memory_set(images, rows.assign(path=[f"s{i}" for i in range(12)]))
+        return quality_report(real, synthetic, build_extractors(["pixels"]), config, FeatureCache(None),
+                              lpips_from_module("alex", module), sampled_ssim)  # fmt: skip
+
+    copies, slightly, strongly = report_of(0.0), report_of(8.0), report_of(30.0)
+    assert copies["quality/lpips.alex"] == pytest.approx(0.0, abs=1e-6)
+    assert copies["quality/ssim"] == pytest.approx(1.0) and copies["quality/memorization.ssim_near_copy"] == 1.0
+    assert 0 < slightly["quality/lpips.alex"] < strongly["quality/lpips.alex"]
+    assert strongly["quality/ssim"] < slightly["quality/ssim"] < 1.0
+    # measured on what the generator sampled when a filter chose the set: 3 of 4 samples were copies
+    chosen = report_of(30.0, sampled_ssim=[1.0, 0.99, 0.97, 0.2])
+    assert chosen["quality/memorization.ssim_near_copy"] == 0.75 and chosen["quality/memorization.ssim_near_copy.n"] == 4
+
+
+def test_fst_fidelity_leaves_out_and_counts_abstentions():
+    size = 32
+    skin = {2: (66.0, 13.0, 17.0), 5: (38.0, 12.0, 22.0)}  # ITA 35 (III) and -29 (V): CIELAB of real skin
+    rows, images = [], []
+    rows_grid, cols_grid = np.indices((size, size))
+    lesion = np.hypot(rows_grid - size / 2, cols_grid - size / 2) < 0.62 * size  # fills all but the corners
+    for i, (requested, filled) in enumerate([(2, False), (3, False), (5, False), (5, False), (2, True), (3, True)]):
+        colour = skin[2] if requested <= 3 else skin[5]
+        lab = np.empty((size, size, 3))
+        lab[:] = colour
+        if filled:
+            lab[lesion] = (30.0, 16.0, 24.0)
+        images.append((lab2rgb(lab) * 255).round().astype(np.uint8))
+        rows.append({"path": f"s{i}", "fst": requested, "label": "nv"})
+    synthetic = in_memory_set(images, pd.DataFrame(rows))
+    real = in_memory_set(images[:4], pd.DataFrame(rows[:4]).assign(path=[f"r{i}" for i in range(4)]))
+    config = EvaluateQualityConfig(extractors=["pixels"], n_bootstrap=0, cache_dir=None)
+    report = quality_report(real, synthetic, build_extractors(["pixels"]), config, FeatureCache(None))
+    # 2 of 6 abstained; of the other 4, FST III skin asked as II or III is within one type, FST V as V
+    assert report["quality/fst_fidelity.abstention"] == pytest.approx(2 / 6)
+    assert report["quality/fst_fidelity"] == 1.0 and report["quality/fst_fidelity.n"] == 4
+    assert report["quality/fst_fidelity.fst2.n"] == 1 and report["quality/fst_fidelity.fst5.n"] == 2
+    # each real cell holds copies of one image: no diversity to compare with, said instead of a crash
+    assert math.isnan(report["quality/diversity.pixels_ratio"])
+    assert "identical" in report["quality/diversity.pixels_ratio.reason"]

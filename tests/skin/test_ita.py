@@ -8,7 +8,7 @@ from fairaug.skin.ita import (
     FST_ITA_EDGES,
     ITA_RANGE,
     estimate_fst,
-    estimate_ita,
+    estimate_skin,
     fst_from_ita,
     ita_degrees,
     skin_mask,
@@ -79,7 +79,7 @@ def lab_to_uint8(lab: np.ndarray) -> np.ndarray:
     return np.round(lab2rgb(lab) * 255).astype(np.uint8)
 
 
-def dermoscopy_like(size: int = 128, skin=(66.0, 13.0, 17.0), seed: int = 0):
+def dermoscopy_like(size: int = 128, skin=(66.0, 13.0, 17.0), seed: int = 0, lesion_radius: float = 0.2):
     """Uniform noisy skin with a dark lesion, three hairs and a dermoscope vignette; also its parts' masks."""
     rng = np.random.default_rng(seed)
     lab = np.empty((size, size, 3))
@@ -87,7 +87,7 @@ def dermoscopy_like(size: int = 128, skin=(66.0, 13.0, 17.0), seed: int = 0):
     lab += rng.normal(0, 0.8, lab.shape)
     rows, cols = np.indices((size, size))
     radius = np.hypot(rows - size / 2, cols - size / 2)
-    lesion = radius < 0.2 * size
+    lesion = radius < lesion_radius * size
     lab[lesion] = (35.0, 16.0, 24.0)
     hair = np.zeros((size, size), bool)
     for offset in (0.15, 0.5, 0.8):
@@ -103,8 +103,10 @@ def test_estimate_ita_recovers_skin_ita_despite_lesion_hair_and_vignette():
     skin_rgb = lab_to_uint8(np.array([[[66.0, 13.0, 17.0]]]))
     skin_lab = rgb2lab(skin_rgb)[0, 0]
     expected = float(ita_degrees(skin_lab[0], skin_lab[2]))
-    assert estimate_ita(rgb) == pytest.approx(expected, abs=2.0)
-    assert estimate_fst(rgb) == (fst_from_ita(estimate_ita(rgb)), estimate_ita(rgb))
+    estimate = estimate_skin(rgb)
+    assert estimate.ita == pytest.approx(expected, abs=2.0)
+    assert estimate_fst(rgb) == (fst_from_ita(estimate.ita), estimate.ita)
+    assert 0.5 < estimate.skin_fraction < 1.0
 
     mask = skin_mask(rgb)
     assert mask.dtype == bool and mask.shape == rgb.shape[:2]
@@ -117,8 +119,20 @@ def test_estimate_ita_recovers_skin_ita_despite_lesion_hair_and_vignette():
 def test_estimate_ita_across_skin_types(skin):
     rgb, *_ = dermoscopy_like(skin=skin)
     lab = rgb2lab(lab_to_uint8(np.array([[skin]])))[0, 0]
-    assert estimate_ita(rgb) == pytest.approx(float(ita_degrees(lab[0], lab[2])), abs=2.0)
+    assert estimate_skin(rgb).ita == pytest.approx(float(ita_degrees(lab[0], lab[2])), abs=2.0)
 
+
+@pytest.mark.parametrize("lesion_radius", [0.4, 0.42])
+def test_a_lesion_that_fills_the_field_leaves_the_fst_unknown(lesion_radius):
+    # light skin (FST II) around a dark lesion that reaches the dermoscope's rim: reading the lesion as
+    # skin would say FST V; the skin left is too little, so the estimate abstains
+    rgb, *_ = dermoscopy_like(lesion_radius=lesion_radius)
+    lesion_only = estimate_skin(rgb)
+    assert lesion_only.fst is None and lesion_only.skin_fraction < 0.2
+    assert estimate_skin(dermoscopy_like(lesion_radius=0.2)[0]).fst == 2
+    # the threshold is the caller's: at 0 only the missing skin surround makes it abstain
+    assert estimate_skin(rgb, min_skin_fraction=0.0).fst is None
+    assert estimate_skin(dermoscopy_like(lesion_radius=0.3)[0], min_skin_fraction=0.9).fst is None
 
 @pytest.mark.parametrize(
     "rgb",
@@ -129,13 +143,14 @@ def test_estimate_ita_across_skin_types(skin):
     ],
     ids=["black", "uniform", "noise"],
 )
-def test_skin_mask_is_never_empty(rgb):
-    assert skin_mask(rgb).any()
-    assert np.isfinite(estimate_ita(rgb))
+def test_degenerate_images_give_an_estimate_or_an_abstention(rgb):
+    estimate = estimate_skin(rgb)
+    assert (estimate.fst is None) or (np.isfinite(estimate.ita) and estimate.fst == fst_from_ita(estimate.ita))
+    assert estimate.mask.shape == rgb.shape[:2] and 0.0 <= estimate.skin_fraction <= 1.0
 
 
 def test_rejects_non_rgb_uint8():
     with pytest.raises(ValueError, match="RGB uint8"):
-        estimate_ita(np.zeros((8, 8, 3), np.float32))
+        estimate_skin(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(ValueError, match="RGB uint8"):
         skin_mask(np.zeros((8, 8), np.uint8))

@@ -19,6 +19,7 @@ from fairaug.config.generation import GenerateConfig
 from fairaug.config.quality import EvaluateQualityConfig
 from fairaug.config.registry import PromoteConfig
 from fairaug.data.labels import HAM10000_DX, WOUND_PHASES
+from fairaug.skin.ita import DEFAULT_MIN_SKIN_FRACTION
 
 DatasetFormat = Literal["ham10000", "fitzpatrick17k", "ddi", "csv", "imagefolder"]
 
@@ -64,6 +65,10 @@ class PrepareConfig(StrictModel):
     )
     allow_label_conflicts: bool = Field(
         False, description="keep identical images with different labels (reported) instead of stopping"
+    )
+    min_skin_fraction: float = Field(
+        DEFAULT_MIN_SKIN_FRACTION, ge=0, le=1,
+        description="least share of non-lesion skin in an image's field for an ITA estimate; less: FST unknown",
     )
 
 

@@ -61,8 +61,9 @@ _ITA_INTERIOR = 0.15  # skin ITA is drawn away from the FST bin edges by this fr
 _MAX_SKIN_L = 82.0
 _PROGRESS_MIN_IMAGES = 200
 
-# Seed streams: plan (labels, metadata), per lesion/patient, per image.
-_PLAN, _SUBJECT, _IMAGE = 0, 1, 2
+# Seed streams: plan (labels, metadata), per lesion/patient, per image, per close-up choice.
+_PLAN, _SUBJECT, _IMAGE, _CLOSEUP = 0, 1, 2, 3
+_CLOSEUP_ZOOM = (2.5, 4.0)  # a close-up magnifies the scene so that the lesion fills most of the frame
 
 Lab = np.ndarray  # a CIELAB colour (3,) or image (H, W, 3), float64
 Renderer = Callable[["_Canvas"], None]  # paints one lesion onto a canvas
@@ -73,13 +74,17 @@ T = TypeVar("T")
 # Public API
 
 
-def write_derm_fixture(out: str | Path, n: int, seed: int, size: int = 64) -> Path:
+def write_derm_fixture(out: str | Path, n: int, seed: int, size: int = 64, closeup_share: float = 0.0) -> Path:
     """Write ``n`` dermoscopy images in the HAM10000 layout to ``out`` (replacing it) and return it.
 
     ``out/HAM10000_metadata.csv`` has the HAM10000 columns plus ``fitzpatrick`` (the true FST); images
     ``<image_id>.jpg`` are split between ``HAM10000_images_part_1/`` (first half of the ids) and
-    ``HAM10000_images_part_2/``. A lesion has 1-4 images (rotated, flipped, shifted, relit).
+    ``HAM10000_images_part_2/``. A lesion has 1-4 images (rotated, flipped, shifted, relit). About
+    ``closeup_share`` of the images are close-ups that the lesion fills, with little skin around it
+    (where an ITA estimate must abstain); the other images do not depend on it.
     """
+    if not 0.0 <= closeup_share <= 1.0:
+        raise FairaugError(f"closeup share must be between 0 and 1, got {closeup_share}")
     out = Path(out)
     _check_arguments(out, n, seed, size, markers=("HAM10000_metadata.csv",))
     plan_rng = _rng(seed, _PLAN)
@@ -99,7 +104,8 @@ def write_derm_fixture(out: str | Path, n: int, seed: int, size: int = 64) -> Pa
                 number = int(image_numbers[image_index])
                 image_id = f"ISIC_{number:07d}"
                 part = 1 if number < first_part_size else 2
-                rgb = _render_derm(lesion, _rng(seed, _IMAGE, image_index), size)
+                zoom = _closeup_zoom(_rng(seed, _CLOSEUP, image_index), closeup_share)
+                rgb = _render_derm(lesion, _rng(seed, _IMAGE, image_index), size, zoom)
                 _write_jpeg(tmp / f"HAM10000_images_part_{part}" / f"{image_id}.jpg", rgb)
                 rows.append(lesion_row | {"image_id": image_id, "fitzpatrick": fst})
                 image_index += 1
@@ -468,12 +474,19 @@ def _sample_derm_lesion(rng: np.random.Generator, dx: str, fst: int) -> _DermLes
     )
 
 
-def _render_derm(lesion: _DermLesion, rng: np.random.Generator, size: int) -> np.ndarray:
+def _closeup_zoom(rng: np.random.Generator, share: float) -> float:
+    """1 (the usual view), or with probability ``share`` a close-up's magnification."""
+    return float(rng.uniform(*_CLOSEUP_ZOOM)) if share and rng.random() < share else 1.0
+
+
+def _render_derm(lesion: _DermLesion, rng: np.random.Generator, size: int, zoom: float = 1.0) -> np.ndarray:
+    """One image of the lesion; ``zoom`` > 1: a close-up crop (magnified scene, no dermoscope frame)."""
     canvas, x, y = _skin_canvas(rng, size, lesion.skin)
+    canvas.u, canvas.v, canvas.pixel = canvas.u / zoom, canvas.v / zoom, canvas.pixel / zoom
     lesion.paint_lesion(canvas)
     for polyline, width, colour in lesion.hairs:
         canvas.paint(0.9 * _line_alpha(canvas, polyline, width), colour)
-    if lesion.vignette_radius is not None:
+    if lesion.vignette_radius is not None and zoom == 1.0:
         # The dermoscope's field: fixed in the image (not the scene), slightly off-centre.
         radius = lesion.vignette_radius + rng.uniform(-0.01, 0.01)
         distance = np.hypot(x - rng.uniform(-0.02, 0.02), y - rng.uniform(-0.02, 0.02))

@@ -15,7 +15,7 @@ from sklearn.metrics import confusion_matrix
 
 from fairaug.config.models import DatasetConfig, PrepareConfig
 from fairaug.data.formats import FORMAT_NAMES, FORMATS, read_imagefolder, read_table, records_from_table
-from fairaug.data.labels import FST_VALUES
+from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
 from fairaug.data.scan import scan_images
 from fairaug.data.splits import assign_splits, near_duplicates_across_splits, split_groups, stratified_subsample
 from fairaug.data.validation import (
@@ -27,10 +27,11 @@ from fairaug.data.validation import (
     split_checks,
 )
 from fairaug.errors import DataError
+from fairaug.skin.ita import DEFAULT_MIN_SKIN_FRACTION
 
 MANIFEST_COLUMNS = [
     "path", "sha256", "label", "fst", "fst_source", "group_id", "split",
-    "split_group", "fst_label", "fst_ita", "ita", "width", "height", "phash",
+    "split_group", "fst_label", "fst_ita", "ita", "skin_fraction", "width", "height", "phash",
 ]
 
 
@@ -77,7 +78,8 @@ def _read_records(root: Path, fmt: str) -> tuple[pd.DataFrame, list[str] | None]
 
 
 def validate_dataset(
-    root: Path, fmt: str, allowed_labels: list[str] | None, min_image_size: int
+    root: Path, fmt: str, allowed_labels: list[str] | None, min_image_size: int,
+    min_skin_fraction: float = DEFAULT_MIN_SKIN_FRACTION,
 ) -> ValidatedData:
     """Run every metadata and image check; raise a DataError naming the first problem."""
     root = Path(root)
@@ -88,14 +90,15 @@ def validate_dataset(
     checks = run_checks(records, record_checks(allowed_labels, fst_values), "records")
     raise_first_error(checks, records, root, sources)
 
-    records = records.join(scan_images(root, records["path"]))
+    records = records.join(scan_images(root, records["path"], min_skin_fraction))
     file_checks = run_checks(records, image_checks(min_image_size), "images")
     raise_first_error(file_checks, records, root, sources)
     return ValidatedData(root, fmt, records.drop(columns="file_status"), checks + file_checks)
 
 
 def resolve_fst(records: pd.DataFrame, fmt: str, fst_source: str, root: Path) -> pd.DataFrame:
-    """Set fst / fst_source: the data's FST label when there is one (per `fst_source`), else ITA.
+    """Set fst / fst_source: the data's FST label when there is one (per `fst_source`), else ITA, else
+    unknown (FST_UNKNOWN, where the ITA estimate abstained: too little non-lesion skin).
 
     ``fst_label`` goes from the raw text to the exact FST it names (missing for none or a range).
     """
@@ -112,28 +115,32 @@ def resolve_fst(records: pd.DataFrame, fmt: str, fst_source: str, root: Path) ->
             row=None if pd.isna(first["source_row"]) else int(first["source_row"]),
         )
     estimate = records["fst_ita"].astype("int64")
+    abstained = estimate == FST_UNKNOWN
     if spec is not None and spec.fst_ranges:
         # a coarse label (DDI's 12/34/56) bounds the ITA estimate to the pair it names
         bounds = raw.map(spec.fst_ranges)
         low = bounds.map(lambda b: b[0] if isinstance(b, tuple) else 1)
         high = bounds.map(lambda b: b[1] if isinstance(b, tuple) else 6)
-        estimate = estimate.clip(lower=low, upper=high)
+        estimate = estimate.clip(lower=low, upper=high).where(~abstained, FST_UNKNOWN)
     use_label = exact.notna() if fst_source != "ita" else pd.Series(False, index=records.index)
     return records.assign(
         fst=np.where(use_label, exact.fillna(0).astype("int64"), estimate).astype("int64"),
-        fst_source=np.where(use_label, "label", "ita"),
+        fst_source=np.select([use_label, abstained], ["label", "unknown"], "ita"),
     )
 
 
 def ita_agreement(records: pd.DataFrame) -> dict:
-    """How often the ITA estimate matches the FST label, with the confusion matrix (rows: label)."""
-    labelled = records[records["fst_label"].notna()]
+    """How often the ITA estimate matches the FST label where it did not abstain, with the confusion
+    matrix (rows: label), and how many labelled images it abstained on."""
+    all_labelled = records[records["fst_label"].notna()]
+    labelled = all_labelled[all_labelled["fst_ita"] != FST_UNKNOWN]
     if labelled.empty:
-        return {"n": 0}
+        return {"n": 0, "abstained": int(len(all_labelled))}
     truth = labelled["fst_label"].astype(int).to_numpy()
     estimate = labelled["fst_ita"].astype(int).to_numpy()
     return {
         "n": int(len(labelled)),
+        "abstained": int(len(all_labelled) - len(labelled)),
         "agreement": float(np.mean(truth == estimate)),
         "within_one": float(np.mean(np.abs(truth - estimate) <= 1)),
         "labels": list(FST_VALUES),
@@ -141,15 +148,16 @@ def ita_agreement(records: pd.DataFrame) -> dict:
     }
 
 
-def _counts(manifest: pd.DataFrame, column: str) -> dict:
-    table = pd.crosstab(manifest["split"], manifest[column])
+def _counts(manifest: pd.DataFrame, values: pd.Series) -> dict:
+    table = pd.crosstab(manifest["split"], values)
     return {split: {str(k): int(v) for k, v in row.items()} for split, row in table.iterrows()}
 
 
 def prepare_dataset(name: str, dataset: DatasetConfig, config: PrepareConfig) -> tuple[pd.DataFrame, dict]:
     """The manifest of a data set and its validation report (raises DataError on bad input)."""
     root = Path(dataset.root)
-    validated = validate_dataset(root, dataset.format, dataset.allowed_labels(), config.min_image_size)
+    validated = validate_dataset(root, dataset.format, dataset.allowed_labels(), config.min_image_size,
+                                 config.min_skin_fraction)
     records = resolve_fst(validated.records, dataset.format, config.fst_source, root)
     if config.max_images is not None:
         records = stratified_subsample(records, config.max_images, config.seed)
@@ -173,8 +181,9 @@ def prepare_dataset(name: str, dataset: DatasetConfig, config: PrepareConfig) ->
         "success": True,
         "checks": [c.to_dict() for c in validated.checks + disjoint],
         "fst_source": {k: int(v) for k, v in manifest["fst_source"].value_counts().items()},
-        "label_counts": _counts(manifest, "label"),
-        "fst_counts": _counts(manifest, "fst"),
+        "min_skin_fraction": config.min_skin_fraction,
+        "label_counts": _counts(manifest, manifest["label"]),
+        "fst_counts": _counts(manifest, manifest["fst"].map(lambda k: "unknown" if k == FST_UNKNOWN else str(k))),
         "ita_agreement": ita_agreement(records),
         "near_duplicates": {
             "max_distance": config.near_duplicate_distance,
@@ -211,6 +220,7 @@ def summary_metrics(report: dict) -> dict[str, float]:
         "data/near_duplicates": float(report["near_duplicates"]["count"]),
         "data/merged_groups": float(report["split_groups"]["groups_before"] - report["split_groups"]["groups_after"]),
         "data/label_conflicts": float(report["label_conflicts"]["count"]),
+        "data/fst_unknown": float(report["fst_source"].get("unknown", 0)),
     }
     if report["ita_agreement"].get("n"):
         metrics["data/ita_agreement"] = report["ita_agreement"]["agreement"]

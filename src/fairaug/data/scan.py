@@ -1,4 +1,4 @@
-"""One pass over the image files: containment, decoding, size, content hash, pHash and ITA."""
+"""One pass over the image files: containment, decoding, size, content hash, pHash and the ITA estimate."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from fairaug.skin.ita import estimate_ita, fst_from_ita
+from fairaug.data.labels import FST_UNKNOWN
+from fairaug.skin.ita import DEFAULT_MIN_SKIN_FRACTION, estimate_skin
 
-SCAN_COLUMNS = ["file_status", "sha256", "width", "height", "min_side", "phash", "ita", "fst_ita"]
+SCAN_COLUMNS = ["file_status", "sha256", "width", "height", "min_side", "phash", "ita", "fst_ita", "skin_fraction"]
 # ITA is a median over skin pixels: a 256 px thumbnail gives the same estimate at a fraction of the cost.
 ITA_MAX_SIDE = 256
 
@@ -27,9 +28,11 @@ def escapes_root(relative_path: str) -> bool:
     return posixpath.isabs(normalized) or normalized == ".." or normalized.startswith("../")
 
 
-def scan_image(root: Path, relative_path: str) -> dict:
-    """Scan one image; a problem is reported in ``file_status`` rather than raised."""
-    empty = {"sha256": "", "width": 0, "height": 0, "min_side": 0, "phash": "", "ita": np.nan, "fst_ita": 0}
+def scan_image(root: Path, relative_path: str, min_skin_fraction: float = DEFAULT_MIN_SKIN_FRACTION) -> dict:
+    """Scan one image; a problem is reported in ``file_status`` rather than raised. ``fst_ita`` is
+    FST_UNKNOWN where the ITA estimate abstains (see ``estimate_skin``)."""
+    empty = {"sha256": "", "width": 0, "height": 0, "min_side": 0, "phash": "", "ita": np.nan,
+             "fst_ita": FST_UNKNOWN, "skin_fraction": np.nan}
     if escapes_root(relative_path):
         return {**empty, "file_status": "path escapes the data set root"}
     path = root / relative_path
@@ -47,7 +50,7 @@ def scan_image(root: Path, relative_path: str) -> dict:
         return {**empty, "file_status": f"image cannot be decoded ({err})"}
     thumbnail = rgb.copy()
     thumbnail.thumbnail((ITA_MAX_SIDE, ITA_MAX_SIDE))
-    ita = float(estimate_ita(np.asarray(thumbnail)))
+    skin = estimate_skin(np.asarray(thumbnail), min_skin_fraction)
     return {
         "file_status": "ok",
         "sha256": hashlib.sha256(data).hexdigest(),
@@ -55,18 +58,21 @@ def scan_image(root: Path, relative_path: str) -> dict:
         "height": rgb.height,
         "min_side": min(rgb.size),
         "phash": str(imagehash.phash(rgb)),
-        "ita": ita,
-        "fst_ita": int(fst_from_ita(ita)),
+        "ita": skin.ita,
+        "fst_ita": FST_UNKNOWN if skin.fst is None else skin.fst,
+        "skin_fraction": skin.skin_fraction,
     }
 
 
-def scan_images(root: Path, paths: pd.Series, workers: int | None = None) -> pd.DataFrame:
+def scan_images(
+    root: Path, paths: pd.Series, min_skin_fraction: float = DEFAULT_MIN_SKIN_FRACTION, workers: int | None = None
+) -> pd.DataFrame:
     """Scan every image (threads: decoding and hashing release the GIL), indexed like ``paths``."""
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(
             tqdm(
-                pool.map(lambda p: scan_image(root, p), paths),
+                pool.map(lambda p: scan_image(root, p, min_skin_fraction), paths),
                 total=len(paths),
                 desc=f"scan {root.name}",
                 unit="img",

@@ -20,7 +20,7 @@ from fairaug.config import Params
 from fairaug.diffusion.base import load_base_pipeline
 from fairaug.diffusion.data import ManifestImages, balanced_weights
 from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, LoraData, LoraTrainer
-from fairaug.diffusion.prompts import build_prompt
+from fairaug.diffusion.prompts import build_prompt, promptable
 from fairaug.diffusion.sampling import fst_samples, most_common
 from fairaug.io import atomic_write_text
 from fairaug.tracking import stage_run
@@ -33,7 +33,7 @@ CHECKPOINT_ONLY_PARAMS = {"checkpoint_every", "checkpoint_limit"}
 
 def split_images(manifest: pd.DataFrame, split: str, root: Path, resolution: int, template: str,
                  domain: str) -> tuple[pd.DataFrame, ManifestImages]:
-    rows = manifest[manifest["split"] == split].reset_index(drop=True)
+    rows = promptable(manifest[manifest["split"] == split]).reset_index(drop=True)
     prompts = [build_prompt(template, domain, r.label, r.fst) for r in rows.itertuples()]
     return rows, ManifestImages(rows, root, resolution, prompts)
 

@@ -30,7 +30,7 @@ from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
 from fairaug.diffusion.loss import PosteriorCache, denoising_loss, draw_step_noise
 from fairaug.diffusion.optim import adamw
-from fairaug.diffusion.prompts import all_prompts, build_prompt
+from fairaug.diffusion.prompts import all_prompts, build_prompt, promptable
 from fairaug.diffusion.tokenizer import build_tokenizer
 
 KL_WEIGHT = 1e-6  # as SD's VAE: a nearly deterministic autoencoder whose latents stay well-scaled
@@ -65,6 +65,7 @@ def pretraining_images(
 ) -> tuple[Dataset, np.ndarray]:
     """The train split (prompted with the domain's template) followed by the generic skin images; also
     the FST of every image, for FST-balanced sampling."""
+    train = promptable(train)
     prompts = [build_prompt(templates[domain], domain, row.label, row.fst) for row in train.itertuples()]
     generic = GenericSkinImages(config.generic_skin_images, resolution, templates["skin"], config.seed)
     images = ConcatDataset([ManifestImages(train, root, resolution, prompts), generic])

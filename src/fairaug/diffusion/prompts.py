@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fairaug.data.labels import FST_ROMAN, FST_VALUES, HAM10000_DX, WOUND_PHASES
+import pandas as pd
+
+from fairaug.data.labels import FST_ROMAN, FST_UNKNOWN, FST_VALUES, HAM10000_DX, WOUND_PHASES
 
 # Skin type first: on the tiny model, the first tokens of a prompt weigh most (DESIGN.md).
 DEFAULT_TEMPLATES: dict[str, str] = {
@@ -22,6 +24,12 @@ def label_name(domain: str, label: str) -> str:
 
 def build_prompt(template: str, domain: str, label: str, fst: int) -> str:
     return template.format(fst=FST_ROMAN[int(fst)], label_name=label_name(domain, label), label=label)
+
+
+def promptable(rows: pd.DataFrame) -> pd.DataFrame:
+    """The manifest rows a prompt can describe: an image of unknown FST has no words for its skin type,
+    so it is left out of diffusion training (the classifiers still use it)."""
+    return rows[rows["fst"] != FST_UNKNOWN]
 
 
 def all_prompts(templates: dict[str, str], domain_labels: dict[str, Iterable[str]]) -> list[str]:

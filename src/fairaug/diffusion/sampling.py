@@ -78,10 +78,13 @@ class FstSamples:
         return grid_image(self.rows, row_labels=[f"FST {FST_ROMAN[fst]}" for fst in FST_VALUES])
 
     def fidelity(self) -> float:
-        """Share of samples whose ITA-estimated FST is within one type of their row's FST: the
-        measure `quality/fst_fidelity` applies to the synthetic set."""
-        requested = [fst for fst, row in zip(FST_VALUES, self.rows, strict=True) for _ in row]
-        estimated = [estimate_fst(np.asarray(image.convert("RGB")))[0] for row in self.rows for image in row]
+        """Share of samples whose ITA-estimated FST is within one type of their row's FST, among those
+        the estimate did not abstain on (NaN if it abstained on all): `quality/fst_fidelity`'s measure."""
+        pairs = [(estimated, fst) for fst, row in zip(FST_VALUES, self.rows, strict=True) for image in row
+                 if (estimated := estimate_fst(np.asarray(image.convert("RGB")))[0]) is not None]
+        if not pairs:
+            return float("nan")
+        estimated, requested = zip(*pairs, strict=True)
         return float(within_one_type(estimated, requested).mean())
 
 

@@ -36,7 +36,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from fairaug.config.fairness import ClassifierArch, ClassifierConfig
-from fairaug.data.labels import FST_VALUES
+from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
 from fairaug.errors import DataError
 from fairaug.fairness.metrics import score_column
 from fairaug.io import atomic_write_bytes
@@ -276,10 +276,14 @@ def _loss_sums(
     return (losses * weights).sum(), weights.sum()
 
 
+_IGNORED_FST = -100  # cross_entropy's ignore_index for rows of unknown FST
+
+
 @dataclass
 class FstBranch:
     """The FairDisCo-style skin-type branch: ``head`` predicts FST (0..5) from the features, trained
-    by ``optimizer``; ``fst`` holds every training row's FST - 1; ``weight`` scales the confusion loss."""
+    by ``optimizer``; ``fst`` holds every training row's FST - 1 (an unknown FST: ignored by the branch);
+    ``weight`` scales the confusion loss."""
 
     head: nn.Linear
     optimizer: torch.optim.Optimizer
@@ -291,18 +295,21 @@ class FstBranch:
     @classmethod
     def for_training(cls, model: Classifier, dataset: ManifestDataset, config: ClassifierConfig) -> FstBranch:
         head = nn.Linear(model.head.in_features, len(FST_VALUES)).to(next(model.parameters()).device)
-        fst = torch.as_tensor(dataset.rows["fst"].to_numpy(np.int64) - 1)
+        fst = dataset.rows["fst"].to_numpy(np.int64)
+        fst = torch.as_tensor(np.where(fst == FST_UNKNOWN, _IGNORED_FST, fst - 1))
         optimizer = torch.optim.AdamW(head.parameters(), lr=config.fst_branch_lr)
         return cls(head, optimizer, fst, config.fst_confusion_weight)
 
     def confusion_loss(self, features: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """One step of the branch on the detached features, then the backbone's confusion loss: the
         branch's cross-entropy against the uniform distribution over the skin types."""
-        branch_loss = F.cross_entropy(self.head(features.detach()), self.fst[rows].to(features.device))
-        self.optimizer.zero_grad()
-        branch_loss.backward()
-        self.optimizer.step()
-        self.loss_sum, self.batches = self.loss_sum + branch_loss.item(), self.batches + 1
+        target = self.fst[rows].to(features.device)
+        if (target != _IGNORED_FST).any():
+            branch_loss = F.cross_entropy(self.head(features.detach()), target, ignore_index=_IGNORED_FST)
+            self.optimizer.zero_grad()
+            branch_loss.backward()
+            self.optimizer.step()
+            self.loss_sum, self.batches = self.loss_sum + branch_loss.item(), self.batches + 1
         return -F.log_softmax(self.head(features), dim=1).mean()
 
     def epoch_loss(self) -> float:

@@ -8,7 +8,7 @@ Functional core
     class, ...) raises `UndefinedMetricError` saying why; reports turn that into NaN plus the reason.
 
 Prediction files (predictions.parquet, ``fairaug fairness-report``)
-    Columns ``label`` (class name), ``fst`` (int 1..6) and one ``score_<label>`` column per class;
+    Columns ``label`` (class name), ``fst`` (int 1..6, or 0: unknown) and one ``score_<label>`` column per class;
     the classes are the score columns in file order. Other columns (path, group_id, ...) are kept.
 
 Report (metrics.json, fairness.json, ``fairaug fairness-report``, MLflow metrics of the same names):
@@ -20,7 +20,8 @@ Report (metrics.json, fairness.json, ``fairaug fairness-report``, MLflow metrics
     - beside each value: ``.n`` (rows it was computed on) and, with bootstrapping, ``.ci_low`` and
       ``.ci_high`` (eod and dpd, computed by fairlearn, have no interval: ~50 ms a call);
     - ``<key>.reason`` (a string) beside every NaN value, saying why it is undefined;
-    - ``fst<k>.n`` and ``fst<k>.small_group`` (fewer than ``min_group_size`` rows) for all six types.
+    - ``fst<k>.n`` and ``fst<k>.small_group`` (fewer than ``min_group_size`` rows) for all six types,
+      and ``fst_unknown.n``: rows of unknown FST count in the overall values and in no group or gap.
     Every value, n and interval key is always present, so that reports of different runs line up.
     Small groups keep their own per-FST values but are left out of the gaps, where a handful of
     images would decide max-min.
@@ -42,7 +43,7 @@ from fairlearn.metrics import demographic_parity_difference, equalized_odds_diff
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import rankdata
 
-from fairaug.data.labels import FST_VALUES
+from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
 from fairaug.errors import DataError
 from fairaug.io import atomic_write_bytes
 
@@ -400,6 +401,7 @@ def fairness_report(
     for k in FST_VALUES:
         report[f"fst{k}.n"] = sizes[k]
         report[f"fst{k}.small_group"] = sizes[k] < min_group_size
+    report["fst_unknown.n"] = int(np.sum(fst == FST_UNKNOWN))  # in the overall values, in no gap
 
     for name, metric in _sample_metrics(classes, ordinal, malignant_classes).items():
         record(name, on_rows(metric, lambda rows: rows, grouped=False), len(frame))
@@ -489,7 +491,8 @@ def check_predictions(
 
     first_bad("label", ~frame["label"].isin(classes), f"label must be one of {', '.join(classes)}")
     fst = pd.to_numeric(frame["fst"], errors="coerce")
-    first_bad("fst", ~fst.isin(FST_VALUES), "FST must be an integer from 1 to 6")
+    first_bad("fst", ~fst.isin([*FST_VALUES, FST_UNKNOWN]),
+              f"FST must be an integer from 1 to 6 ({FST_UNKNOWN}: unknown)")
     for c in classes:
         column = score_column(c)
         score = pd.to_numeric(frame[column], errors="coerce")

@@ -16,9 +16,12 @@ Keys (``<e>`` an extractor: inception, evaluator, pixels; ``<net>`` the LPIPS ba
     quality/memorization.nn_ratio.<e>           median synthetic-to-nearest-real distance over the median
                                                 real-to-nearest-other-real distance (< 1: closer than
                                                 real images are to each other)
-    quality/memorization.ssim_near_copy         share with SSIM >= near_copy_ssim to the nearest real image
+    quality/memorization.ssim_near_copy         share of the generator's samples with SSIM >= near_copy_ssim
+                                                to the nearest real image, before any filter (the generate
+                                                filter rejects those: on its kept images this is 0 by design)
     quality/fst_fidelity                        share whose ITA-estimated FST is within one type of the
-                                                requested FST
+                                                requested FST, among the images the estimate did not
+                                                abstain on; fst_fidelity.abstention: share it abstained on
     quality/realness_auc.<e>                    cross-validated AUROC of a linear probe telling real from
                                                 synthetic features (0.5: indistinguishable)
     quality/label_confidence.evaluator          the evaluator's mean probability of the label each image
@@ -43,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from fairaug.config.quality import EvaluateQualityConfig
-from fairaug.data.labels import FST_VALUES
+from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
 from fairaug.fairness.metrics import UndefinedMetricError
 from fairaug.generation.filter import thumbnail_features
 from fairaug.images import resized
@@ -124,7 +127,8 @@ class _PerImage:
                 if len(kept) < self.keep_per_cell:
                     kept.append(image)
         if "fst" in rows:
-            self.estimated_fst += [estimate_fst(image)[0] for image in images]
+            estimates = (estimate_fst(image)[0] for image in images)
+            self.estimated_fst += [FST_UNKNOWN if fst is None else fst for fst in estimates]
 
 
 def _cells(rows: pd.DataFrame) -> list[np.ndarray]:
@@ -167,9 +171,12 @@ def quality_report(
     config: EvaluateQualityConfig,
     cache: FeatureCache,
     lpips: Lpips | None = None,
+    sampled_ssim: Sequence[float] | None = None,
 ) -> Report:
     """The report (module docstring) of ``synthetic`` against ``real``: real features from ``cache``
-    (computed once), synthetic ones in one streaming pass with the per-image metrics."""
+    (computed once), synthetic ones in one streaming pass with the per-image metrics.
+    ``sampled_ssim``: SSIM to the nearest real image of every image the generator sampled, when a
+    filter chose ``synthetic`` among them (memorization.ssim_near_copy is measured on those)."""
     available = [e for e in extractors if e.available]
     matcher = next((e for e in available if e.name == "pixels"), None) or pixels_extractor()
     needed = available + ([matcher] if matcher not in available else [])
@@ -195,16 +202,22 @@ def quality_report(
 
     ssim = np.asarray(per_image.ssim)
     writer.put("ssim", _mean, [ssim], n)
-    writer.put("memorization.ssim_near_copy", _mean, [(ssim >= config.near_copy_ssim).astype(float)], n)
+    sampled = ssim if sampled_ssim is None else np.asarray(sampled_ssim, dtype=float)
+    writer.put("memorization.ssim_near_copy", _mean, [(sampled >= config.near_copy_ssim).astype(float)],
+               len(sampled))
     for group, (_, rows) in groups.items():
         writer.put(f"ssim.{group}", _mean, [ssim[rows]], len(rows))
     if lpips is not None:
         _lpips_metrics(writer, lpips, np.asarray(per_image.lpips_values), per_image.kept, groups)
     if per_image.estimated_fst:
-        within = F.within_one_type(per_image.estimated_fst, synthetic_rows["fst"]).astype(float)
-        writer.put("fst_fidelity", _mean, [within], n)
+        estimated = np.asarray(per_image.estimated_fst)
+        estimated_rows = np.flatnonzero(estimated != FST_UNKNOWN)
+        within = F.within_one_type(estimated, synthetic_rows["fst"]).astype(float)
+        writer.put("fst_fidelity.abstention", _mean, [(estimated == FST_UNKNOWN).astype(float)], n)
+        writer.put("fst_fidelity", _mean, [within[estimated_rows]], len(estimated_rows))
         for group, (_, rows) in groups.items():
             if group.startswith("fst"):
+                rows = np.intersect1d(rows, estimated_rows)
                 writer.put(f"fst_fidelity.{group}", _mean, [within[rows]], len(rows))
     else:
         writer.unavailable("fst_fidelity", "the synthetic images have no requested FST (an 'fst' column)")
@@ -255,9 +268,13 @@ def _extractor_metrics(
     def diversity(features: np.ndarray, groups_of: list[np.ndarray]) -> float:
         return _diversity(features, groups_of, config.diversity_max_per_cell, config.seed)
 
+    def diversity_ratio() -> float:
+        if (real_diversity := diversity(real.features, real_cells)) == 0:
+            raise UndefinedMetricError("the real images of every cell are identical (diversity 0)")
+        return diversity(fake.features, cells) / real_diversity
+
     writer.put(f"diversity.{e}", lambda: diversity(fake.features, cells), [], n, interval=False)
-    writer.put(f"diversity.{e}_ratio", lambda: diversity(fake.features, cells) / diversity(real.features, real_cells),
-               [], n, interval=False)  # fmt: skip
+    writer.put(f"diversity.{e}_ratio", diversity_ratio, [], n, interval=False)
 
     real_nn, _ = F.nearest_distances(real.features, real.features, exclude_self=True)
     fake_nn, _ = F.nearest_distances(fake.features, real.features)

@@ -69,9 +69,10 @@ def evaluate_quality(
         real = manifest_set(manifest, params.dataset(dataset).root, config.reference_split)
         extractors = build_extractors(config.extractors, evaluator=Path(evaluator_dir) / WEIGHTS,
                                       inception_weights=config.inception_weights, device=config.device)  # fmt: skip
+        sampled = pd.read_parquet(Path(synthetic_dir) / MANIFEST)  # every image generate sampled, kept or not
         report = quality_report(real, synthetic_set(synthetic_dir), extractors, config, FeatureCache(config.cache_dir),
-                                load_lpips(config.lpips_net, config.device))  # fmt: skip
-        report |= filter_statistics(pd.read_parquet(Path(synthetic_dir) / MANIFEST), params.generate.filter)
+                                load_lpips(config.lpips_net, config.device), sampled["ssim_to_real"])  # fmt: skip
+        report |= filter_statistics(sampled, params.generate.filter)
         numbers, reasons = split_report(report)
         write_json(out_path, numbers)
         write_json(reasons_path(out_path), reasons)

@@ -1,15 +1,19 @@
 """Individual Typology Angle (ITA) and the Fitzpatrick skin type (FST) estimated from it.
 
 ITA = arctan((L* - 50) / b*) * 180 / pi, measured in CIELAB (D65) on the non-lesion skin of an image,
-binned into FST I-VI with the Del Bino / Kinyanjui thresholds.
+binned into FST I-VI with the Del Bino / Kinyanjui thresholds. Where too little non-lesion skin is
+visible (a close-up that the lesion fills), the estimate abstains: pigment is never read as skin.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 from skimage.color import rgb2lab
+from skimage.filters import threshold_otsu
 from skimage.morphology import disk
 
 # Lower ITA bounds of FST I..V, lightest first: ITA > 55 is I, 41 < ITA <= 55 is II, 28 < ITA <= 41
@@ -35,7 +39,27 @@ _HAIR_MIN_DEPTH = 8.0  # a hair is at least 8 L* darker than its surroundings
 _SKIN_MIN_DELTA_E = 8.0  # colour distance to the reference skin that always counts as skin
 _SKIN_DELTA_E_SPREADS = 3.0  # ... or up to 3x the typical distance of skin pixels, if larger
 _LESION_MARGIN = 0.03  # drop the blend zone around the lesion
-_MIN_SKIN_FRACTION = 0.02  # fewer surviving pixels than this means a criterion must be relaxed
+_LESION_MIN_DARKENING = 5.0  # L* between the light and dark halves of the rim that make the dark one a lesion
+_MIN_RIM_SKIN_SHARE = 0.5  # skin surrounds a lesion: less of the field's rim than this is no skin surround
+_RIM = 0.8  # the field's rim: farther from its centre than this share of its radius
+DEFAULT_MIN_SKIN_FRACTION = 0.2  # prepare.min_skin_fraction's default
+
+
+@dataclass(frozen=True)
+class SkinEstimate:
+    """What the ITA estimate of one image used and found.
+
+    Attributes:
+        fst: FST 1..6, or None when the estimate abstains (too little non-lesion skin).
+        ita: median ITA (degrees) of the skin pixels; NaN when no skin pixel is left.
+        skin_fraction: share of the visible field (inside any dermoscope frame) that is non-lesion skin.
+        mask: the skin pixels (H x W bool), for reports that show what the estimate saw.
+    """
+
+    fst: int | None
+    ita: float
+    skin_fraction: float
+    mask: NDArray[np.bool_]
 
 
 def ita_degrees(L: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
@@ -70,23 +94,33 @@ def fst_from_ita(ita: ArrayLike) -> int | NDArray[np.int64]:
 def skin_mask(rgb: np.ndarray) -> NDArray[np.bool_]:
     """Non-lesion skin pixels of a dermoscopy or clinical image (uint8, H x W x 3) as a bool H x W mask.
 
-    Excludes, in turn: the dark dermoscope vignette, hairs, and the lesion. Never returns an empty mask:
-    when too few pixels survive, the last criterion is relaxed (see ``_skin_mask_from_lab``).
+    Excludes, in turn: the dark dermoscope vignette, hairs, and the lesion. May be empty: nothing else
+    stands in for skin (see ``estimate_skin``).
     """
-    return _skin_mask_from_lab(rgb2lab(_check_rgb(rgb)))
+    return _skin_masks(rgb2lab(_check_rgb(rgb)))[1]
 
 
-def estimate_ita(rgb: np.ndarray) -> float:
-    """Median ITA (degrees) over the skin pixels of an RGB uint8 image."""
+def estimate_skin(rgb: np.ndarray, min_skin_fraction: float = DEFAULT_MIN_SKIN_FRACTION) -> SkinEstimate:
+    """The FST of an RGB uint8 image from the ITA of its non-lesion skin, or an abstention.
+
+    Abstains when the skin is less than ``min_skin_fraction`` of the visible field, or less than half of
+    the field's rim (skin surrounds a lesion; a lesion that reaches the frame all round leaves no
+    reference skin). A crop that shows no skin at all is not recognised by colour alone: a uniform
+    lesion looks like skin of its colour, so data sets of such crops need FST labels.
+    """
     lab = rgb2lab(_check_rgb(rgb))
-    mask = _skin_mask_from_lab(lab)
-    return float(np.median(ita_degrees(lab[..., 0][mask], lab[..., 2][mask])))
+    field, skin = _skin_masks(lab)
+    skin_fraction = float(skin.sum() / max(field.sum(), 1))
+    ita = float(np.median(ita_degrees(lab[..., 0][skin], lab[..., 2][skin]))) if skin.any() else float("nan")
+    surrounded = _rim_share(skin, field) >= _MIN_RIM_SKIN_SHARE
+    fst = fst_from_ita(ita) if skin_fraction >= min_skin_fraction and surrounded and skin.any() else None
+    return SkinEstimate(fst, ita, skin_fraction, skin)
 
 
-def estimate_fst(rgb: np.ndarray) -> tuple[int, float]:
-    """``(fst, ita)``: the FST of an RGB uint8 image and the ITA (degrees) it was binned from."""
-    ita = estimate_ita(rgb)
-    return fst_from_ita(ita), ita
+def estimate_fst(rgb: np.ndarray) -> tuple[int | None, float]:
+    """``(fst, ita)`` of an RGB uint8 image at the default skin fraction; fst None: abstained."""
+    estimate = estimate_skin(rgb)
+    return estimate.fst, estimate.ita
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -96,22 +130,24 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _skin_mask_from_lab(lab: np.ndarray) -> NDArray[np.bool_]:
+def _skin_masks(lab: np.ndarray) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """The visible field (inside any dermoscope frame) and the non-lesion skin in it."""
     lightness = lab[..., 0]
-    height, width = lightness.shape
-    side = min(height, width)
-    min_pixels = max(16, int(_MIN_SKIN_FRACTION * height * width))
-
+    side = min(lightness.shape)
     field = ~_vignette_mask(lightness, side)
     candidates = field & ~_hair_mask(lightness, side)
-    skin = candidates & ~_lesion_mask(lab, candidates, side)
+    return field, candidates & ~_lesion_mask(lab, candidates, side)
 
-    # Fallbacks, strictest first: an image that is nearly all lesion (or all dark) still gets an
-    # estimate, from the least contaminated pixels that are left.
-    for mask in (skin, candidates, field):
-        if mask.sum() >= min_pixels:
-            return mask
-    return np.ones_like(field)
+
+def _rim_share(skin: np.ndarray, field: np.ndarray) -> float:
+    """Share of the field's rim that is skin."""
+    if not field.any():
+        return 0.0
+    rows, cols = np.nonzero(field)
+    radius = np.sqrt(field.sum() / np.pi)
+    row_grid, col_grid = np.indices(field.shape)
+    rim = field & (np.hypot(row_grid - rows.mean(), col_grid - cols.mean()) > _RIM * radius)
+    return float(skin[rim].sum() / max(rim.sum(), 1))
 
 
 def _vignette_mask(lightness: np.ndarray, side: int) -> NDArray[np.bool_]:
@@ -143,7 +179,9 @@ def _lesion_mask(lab: np.ndarray, candidates: np.ndarray, side: int) -> NDArray[
     """Pixels whose colour is far from the skin's, plus a margin around them.
 
     The reference skin colour is the median CIELAB colour of the outer part of the field, where a
-    (centred) lesion rarely reaches; it is refined once on the pixels that pass. A pixel is skin when
+    (centred) lesion rarely reaches, or of its lighter half when the rim is split into a light and a
+    clearly darker part (a lesion reaching the frame: lesions are darker than the skin around them);
+    it is refined once on the pixels that pass. A pixel is skin when
     its distance to the reference (delta E 1976) is within the spread of skin colour, so the test is
     symmetric around the skin: with no visible lesion it removes only outliers and biases nothing.
     """
@@ -155,6 +193,11 @@ def _lesion_mask(lab: np.ndarray, candidates: np.ndarray, side: int) -> NDArray[
     row_grid, col_grid = np.indices(candidates.shape)
     outer = candidates & (np.hypot(row_grid - centre_row, col_grid - centre_col) > 0.6 * field_radius)
     reference_pixels = outer if outer.sum() >= 16 else candidates
+    lightness = lab[..., 0]
+    threshold = threshold_otsu(lightness[reference_pixels])
+    light, dark = reference_pixels & (lightness > threshold), reference_pixels & (lightness <= threshold)
+    if light.sum() >= 16 and lightness[light].mean() - lightness[dark].mean() >= _LESION_MIN_DARKENING:
+        reference_pixels = light
 
     skin_like = reference_pixels
     for _ in range(2):
