@@ -247,9 +247,9 @@ def with_worst_fst(report: Report) -> Report:
 
 
 def fairness_metrics(reports: Mapping[str, Report]) -> Metrics:
-    """fairness.json and fairness_detail.json from the reports of the classifiers by variant ("real", "augmented"): their
-    numbers and flags (reasons are strings: they stay in the classifiers' metrics.json) and, with an
-    augmented classifier, the deltas."""
+    """The numbers of fairness.json and fairness_detail.json from the reports of the classifiers by
+    variant ("real", "augmented"): their numbers and flags (reasons are strings: they go to
+    `fairness_reasons`) and, with an augmented classifier, the deltas."""
     metrics = {
         key if variant == "real" else metric_key(bare_name(key), variant): value
         for variant, report in reports.items()
