@@ -1,5 +1,6 @@
-"""DVC stage evaluate_fairness@<dataset>: fairness.json (DVC metrics) and per-FST plots from the
-real-only classifier and, once it exists, the augmented one (with deltas)."""
+"""DVC stage evaluate_fairness@<dataset>: fairness.json (DVC metrics, the headline numbers),
+fairness_detail.json (per-FST values and the rest) and per-FST plots from the real-only classifier
+and, once it exists, the augmented one (with deltas)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""DVC stage evaluate_quality@<dataset>: quality.json (DVC metrics; FID, KID, IS, SSIM, LPIPS,
-diversity, memorization, realness, FST fidelity, the evaluator's label confidence, overall and per
-FST) of the synthetic set against the real train split, and quality_reasons.json for the metrics
-that are unavailable."""
+"""DVC stage evaluate_quality@<dataset>: the quality report (FID, KID, IS, SSIM, LPIPS, diversity,
+memorization, realness, FST fidelity, the evaluator's label confidence, overall and per FST) of the
+synthetic set against the real train split: quality.json (DVC metrics, the headline numbers),
+quality_detail.json (the rest) and quality_reasons.json for the metrics that are unavailable."""
 
 from __future__ import annotations
 

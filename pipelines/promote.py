@@ -1,6 +1,6 @@
 """DVC stage promote@<dataset>: register the LoRA in the MLflow model registry (once per LoRA), judge
-it by the gates of params `promote` over quality.json and fairness.json, move the `champion` /
-`challenger` aliases and write promotion.json (DVC metrics)."""
+it by the gates of params `promote` over quality.json and fairness.json (with their detail files
+beside them), move the `champion` / `challenger` aliases and write promotion.json (DVC metrics)."""
 
 from __future__ import annotations
 

@@ -230,7 +230,8 @@ def fairness_report_command(
     predictions: Annotated[
         Path, typer.Argument(help="label, fst and a score_<label> column per class (.parquet or .csv)")
     ],
-    out: Annotated[Path, typer.Option(help="report JSON to write (fairness.json names)")],
+    out: Annotated[Path, typer.Option(help="report JSON to write: the whole report in one file (the names of "
+                                           "fairness.json and fairness_detail.json, with .reason strings)")],
     ordinal: Annotated[bool, typer.Option(help="classes are ordered (wound phases): quadratic kappa")] = False,
     malignant: Annotated[
         str | None, typer.Option(help="comma-separated malignant classes, e.g. mel,bcc,akiec: adds auroc_malignant")
@@ -239,7 +240,8 @@ def fairness_report_command(
     n_bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples for the intervals (0: none)")] = 200,
     seed: Annotated[int, typer.Option(help="seed of the bootstrap resamples")] = 0,
 ) -> None:
-    """Per-FST metrics, gaps and bootstrap intervals of any prediction table, as in fairness.json."""
+    """Per-FST metrics, gaps and bootstrap intervals of any prediction table, in one file under the
+    names of fairness.json and fairness_detail.json."""
     from fairaug.fairness.metrics import fairness_report, prediction_classes, read_predictions
     from fairaug.io import write_json
 
@@ -274,7 +276,8 @@ class QualityExtractor(str, Enum):
 def quality(
     real_dir: Annotated[Path, typer.Argument(help="folder of real images (png/jpg, recursive)")],
     synth_dir: Annotated[Path, typer.Argument(help="folder of synthetic images (png/jpg, recursive)")],
-    out: Annotated[Path, typer.Option(help="report JSON to write (quality.json names, with .reason strings)")],
+    out: Annotated[Path, typer.Option(help="report JSON to write: the whole report in one file (the names of "
+                                           "quality.json and quality_detail.json, with .reason strings)")],
     extractor: Annotated[
         list[QualityExtractor] | None,
         typer.Option(help="feature extractor, repeatable (default: inception, evaluator, pixels)"),
@@ -291,7 +294,8 @@ def quality(
         Path | None, typer.Option(help="cache of the real folder's features (default: none)")
     ] = None,
 ) -> None:
-    """Quality metrics of any two image folders (FID, KID, IS, SSIM, LPIPS, ...), as in quality.json."""
+    """Quality metrics of any two image folders (FID, KID, IS, SSIM, LPIPS, ...), in one file under the
+    names of quality.json and quality_detail.json."""
     from fairaug.config.quality import EvaluateQualityConfig
     from fairaug.io import write_json
     from fairaug.metrics.extractors import build_extractors

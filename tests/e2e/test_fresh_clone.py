@@ -14,6 +14,8 @@ import sys
 import mlflow
 import pytest
 
+from fairaug.metrics_files import detail_path, read_metrics
+
 from conftest import REPO_ROOT, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -75,12 +77,16 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
                                             "quality/realness_auc.pixels", "quality/filter.acceptance"}),
                                ("fairness", {"fairness/auroc", "fairness/auroc.fst1", "fairness/delta.auroc",
                                              "fairness/auroc_gap"})):  # fmt: skip
-            text = (metrics / f"{name}.json").read_text()
-            values, reasons = json.loads(text), json.loads((metrics / f"{name}_reasons.json").read_text())
-            assert "NaN" not in text  # standard JSON; a missing value has its reason beside it
+            path = metrics / f"{name}.json"
+            values, reasons = read_metrics(path), json.loads((metrics / f"{name}_reasons.json").read_text())
+            # standard JSON; a missing value has its reason beside it
+            assert "NaN" not in path.read_text() + detail_path(path).read_text()
             for key in expected:
                 assert key in values or reasons[f"{key}.reason"], key
-        quality = json.loads((metrics / "quality.json").read_text())
+            # the DVC metrics are the headline, the per-FST values are in the detail file beside it
+            headline = json.loads(path.read_text())
+            assert len(headline) <= 60 and not any(".fst" in key for key in headline)
+        quality = read_metrics(metrics / "quality.json")
         assert 0 <= quality["quality/fst_fidelity"] <= 1 and 0 <= quality["quality/ssim"] <= 1
         assert 0 <= quality["quality/label_confidence.evaluator"] <= 1
         assert 0 <= quality["quality/realness_auc.pixels"] <= 1 and 0 <= quality["quality/filter.acceptance"] <= 1

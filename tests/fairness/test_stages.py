@@ -23,6 +23,7 @@ from fairaug.fairness import stages
 from fairaug.fairness.classifier import ManifestDataset
 from fairaug.fairness.mix import MixedDataset, mix_counts
 from fairaug.fairness.stages import (
+    HEADLINE,
     METRICS,
     MIX,
     PER_FST_PLOT,
@@ -34,7 +35,9 @@ from fairaug.fairness.stages import (
     evaluate_fairness,
     train_augmented_classifier,
     train_real_classifier,
+    with_worst_fst,
 )
+from fairaug.metrics_files import detail_path, read_metrics, worst_fst
 from fairaug.tracking import RUN_FILE, read_run_id, stage_run
 
 from synthetic_set import write_synthetic_set
@@ -131,10 +134,19 @@ def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, p
     out = tmp_path / "outputs" / "ham10000" / "metrics" / "fairness.json"
     metrics = evaluate_fairness(params, "ham10000", real, None, out)
 
-    written = json.loads(out.read_text())
+    written = read_metrics(out)
     assert same_values(written, metrics)
-    # the real-only report's names, numbers and small-group flags only, no deltas yet
-    assert same_values(written, standard_json({k: v for k, v in report.items() if not k.endswith(".reason")}))
+    # the real-only report's names, numbers and small-group flags only, with the worst FST groups
+    # (as the gates read them); no deltas yet
+    assert same_values(written, standard_json({k: v for k, v in with_worst_fst(report).items()
+                                               if not k.endswith(".reason")}))  # fmt: skip
+    assert written["fairness/auroc.worst_fst"] == worst_fst(report, "fairness/auroc", True).value
+    # fairness.json, the DVC metrics, is the headline; per-FST values are in the detail file only
+    headline = json.loads(out.read_text())
+    assert set(headline) <= {f"{name}{s}" for name in HEADLINE for s in ("", ".n", ".ci_low", ".ci_high")}
+    assert {"fairness/auroc", "fairness/auroc.ci_low", "fairness/auroc.n", "fairness/auroc.worst_fst",
+            "fairness/eod"} <= set(headline)  # fmt: skip
+    assert "fairness/auroc.fst2" in json.loads(detail_path(out).read_text()) and "fairness/auroc.fst2" not in headline
     assert not any(isinstance(v, str) for v in written.values())
     assert not any(k.startswith(("fairness/delta.", "fairness/augmented.")) for k in written)
     assert all(k.startswith("fairness/") for k in written)
@@ -191,9 +203,9 @@ def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, p
     deltas = [k for k in metrics if k.startswith("fairness/delta.")]
     assert deltas and not any(k.endswith((".n", ".ci_low", ".ci_high")) for k in deltas)
     assert (pd.read_csv(out.parent / PER_FST_PLOT)["metric"] == "fairness/augmented.auroc.fst1").sum() == 1
-    # standard JSON: every value missing from fairness.json has its reason in fairness_reasons.json
-    written, reasons = json.loads(out.read_text()), json.loads(reasons_path(out).read_text())
-    assert "NaN" not in out.read_text()
+    # standard JSON: every value missing from fairness.json and its detail has its reason in fairness_reasons.json
+    written, reasons = read_metrics(out), json.loads(reasons_path(out).read_text())
+    assert "NaN" not in out.read_text() and "NaN" not in detail_path(out).read_text()
     for key, value in {**report, **{f"fairness/augmented.{k.removeprefix('fairness/')}": v
                                     for k, v in augmented_report.items()}}.items():  # fmt: skip
         if isinstance(value, float) and math.isnan(value):
@@ -258,8 +270,11 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
     # evaluate_fairness with both: per-FST values of each, deltas, MLflow under the same names
     fairness_json = tmp_path / "outputs" / "ham10000" / "metrics" / "fairness.json"
     metrics = evaluate_fairness(params, "ham10000", real, out, fairness_json)
-    written = json.loads(fairness_json.read_text())
+    written = read_metrics(fairness_json)
     assert same_values(written, metrics)
+    # the DVC metrics stay readable: a few dozen headline keys of some 500, the deltas among them
+    headline = json.loads(fairness_json.read_text())
+    assert len(headline) <= 60 < len(written) and "fairness/delta.auroc.worst_fst" in headline
     for name in METRIC_NAMES:
         for key in [name, *(f"{name}.fst{k}" for k in FST_VALUES)]:
             assert same(written.get(f"fairness/{key}", math.nan), report[f"fairness/{key}"])

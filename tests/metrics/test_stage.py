@@ -20,7 +20,8 @@ from fairaug.fairness.classifier import build_classifier, save_classifier
 from fairaug.generation.storage import MANIFEST, png_bytes, shard_path, write_shard
 from fairaug.images import read_rgb
 from fairaug.io import reasons_path
-from fairaug.metrics.stage import evaluate_quality
+from fairaug.metrics.stage import HEADLINE, evaluate_quality
+from fairaug.metrics_files import detail_path, read_metrics, split_headline
 
 DATASET = "ham10000"
 
@@ -69,9 +70,16 @@ def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_u
     params = params.model_copy(update={"evaluate_quality": config})
     out = project / "outputs" / DATASET / "metrics" / "quality.json"
 
-    evaluate_quality(params, DATASET, prepared, synthetic, classifier, out)
+    report = evaluate_quality(params, DATASET, prepared, synthetic, classifier, out)
 
-    metrics, reasons = json.loads(out.read_text()), json.loads(reasons_path(out).read_text())
+    metrics, reasons = read_metrics(out), json.loads(reasons_path(out).read_text())
+    # quality.json, the DVC metrics, is the headline: no per-FST or per-label key, a few dozen of
+    # some 400; the detail file beside it has the rest under the same names
+    headline, detail = json.loads(out.read_text()), json.loads(detail_path(out).read_text())
+    assert (headline, detail) == split_headline(metrics, HEADLINE) and not headline.keys() & detail.keys()
+    assert len(headline) <= 60 < len(metrics) and not any(".fst" in k or ".label_" in k for k in headline)
+    assert {"quality/kid.evaluator.ci_low", "quality/fid.pixels", "quality/fst_fidelity.n"} <= headline.keys()
+    assert metrics.keys() == {k for k, v in report.items() if not isinstance(v, str) and not math.isnan(v)}
     assert all(isinstance(v, int | float) for v in metrics.values())
     assert all(isinstance(v, str) for v in reasons.values())
     n_synthetic = int((manifest["split"] == "test").sum()) - 1  # one row not kept
@@ -92,7 +100,7 @@ def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_u
             assert metrics[f"quality/label_confidence.evaluator.fst{k}.n"] == n
             assert 0 <= metrics[f"quality/fst_fidelity.fst{k}"] <= 1
     assert "quality/fid.inception" not in metrics  # standard JSON: left out, its reason beside it
-    assert "NaN" not in out.read_text()
+    assert "NaN" not in out.read_text() and "NaN" not in detail_path(out).read_text()
     assert reasons["quality/fid.inception.reason"].startswith("unavailable: Inception-v3 FID weights not found")
     assert "lpips.alex.reason" in " ".join(reasons) and "quality/ssim.label_mel" in metrics
     # the flipped copies are near their originals: SSIM well above unrelated images'
@@ -101,6 +109,7 @@ def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_u
     run = mlflow.search_runs(experiment_names=[f"fairaug/{DATASET}"], output_format="list")[0]
     assert run.data.tags["fairaug.stage"] == "evaluate_quality"
     assert run.data.metrics["quality/kid.evaluator"] == pytest.approx(metrics["quality/kid.evaluator"])
+    assert run.data.metrics["quality/ssim.label_mel"] == pytest.approx(metrics["quality/ssim.label_mel"])  # detail too
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2  # evaluator and pixels real features
     # the filter's statistics: every image of the set passed, one was not kept; none below the bar
     assert metrics["quality/filter.acceptance"] == 1.0 and metrics["quality/filter.below_bar"] == 0.0

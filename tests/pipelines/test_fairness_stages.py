@@ -1,6 +1,7 @@
 """`dvc repro` of train_classifier@<dataset>-real, train_classifier_augmented@<dataset> (on a
 synthetic set written by hand: no diffusion) and evaluate_fairness@<dataset> in a temporary project:
-outputs, fairness.json keys, MLflow lineage, DVC metrics and plots, no-op rerun, what reruns when."""
+outputs, fairness.json and fairness_detail.json keys, MLflow lineage, DVC metrics (the headline) and
+plots, no-op rerun, what reruns when."""
 
 import json
 import runpy
@@ -14,6 +15,7 @@ import yaml
 
 from fairaug.config import load_params
 from fairaug.data.labels import HAM10000_DX
+from fairaug.metrics_files import read_metrics
 from fairaug.tracking import RUN_FILE, stage_run
 
 from conftest import REPO_ROOT, run, write_params
@@ -51,7 +53,7 @@ def test_dvc_repro_fairness_stages_track_lineage_and_are_idempotent(project):
     assert {p.name for p in classifier.iterdir()} == files
     assert {p.name for p in augmented.iterdir()} == files | {"mix.json"}
     metrics_dir = project / "outputs" / DATASET / "metrics"
-    fairness = json.loads((metrics_dir / "fairness.json").read_text())
+    fairness = read_metrics(metrics_dir / "fairness.json")
     reasons = json.loads((metrics_dir / "fairness_reasons.json").read_text())
 
     def present(key: str) -> bool:  # a value, or (left out of standard JSON) the reason it has none
@@ -96,11 +98,17 @@ def test_dvc_repro_fairness_stages_track_lineage_and_are_idempotent(project):
     for key in ("fairness/auroc", "fairness/augmented.auroc.fst1", "fairness/delta.auroc"):
         assert evaluated[0].data.metrics[key] == fairness[key]
 
-    # DVC reads the metrics and renders the plots
+    # DVC reads the metrics, the headline only (some 60 columns of ~480), and renders the plots;
+    # the detail file is shown when asked for
     (workspace,) = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout).values()
     shown = workspace["data"]["outputs/ham10000/metrics/fairness.json"]["data"]
     assert shown["fairness/auroc"] == fairness["fairness/auroc"]
     assert shown["fairness/delta.auroc"] == fairness["fairness/delta.auroc"]
+    assert len(shown) <= 60 and "fairness/augmented.auroc.fst1" not in shown
+    detail = "outputs/ham10000/metrics/fairness_detail.json"
+    assert detail not in workspace["data"]
+    (workspace,) = json.loads(run(["dvc", "metrics", "show", "--json", detail], project).stdout).values()
+    assert workspace["data"][detail]["data"] | shown == fairness
     plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)["data"]
     (roc,) = plots["outputs/ham10000/metrics/roc_per_fst.csv"]
     assert sorted(roc["content"]["encoding"]["strokeDash"]["scale"]["domain"]) == sorted(roc_columns[1:])

@@ -27,7 +27,10 @@ from fairaug.config import Params, render_params
 from fairaug.config.diffusion import TrainLoraConfig
 from fairaug.diffusion.base import BASE_FILE
 from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, add_lora, lora_state, save_lora
+from fairaug.fairness.stages import HEADLINE as FAIRNESS_HEADLINE
 from fairaug.io import write_json
+from fairaug.metrics.stage import HEADLINE as QUALITY_HEADLINE
+from fairaug.metrics_files import write_metrics as write_metrics_files
 from fairaug.registry import promote as registry
 from fairaug.registry.model import lora_candidate, log_lora_model
 from fairaug.tracking import stage_run
@@ -92,12 +95,12 @@ def use_lora(root: Path, lora: Path) -> None:
 
 
 def write_metrics(root: Path, metrics: dict, reasons: dict = REASONS) -> None:
-    quality = {k: v for k, v in metrics.items() if k.startswith("quality/")}
-    fairness = {k: v for k, v in metrics.items() if k.startswith("fairness/")}
+    """As the evaluate stages write them: the per-FST values the worst_fst gate reads are in the
+    detail files, not in quality.json / fairness.json."""
     out = root / "outputs" / DATASET / "metrics"
-    write_json(out / "quality.json", quality)
-    write_json(out / "quality_reasons.json", reasons)
-    write_json(out / "fairness.json", fairness)
+    for name, headline in (("quality", QUALITY_HEADLINE), ("fairness", FAIRNESS_HEADLINE)):
+        numbers = {k: v for k, v in metrics.items() if k.startswith(f"{name}/")}
+        write_metrics_files(out / f"{name}.json", numbers, reasons if name == "quality" else {}, headline)
 
 
 def promote(root: Path, params: Params | None = None, **options) -> registry.Outcome:
@@ -136,6 +139,8 @@ def test_passing_lora_becomes_champion_with_its_gates_recorded(project):
     assert tags["fairaug.decision"] == "promoted" and tags["fairaug.forced"] == "false"
     assert tags["gate.fst_fidelity.value"] == "0.98" and tags["gate.fst_fidelity.threshold"] == "0.9"
     assert tags["gate.worst_fst_auroc.value"] == "0.8" and tags["gate.worst_fst_auroc.passed"] == "true"
+    fairness_json = project / "outputs" / DATASET / "metrics" / "fairness.json"  # read from its detail file
+    assert "fairness/augmented.auroc.fst5" not in json.loads(fairness_json.read_text())
     assert tags["fairaug.lora_sha256"] == lora_candidate(Params(), DATASET, project / "outputs" / DATASET / "models" / "lora",
                                                           project / "outputs" / DATASET / "models" / "base").digest
     assert champion() == 1

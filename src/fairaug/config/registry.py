@@ -1,10 +1,10 @@
 """Params of the promote stage: the gates a LoRA must pass to become the registry's champion.
 
-Each gate reads one metric of quality.json or fairness.json (any key, e.g. ``fairness/auroc_gap.ci_high``,
-or ``<metric>.worst_fst``: its worst FST group that is not flagged small) and compares it like
-`mlflow.models.MetricThreshold`: with a fixed ``threshold``, and/or with the current champion's value
-(``versus_champion``, optionally requiring an improvement of ``min_absolute_change`` /
-``min_relative_change``). Gates are a mapping by name so that one threshold is a DVC param of its own:
+Each gate reads one metric of quality.json, fairness.json or the detail files beside them (any key,
+e.g. ``fairness/auroc_gap.ci_high``, or ``<metric>.worst_fst``: its worst FST group that is not
+flagged small) and compares it like `mlflow.models.MetricThreshold`: with a fixed ``threshold``,
+and/or with the current champion's value (``versus_champion``, optionally requiring an improvement of
+``min_absolute_change`` / ``min_relative_change``). Gates are a mapping by name so that one threshold is a DVC param of its own:
 ``dvc exp run -S promote.gates.fst_fidelity.threshold=0.99``.
 """
 
@@ -20,7 +20,7 @@ GATE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class GateConfig(StrictModel):
-    metric: str = Field(description="key in quality.json / fairness.json; suffix .worst_fst: the worst FST group")
+    metric: str = Field(description="key in quality[_detail].json / fairness[_detail].json; suffix .worst_fst: the worst FST group")
     greater_is_better: bool = Field(description="true: higher values pass; false: lower values pass")
     threshold: float | None = Field(None, description="fixed bound (>= when greater_is_better, else <=); null: none")
     versus_champion: bool = Field(False, description="also compare with the current champion's value of the metric")

@@ -14,20 +14,21 @@ and log per-epoch ``classifier/train_loss`` and ``classifier/val_loss``, the rep
 the same names as in metrics.json, and the files as artifacts. The MLflow run is named after the DVC
 stage, tagged ``fairaug.variant`` and linked to its upstream runs (prepare; augmented: also generate).
 
-evaluate_fairness@<dataset> writes beside ``fairness.json`` (outputs/<d>/metrics/):
-    fairness.json           DVC metrics: only numbers (and the ``fairness/fst<k>.small_group`` flags, so that a
-                            small group is reported as such); the reasons stay in metrics.json.
-                            The real-only classifier's report under the DESIGN names
-                            (``fairness/auroc``, ``fairness/auroc.fst5``,
-                            ``fairness/auroc.fst5.ci_low``, ...). With an augmented classifier also
-                            its report as ``fairness/augmented.<key>`` and ``fairness/delta.<metric>``
-                            = augmented minus real-only for every metric value. Without one (run
-                            with no --augmented) the file holds the real-only values and no deltas
-                            (no placeholder keys); the plain names mean the real-only classifier
-                            either way, so `dvc metrics diff` compares like with like. MLflow
-                            metrics have the same names as the keys.
+evaluate_fairness@<dataset> writes beside ``fairness.json`` (outputs/<d>/metrics/) the numbers of
+`fairness_metrics`: the real-only classifier's report under the DESIGN names (``fairness/auroc``,
+``fairness/auroc.fst5``, ``fairness/auroc.fst5.ci_low``, ...) with ``<metric>.worst_fst`` of
+WORST_FST_METRICS (`with_worst_fst`), the ``fairness/fst<k>.small_group`` flags (so that a small
+group is reported as such). With an augmented classifier also its report as
+``fairness/augmented.<key>`` and ``fairness/delta.<metric>`` = augmented minus real-only for every
+metric value. Without one (run with no --augmented) the numbers are the real-only values and no
+deltas (no placeholder keys); the plain names mean the real-only classifier either way, so `dvc
+metrics diff` compares like with like. MLflow metrics have the same names as the keys.
+    fairness.json           DVC metrics: the headline numbers (`HEADLINE`) with their intervals and n
+    fairness_detail.json    every other number: per-FST values, group sizes and flags, the other
+                            metrics and gaps, their deltas (`fairaug.metrics_files`)
+    fairness_reasons.json   why each missing value is missing (`fairness_reasons`)
     fairness_per_fst.csv    DVC plot (bars): fst, metric, value, ci_low, ci_high, n; ``metric`` is the
-                            fairness.json key (``fairness/auroc.fst5``,
+                            fairness_detail.json key (``fairness/auroc.fst5``,
                             ``fairness/augmented.auroc.fst5``), so that every
                             bar has its own label (DVC's templates cannot split a file by a column).
     roc_per_fst.csv         DVC plot (lines): ``fpr`` on a grid of 101 points and one TPR column per
@@ -72,7 +73,8 @@ from fairaug.fairness.metrics import (
     write_predictions,
 )
 from fairaug.fairness.mix import mix_record, mixed_train_set, read_synthetic_manifest
-from fairaug.io import atomic_dir, atomic_write_text, reasons_path, write_json
+from fairaug.io import atomic_dir, atomic_write_text, write_json
+from fairaug.metrics_files import WORST_FST, worst_fst, write_metrics
 from fairaug.tracking import numeric_metrics, stage_run
 from fairaug.tracking.lineage import dvc_md5, stage_deps
 
@@ -84,7 +86,18 @@ PER_FST_PLOT = "fairness_per_fst.csv"
 ROC_PLOT = "roc_per_fst.csv"
 ROC_GRID = np.linspace(0.0, 1.0, 101)
 Report = dict[str, float | int | bool | str]  # fairness_report's output, reasons included
-Metrics = dict[str, float | int | bool]  # fairness.json
+Metrics = dict[str, float | int | bool]  # fairness.json and fairness_detail.json
+
+# per classifier, the worst FST group of the overall metrics a person compares first (greater is
+# better for all)
+WORST_FST_METRICS = ("auroc", "auroc_malignant", "balanced_accuracy")
+# fairness.json's keys, the numbers compared first in `dvc exp show` (fairness_detail.json holds the
+# rest): for the real-only and the augmented classifier and their delta, those overall values
+# (auroc_malignant: dermoscopy's clinical question; kappa: the wound phases' ordinal one), their
+# worst FST group, the AUROC gap and equalized odds
+HEADLINE_METRICS = ("auroc", "auroc_malignant", "balanced_accuracy", "kappa", "auroc_gap", "eod",
+                    *(metric + WORST_FST for metric in WORST_FST_METRICS))  # fmt: skip
+HEADLINE = tuple(metric_key(name, variant) for variant in (None, "augmented", "delta") for name in HEADLINE_METRICS)
 
 
 REAL_ONLY_VARIANTS = ("real", "evaluator")  # the train_classifier matrix; augmented is a stage of its own
@@ -219,10 +232,24 @@ def variant_prefix(variant: str) -> str:
     return "" if variant == "real" else f"{variant}_"
 
 
+def with_worst_fst(report: Report) -> Report:
+    """A classifier's report with ``fairness/<metric>.worst_fst`` for each of WORST_FST_METRICS it
+    has: its worst FST group not flagged small (`worst_fst`, as the gates read it), else NaN and
+    the reason."""
+    worst: Report = {}
+    for name in WORST_FST_METRICS:
+        if (base := metric_key(name)) in report:
+            read = worst_fst(report, base, greater_is_better=True)
+            worst[base + WORST_FST] = math.nan if read.value is None else read.value
+            if read.value is None:
+                worst[f"{base}{WORST_FST}.reason"] = read.reason
+    return report | worst
+
+
 def fairness_metrics(reports: Mapping[str, Report]) -> Metrics:
-    """fairness.json from the reports of the classifiers by variant ("real", "augmented"): their
-    numbers and flags (reasons are strings: they stay in the classifiers' metrics.json) and, with an
-    augmented classifier, the deltas."""
+    """The numbers of fairness.json and fairness_detail.json from the reports of the classifiers by
+    variant ("real", "augmented"): their numbers and flags (reasons are strings: they go to
+    `fairness_reasons`) and, with an augmented classifier, the deltas."""
     metrics = {
         key if variant == "real" else metric_key(bare_name(key), variant): value
         for variant, report in reports.items()
@@ -235,8 +262,8 @@ def fairness_metrics(reports: Mapping[str, Report]) -> Metrics:
 
 
 def fairness_reasons(reports: Mapping[str, Report]) -> dict[str, str]:
-    """Why values of fairness.json are missing (fairness_reasons.json): each classifier's reasons,
-    keyed as in fairness.json, and for a delta the reason of the side that lacks its value."""
+    """Why values of the fairness numbers are missing (fairness_reasons.json): each classifier's
+    reasons, keyed as the numbers, and for a delta the reason of the side that lacks its value."""
     reasons = {key if variant == "real" else metric_key(bare_name(key), variant): value
                for variant, report in reports.items() for key, value in report.items() if isinstance(value, str)}
     if "augmented" in reports:
@@ -248,7 +275,7 @@ def fairness_reasons(reports: Mapping[str, Report]) -> dict[str, str]:
 
 
 def per_fst_table(metrics: Mapping[str, object]) -> pd.DataFrame:
-    """One row per per-FST value of fairness.json (``fairness/<metric>.fst<k>``, also
+    """One row per per-FST value of the fairness numbers (``fairness/<metric>.fst<k>``, also
     ``fairness/augmented.<metric>.fst<k>``; not the deltas)."""
     rows = []
     for k in FST_VALUES:
@@ -299,25 +326,25 @@ def roc_table(
 def evaluate_fairness(
     params: Params, dataset: str, real_dir: Path, augmented_dir: Path | None, out_path: Path
 ) -> Metrics:
-    """Write fairness.json and the two plot CSVs beside it from the classifiers' reports and
-    predictions (see the module docstring); returns fairness.json's content."""
+    """Write fairness.json, its detail and reasons files and the two plot CSVs beside it from the
+    classifiers' reports and predictions (see the module docstring); returns all the numbers."""
     out_path = Path(out_path)
     classifier_dirs = {"real": Path(real_dir)} | ({"augmented": Path(augmented_dir)} if augmented_dir else {})
     upstream = {f"train_classifier.{variant}": d for variant, d in classifier_dirs.items()}
     stage_params = {"dataset": params.dataset(dataset).model_dump()}
     with stage_run("evaluate_fairness", dataset, params, stage_params, upstream=upstream):
         predictions = {variant: read_predictions(d / PREDICTIONS) for variant, d in classifier_dirs.items()}
-        reports = {variant: json.loads((d / METRICS).read_text()) for variant, d in classifier_dirs.items()}
+        reports = {variant: with_worst_fst(json.loads((d / METRICS).read_text()))
+                   for variant, d in classifier_dirs.items()}  # fmt: skip
         classes = prediction_classes(predictions["real"])
         malignant = report_options(params.dataset(dataset), classes)["malignant_classes"]
         metrics = fairness_metrics(reports)
         per_fst = per_fst_table(metrics).to_csv(index=False, lineterminator="\n")
         roc = roc_table(predictions, classes, malignant).to_csv(index=False, lineterminator="\n", float_format="%.6g")
-        write_json(out_path, metrics)
-        write_json(reasons_path(out_path), fairness_reasons(reports))
-        atomic_write_text(out_path.parent / PER_FST_PLOT, per_fst)
-        atomic_write_text(out_path.parent / ROC_PLOT, roc)
+        written = write_metrics(out_path, metrics, fairness_reasons(reports), HEADLINE)
+        written += [atomic_write_text(out_path.parent / PER_FST_PLOT, per_fst),
+                    atomic_write_text(out_path.parent / ROC_PLOT, roc)]  # fmt: skip
         mlflow.log_metrics(numeric_metrics(metrics))
-        for path in (out_path, reasons_path(out_path), out_path.parent / PER_FST_PLOT, out_path.parent / ROC_PLOT):
+        for path in written:
             mlflow.log_artifact(str(path), artifact_path="fairness")
     return metrics

@@ -1,5 +1,5 @@
 """The quality report of a synthetic image set against a real reference set: a flat dict keyed by
-the DESIGN.md names, for quality.json, MLflow and `fairaug quality`.
+the DESIGN.md names, for quality.json and quality_detail.json, MLflow and `fairaug quality`.
 
 Keys (``<e>`` an extractor: inception, evaluator, pixels; ``<net>`` the LPIPS backbone):
     quality/fid.<e>, quality/kid.<e>            Frechet / kernel distance of the feature sets

@@ -1,17 +1,20 @@
 """The evaluate_quality stage: the quality report of outputs/<d>/synthetic against the real
 reference split, written beside fairness.json (outputs/<d>/metrics/):
 
-    quality.json            DVC metrics: only numbers (a metric that is unavailable is left out) and the
-                            ``small_group`` flags; every key of `quality_report` but the reasons
+    quality.json            DVC metrics: the headline numbers (`HEADLINE`) with their intervals and n
+    quality_detail.json     every other number of the report: per-FST and per-label values, group
+                            sizes, ``small_group`` flags, secondary metrics (`fairaug.metrics_files`)
     quality_reasons.json    ``<name>.reason`` of every unavailable metric, e.g. why Inception-v3's are
                             missing (no weights offline)
+
+An unavailable metric is left out of the numbers (standard JSON, numbers only for DVC).
 
 Besides `quality_report`'s keys, the generate filter's own statistics from the synthetic manifest:
 ``quality/filter.acceptance[.fst<k>]`` (share of sampled images that passed the filter) and
 ``quality/filter.below_bar[.fst<k>]`` (share of kept images kept below the confidence bar to fill
 their cell). Classifier-based metrics use the evaluator (train_classifier@<d>-evaluator), never the
-real-only classifier that the filter used. Logs the numbers as MLflow metrics under the same names,
-both files as artifacts.
+real-only classifier that the filter used. Logs every number as an MLflow metric under the same
+name, the three files as artifacts.
 """
 
 from __future__ import annotations
@@ -25,12 +28,23 @@ from fairaug.config import Params
 from fairaug.config.generation import FilterConfig
 from fairaug.fairness.stages import WEIGHTS
 from fairaug.generation.storage import MANIFEST
-from fairaug.io import reasons_path, write_json
 from fairaug.metrics.extractors import build_extractors
 from fairaug.metrics.features import FeatureCache, manifest_set, synthetic_set
 from fairaug.metrics.perceptual import load_lpips
 from fairaug.metrics.report import PREFIX, Report, quality_report
+from fairaug.metrics_files import write_metrics
 from fairaug.tracking import RUN_FILE, numeric_metrics, stage_run
+
+# quality.json's keys, the numbers compared first in `dvc exp show` (quality_detail.json holds the
+# rest): per extractor its distances, IS and realness probe; the per-image and label numbers
+# overall; the filter's rates. '*' is one part of a name, an extractor or the LPIPS net, never a
+# group (kid.pixels, not kid.pixels.fst1). Memorization is the SSIM one, extractor-free; the gated
+# near_copy.<e> value is in promotion.json.
+HEADLINE = tuple(PREFIX + name for name in (
+    "fid.*", "kid.*", "is.*", "realness_auc.*", "diversity.*_ratio", "ssim", "lpips.*",
+    "memorization.ssim_near_copy", "fst_fidelity", "fst_fidelity.abstention", "label_confidence.*", "label_accuracy.*",
+    "filter.acceptance", "filter.below_bar",
+))  # fmt: skip
 
 
 def split_report(report: Report) -> tuple[dict[str, float | int | bool], dict[str, str]]:
@@ -57,7 +71,8 @@ def filter_statistics(manifest: pd.DataFrame, config: FilterConfig) -> dict[str,
 def evaluate_quality(
     params: Params, dataset: str, prepared_dir: Path, synthetic_dir: Path, evaluator_dir: Path, out_path: Path
 ) -> Report:
-    """Write quality.json and quality_reasons.json (module docstring); returns the full report."""
+    """Write quality.json, quality_detail.json and quality_reasons.json (module docstring); returns
+    the full report."""
     config = params.evaluate_quality
     out_path = Path(out_path)
     upstream = {stage: Path(d) for stage, d in
@@ -73,10 +88,8 @@ def evaluate_quality(
         report = quality_report(real, synthetic_set(synthetic_dir), extractors, config, FeatureCache(config.cache_dir),
                                 load_lpips(config.lpips_net, config.device), sampled["ssim_to_real"])  # fmt: skip
         report |= filter_statistics(sampled, params.generate.filter)
-        numbers, reasons = split_report(report)
-        write_json(out_path, numbers)
-        write_json(reasons_path(out_path), reasons)
+        written = write_metrics(out_path, *split_report(report), HEADLINE)
         mlflow.log_metrics(numeric_metrics(report))
-        for path in (out_path, reasons_path(out_path)):
+        for path in written:
             mlflow.log_artifact(str(path), artifact_path="quality")
     return report

@@ -1,4 +1,5 @@
-"""Promotion gates and the decision: pure functions over metrics dicts (quality.json + fairness.json).
+"""Promotion gates and the decision: pure functions over metrics dicts (quality.json, fairness.json and
+their detail files, `fairaug.metrics_files.read_metrics`).
 
 A gate passes when its metric is present and finite, within its fixed threshold (if any) and not
 worse than the champion's value plus the required improvement (if it compares with the champion).
@@ -14,25 +15,14 @@ and a human override (``force``) promotes whatever the gates said, recorded as s
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from fairaug.config.registry import GateConfig
-from fairaug.data.labels import FST_VALUES
+from fairaug.metrics_files import WORST_FST, MetricValue, finite, worst_fst
 
-WORST_FST = ".worst_fst"
-SMALL_GROUP = re.compile(r"^(?P<prefix>.*)fst(?P<k>[1-6])\.small_group$")
 Decision = Literal["promoted", "challenger", "rejected"]
-
-
-@dataclass(frozen=True)
-class MetricValue:
-    """A metric read for a gate: its value, or None and why it is missing."""
-
-    value: float | None
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,35 +48,14 @@ class Verdict:
     forced: bool = False
 
 
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _worst_fst(metrics: Mapping[str, object], base: str, greater_is_better: bool) -> MetricValue:
-    """The worst per-FST value of ``base`` over groups not flagged small (flags: the longest
-    ``<prefix>fst<k>.small_group`` whose prefix starts ``base``, e.g. ``fairness/augmented.``)."""
-    prefixes = {m["prefix"] for key in metrics if (m := SMALL_GROUP.match(key)) and base.startswith(m["prefix"])}
-    prefix = max(prefixes, key=len, default=None)
-    values = [
-        value for k in FST_VALUES
-        if (value := _finite(metrics.get(f"{base}.fst{k}"))) is not None
-        and not (prefix is not None and metrics.get(f"{prefix}fst{k}.small_group") is True)
-    ]  # fmt: skip
-    if not values:
-        return MetricValue(None, f"no FST group of {base} has a value (or every group is small)")
-    return MetricValue(min(values) if greater_is_better else max(values))
-
-
 def metric_value(
     metrics: Mapping[str, object], name: str, greater_is_better: bool, reasons: Mapping[str, str] | None = None
 ) -> MetricValue:
     """``metrics[name]``, or for ``<metric>.worst_fst`` the worst of its per-FST values (min when
     greater is better, else max); None with the reason recorded for it (``<name>.reason``) when absent."""
     if name.endswith(WORST_FST):
-        return _worst_fst(metrics, name.removesuffix(WORST_FST), greater_is_better)
-    value = _finite(metrics.get(name))
+        return worst_fst(metrics, name.removesuffix(WORST_FST), greater_is_better)
+    value = finite(metrics.get(name))
     if value is not None:
         return MetricValue(value)
     recorded = (reasons or {}).get(f"{name}.reason") or metrics.get(f"{name}.reason")

@@ -35,6 +35,7 @@ from mlflow.exceptions import MlflowException
 from fairaug.config import Params
 from fairaug.errors import FairaugError
 from fairaug.io import reasons_path, write_json
+from fairaug.metrics_files import read_metrics
 from fairaug.registry.gates import GateResult, Verdict, decide, evaluate_gates
 from fairaug.registry.model import lora_candidate, log_lora_model
 from fairaug.tracking import RUN_FILE, configure_tracking, numeric_metrics, read_run_id, stage_run
@@ -51,8 +52,8 @@ MAX_TAG = 4000  # model version tag values are capped (5000 in MLflow's stores)
 
 @dataclass(frozen=True)
 class Evidence:
-    """What a decision reads: the candidate's metrics (quality.json + fairness.json) and the reasons
-    recorded for missing ones."""
+    """What a decision reads: the candidate's metrics (quality.json + fairness.json and their detail
+    files) and the reasons recorded for missing ones."""
 
     metrics: dict
     reasons: dict
@@ -68,12 +69,13 @@ class Outcome:
 
 
 def read_evidence(quality_path: Path, fairness_path: Path) -> Evidence:
-    """Both metrics files and the reasons files beside them (`reasons_path`)."""
+    """Both metrics files with their detail files (`read_metrics`: the gates read per-FST values)
+    and the reasons files beside them (`reasons_path`)."""
     metrics, reasons = {}, {}
     for path in (Path(quality_path), Path(fairness_path)):
         if not path.is_file():
             raise FairaugError(f"{path}: not found; run the evaluate stages first (dvc repro)")
-        metrics |= json.loads(path.read_text())
+        metrics |= read_metrics(path)
         if reasons_path(path).is_file():
             reasons |= json.loads(reasons_path(path).read_text())
     return Evidence(metrics, reasons)
