@@ -1,8 +1,9 @@
-"""Atomic file and directory writes: a killed process never leaves a half-written output behind."""
+"""Atomic file and directory writes (a killed process never leaves a half-written output behind), and file digests."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -33,6 +34,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in chunks (weights files are gigabytes)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def reasons_path(metrics_path: str | os.PathLike) -> Path:
