@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from fairaug.errors import DataError
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a temp file beside ``path``, fsync it, then rename it over ``path``."""
@@ -40,6 +42,15 @@ def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes, read in chunks (weights files are gigabytes)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def verify_sha256(path: str | os.PathLike, expected: str, recorded_in: str | os.PathLike, remedy: str) -> None:
+    """Refuse a file whose bytes are not the ones whose sha256 ``recorded_in`` holds (one-line DataError)."""
+    if not Path(path).is_file():
+        raise DataError(f"missing, but recorded in {recorded_in}; {remedy}", file=path)
+    if sha256_file(path) != expected:
+        raise DataError(f"sha256 differs from the one recorded in {recorded_in} (the file changed after it was "
+                        f"recorded); {remedy}", file=path)
 
 
 def reasons_path(metrics_path: str | os.PathLike) -> Path:

@@ -154,7 +154,7 @@ def test_tampered_base_weights_are_refused_in_one_line(tiny_base, tmp_path, caps
     assert exited.value.code == 2
     stderr = capsys.readouterr().err
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
-    assert f"{weights}: sha256 differs from the one recorded in {base / BASE_FILE}" in stderr
+    assert f"error: {weights}: sha256 differs from the one recorded in {base / BASE_FILE}" in stderr
 
 
 def test_pickled_local_base_is_refused(tokenizer, tmp_path):

@@ -18,7 +18,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from fairaug.config.diffusion import BaseConfig
 from fairaug.errors import ConfigError, DataError
-from fairaug.io import sha256_file, write_json
+from fairaug.io import sha256_file, verify_sha256, write_json
 
 BASE_FILE = "base.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
@@ -147,12 +147,8 @@ def verify_base_weights(base_dir: Path, record: dict, location: Path, *, all_pre
         raise DataError("no weight hashes recorded; rerun `dvc repro base_model`", file=record_file)
     for name, digest in record["weights"].items():
         path = Path(location) / name
-        if not path.is_file():
-            if all_present:
-                raise DataError(f"missing, but recorded in {record_file}", file=path)
-        elif sha256_file(path) != digest:
-            raise DataError(f"sha256 differs from the one recorded in {record_file} (the file changed after "
-                            "base_model recorded it); restore it or rerun `dvc repro base_model`", file=path)
+        if all_present or path.is_file():
+            verify_sha256(path, digest, record_file, "restore it or rerun `dvc repro base_model`")
 
 
 def load_base_pipeline(base_dir: Path, **kwargs) -> StableDiffusionPipeline:
