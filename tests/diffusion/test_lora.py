@@ -236,9 +236,10 @@ def test_fresh_run_starts_from_an_empty_out_and_generate_loads_only_its_weights(
 
     lora_stage(ema={"enabled": False})  # another training: starts over
     assert not (out / "marker").exists() and not (out / EMA_WEIGHTS).exists()
-    assert json.loads((out / WEIGHTS_RECORD).read_text()) == {"weights": {LORA_WEIGHTS: sha256_file(out / LORA_WEIGHTS)}}
-    fingerprints = {checkpoints.read_state(c)["fingerprint"] for c in checkpoints.complete_checkpoints(out / "checkpoints")}
-    assert len(fingerprints) == 1
+    recorded = json.loads((out / WEIGHTS_RECORD).read_text())
+    assert recorded == {"weights": {LORA_WEIGHTS: sha256_file(out / LORA_WEIGHTS)}}
+    kept = checkpoints.complete_checkpoints(out / "checkpoints")
+    assert len({checkpoints.read_state(checkpoint)["fingerprint"] for checkpoint in kept}) == 1
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000000.png", "step_000002.png"]
     assert "EMA" not in (out / "README.md").read_text()
 
@@ -280,4 +281,5 @@ def test_bad_resume_and_lora_settings_are_one_line(lora_stage, tmp_path, capsys)
     stderr = one_error_line(capsys, lambda: lora_stage(target_modules=["to_qq"]))
     assert "train_lora.target_modules ['to_qq']: Target modules {'to_qq'} not found in the base model" in stderr
     stderr = one_error_line(capsys, lambda: lora_stage(target_modules=["time_embedding"]))
-    assert "train_lora.target_modules ['time_embedding']: Target module TimestepEmbedding(...) is not supported" in stderr
+    assert ("train_lora.target_modules ['time_embedding']: Target module TimestepEmbedding(...) is not supported"
+            in stderr)  # the module's repr left out: one line
