@@ -1,8 +1,9 @@
-"""Atomic file and directory writes: a killed process never leaves a half-written output behind."""
+"""Atomic file and directory writes (a killed process never leaves a half-written output behind), and file digests."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -10,6 +11,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from fairaug.errors import DataError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -33,6 +36,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in chunks (weights files are gigabytes)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def verify_sha256(path: str | os.PathLike, expected: str, recorded_in: str | os.PathLike, remedy: str) -> None:
+    """Refuse a file whose bytes are not the ones whose sha256 ``recorded_in`` holds (one-line DataError)."""
+    if not Path(path).is_file():
+        raise DataError(f"missing, but recorded in {recorded_in}; {remedy}", file=path)
+    if sha256_file(path) != expected:
+        raise DataError(f"sha256 differs from the one recorded in {recorded_in} (the file changed after it was "
+                        f"recorded); {remedy}", file=path)
 
 
 def reasons_path(metrics_path: str | os.PathLike) -> Path:

@@ -2,6 +2,7 @@
 hub and local bases recorded with their weights' hashes; the base_model stage end to end."""
 
 import json
+import shutil
 
 import mlflow
 import numpy as np
@@ -21,6 +22,7 @@ from fairaug.diffusion.loss import encode_latents
 from fairaug.diffusion.pretrain import pretrain_tiny, pretraining_images
 from fairaug.diffusion.prompts import DEFAULT_TEMPLATES, all_prompts
 from fairaug.diffusion.tokenizer import build_tokenizer
+from fairaug.errors import ConfigError, exit_on_user_error
 from fairaug.tracking import RUN_FILE, read_run_id
 
 from conftest import run
@@ -127,6 +129,7 @@ def test_hub_base_is_loaded_at_its_pinned_revision(tokenizer, tmp_path, monkeypa
     calls = []
 
     def from_pretrained(name, **kwargs):
+        assert kwargs["use_safetensors"] is True  # never a pickled .bin
         calls.append((name, kwargs.get("revision")))
         return "pipeline"
 
@@ -138,6 +141,31 @@ def test_hub_base_is_loaded_at_its_pinned_revision(tokenizer, tmp_path, monkeypa
     assert record == {"source": "hub", "hub_id": hub_id, "revision": revision, "weights": weight_hashes(snapshot)}
     assert sorted(p.name for p in out.iterdir()) == [BASE_FILE]
     assert load_base_pipeline(out) == "pipeline" and calls[-1] == (hub_id, revision)
+
+
+def test_tampered_base_weights_are_refused_in_one_line(tiny_base, tmp_path, capsys):
+    base = shutil.copytree(tiny_base, tmp_path / "base")
+    weights = base / "unet" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one bit of one tensor: still a valid safetensors file
+    weights.write_bytes(bytes(data))
+    with pytest.raises(SystemExit) as exited:
+        exit_on_user_error(load_base_pipeline)(base)
+    assert exited.value.code == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert f"error: {weights}: sha256 differs from the one recorded in {base / BASE_FILE}" in stderr
+
+
+def test_pickled_local_base_is_refused(tokenizer, tmp_path):
+    local = tmp_path / "local-sd"
+    build_tiny_pipeline(BaseConfig(), tokenizer).save_pretrained(local, safe_serialization=False)
+    assert list(local.rglob("*.bin"))
+    out = tmp_path / "base"
+    out.mkdir()
+    with pytest.raises(ConfigError, match=r"^base.local_path .*no file named diffusion_pytorch_model.safetensors"):
+        resolve_base(BaseConfig(source="local", local_path=str(local)), out)
+    assert not (out / BASE_FILE).exists()
 
 
 @pytest.mark.slow

@@ -1,5 +1,8 @@
 """LoRA training pieces: step randomness, balanced sampling, checkpoints, and the saved LoRA."""
 
+import json
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,17 +11,22 @@ from accelerate import Accelerator
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
 
-from fairaug.config import DatasetConfig, Params, PrepareConfig
+from fairaug.config import DatasetConfig, Params, PrepareConfig, load_params, render_params
 from fairaug.config.diffusion import BaseConfig, TrainLoraConfig
+from fairaug.config.generation import GenerateConfig
 from fairaug.data.prepare import prepare_dataset
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import StepBatchSampler, balanced_weights, hflip
-from fairaug.diffusion.finetune import lora_data
-from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, LoraTrainer
+from fairaug.diffusion.finetune import finetune_lora, lora_data
+from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraTrainer, trained_weights
 from fairaug.diffusion.loss import PosteriorCache, draw_step_noise, encode_latents
 from fairaug.diffusion.prompts import all_prompts
 from fairaug.diffusion.tokenizer import build_tokenizer
+from fairaug.errors import ConfigError, DataError, exit_on_user_error
+from fairaug.generation.sampler import load_sampler
+from fairaug.io import sha256_file, write_json
+from fairaug.tracking import RUN_FILE
 
 
 def test_balanced_weights_make_cells_equally_likely():
@@ -63,7 +71,7 @@ def test_checkpoints_are_fingerprinted_atomic_and_pruned(tmp_path):
     assert checkpoints.find_checkpoint(tmp_path, None, "a") is None
     removed = checkpoints.remove_stale(tmp_path, "b")
     assert len(removed) == 4 and not any(tmp_path.iterdir())
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="no such directory"):
         checkpoints.find_checkpoint(tmp_path, tmp_path / "nope", "a")
 
 
@@ -183,3 +191,95 @@ def test_early_stopping_kohya_export_and_8bit_fallback(fixture_data, derm_manife
     assert any(p.name.endswith("kohya.safetensors") for p in written)
     assert all(k.startswith("lora_unet_") for k in kohya)
     assert any(k.endswith(".alpha") for k in kohya) and any(k.endswith(".lora_down.weight") for k in kohya)
+
+
+@pytest.fixture
+def lora_stage(fixture_data, derm_manifest, tiny_base, tmp_path, mlflow_uri, monkeypatch):
+    """Runs finetune_lora (two steps, one checkpoint per step) into tmp_path/lora; returns the out."""
+    monkeypatch.chdir(tmp_path)
+    prepared, base = tmp_path / "prepared", shutil.copytree(tiny_base, tmp_path / "base")
+    prepared.mkdir()
+    derm_manifest.to_parquet(prepared / "manifest.parquet")
+    for upstream in (prepared, base):
+        write_json(upstream / RUN_FILE, {"run_id": "upstream"})
+    out = tmp_path / "lora"
+
+    def run(resume="latest", **train_lora):
+        params = tiny_params(fixture_data, **{"max_steps": 2, "checkpoint_every": 1, "validate_every": 2,
+                                              "validation_images": 4, "sample_steps": 1, **train_lora})
+        return finetune_lora(params, "ham10000", prepared, base, out, resume)
+
+    run.out, run.base = out, base
+    return run
+
+
+def one_error_line(capsys, call) -> str:
+    """``call`` under exit_on_user_error: exit code 2, no traceback, and the error as the last line of
+    stderr (after the progress bars of what ran before it), returned."""
+    capsys.readouterr()  # what earlier calls printed
+    with pytest.raises(SystemExit) as exited:
+        exit_on_user_error(call)()
+    assert exited.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr and stderr.count("error: ") == 1, stderr
+    line = stderr[stderr.index("error: "):]
+    assert line.count("\n") == 1 and line.endswith("\n"), stderr
+    return line
+
+
+def test_fresh_run_starts_from_an_empty_out_and_generate_loads_only_its_weights(lora_stage, capsys):
+    out = lora_stage()
+    assert set(json.loads((out / WEIGHTS_RECORD).read_text())["weights"]) == {LORA_WEIGHTS, EMA_WEIGHTS}
+    (out / "marker").write_text("left by hand")
+    lora_stage()  # the same training: it resumes its own checkpoint and keeps the out
+    assert (out / "marker").exists()
+
+    lora_stage(ema={"enabled": False})  # another training: starts over
+    assert not (out / "marker").exists() and not (out / EMA_WEIGHTS).exists()
+    recorded = json.loads((out / WEIGHTS_RECORD).read_text())
+    assert recorded == {"weights": {LORA_WEIGHTS: sha256_file(out / LORA_WEIGHTS)}}
+    kept = checkpoints.complete_checkpoints(out / "checkpoints")
+    assert len({checkpoints.read_state(checkpoint)["fingerprint"] for checkpoint in kept}) == 1
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000000.png", "step_000002.png"]
+    assert "EMA" not in (out / "README.md").read_text()
+
+    stderr = one_error_line(capsys, lambda: load_sampler(lora_stage.base, out, GenerateConfig(lora_weights="ema")))
+    assert f"generate.lora_weights: ema: the LoRA run did not write {out / EMA_WEIGHTS}" in stderr
+    assert load_sampler(lora_stage.base, out, GenerateConfig(lora_weights="final")) is not None
+
+    weights = out / LORA_WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="sha256 differs from the one recorded in"):
+        trained_weights(out, "final")
+    (out / WEIGHTS_RECORD).unlink()  # weights no finished run vouches for
+    with pytest.raises(DataError, match=f"{WEIGHTS_RECORD}: not found"):
+        trained_weights(out, "final")
+
+
+def test_bad_resume_and_lora_settings_are_one_line(lora_stage, tmp_path, capsys):
+    not_a_checkpoint = tmp_path / "empty"
+    not_a_checkpoint.mkdir()
+    for resume, message in [(tmp_path / "nope", "no such directory"),
+                            (not_a_checkpoint, "not a complete checkpoint (no state.json)")]:
+        assert f"--resume {resume}: {message}" in one_error_line(capsys, lambda: lora_stage(resume))
+
+    lora_stage(max_steps=1)
+    checkpoint = lora_stage.out / "checkpoints" / "checkpoint-000001"
+    stderr = one_error_line(capsys, lambda: lora_stage(checkpoint, lr=0.5))
+    assert f"--resume {checkpoint}: a checkpoint of another training" in stderr
+
+    elsewhere = shutil.copytree(checkpoint, tmp_path / "elsewhere")
+    (elsewhere / "ema.safetensors").unlink()
+    stderr = one_error_line(capsys, lambda: lora_stage(elsewhere, max_steps=1))
+    assert f"{elsewhere}: incomplete checkpoint, ema.safetensors missing" in stderr
+
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(render_params(Params()).replace("rank: 8", "rank: 0"))
+    assert "train_lora.rank" in one_error_line(capsys, lambda: load_params(params_file))
+    stderr = one_error_line(capsys, lambda: lora_stage(target_modules=["to_qq"]))
+    assert "train_lora.target_modules ['to_qq']: Target modules {'to_qq'} not found in the base model" in stderr
+    stderr = one_error_line(capsys, lambda: lora_stage(target_modules=["time_embedding"]))
+    assert ("train_lora.target_modules ['time_embedding']: Target module TimestepEmbedding(...) is not supported"
+            in stderr)  # the module's repr left out: one line

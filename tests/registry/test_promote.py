@@ -26,7 +26,8 @@ from fairaug.cli import app
 from fairaug.config import Params, render_params
 from fairaug.config.diffusion import TrainLoraConfig
 from fairaug.diffusion.base import BASE_FILE
-from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, add_lora, lora_state, save_lora
+from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, add_lora, lora_state, record_weights, save_lora
+from fairaug.errors import ConfigError, DataError
 from fairaug.fairness.stages import HEADLINE as FAIRNESS_HEADLINE
 from fairaug.io import write_json
 from fairaug.metrics.stage import HEADLINE as QUALITY_HEADLINE
@@ -64,8 +65,8 @@ def write_lora(base_dir: Path, out_dir: Path, seed: int) -> Path:
         for name, parameter in pipeline.unet.named_parameters():
             if "lora_B" in name:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    for weights in (LORA_WEIGHTS, EMA_WEIGHTS):
-        save_lora(lora_state(pipeline.unet), out_dir, weights)
+    written = [save_lora(lora_state(pipeline.unet), out_dir, name) for name in (LORA_WEIGHTS, EMA_WEIGHTS)]
+    record_weights(out_dir, written)
     return out_dir
 
 
@@ -276,6 +277,20 @@ def test_generate_cli_prompts_the_champion_with_its_template(project, tmp_path):
     wrong = CliRunner().invoke(app, ["generate", "--model", f"models:/{MODEL}@champion", "--fst", "6",
                                      "--label", "zebra", "--out", str(out)])
     assert wrong.exit_code == 2 and "the model knows akiec" in wrong.output
+
+
+def test_only_the_lora_runs_weights_and_the_recorded_base_are_registered(project):
+    lora, base = project / "outputs" / DATASET / "models" / "lora", project / "outputs" / DATASET / "models" / "base"
+    record_weights(lora, [lora / LORA_WEIGHTS])  # a run without EMA: the EMA file is an earlier run's
+    with pytest.raises(ConfigError, match=f"generate.lora_weights: ema: .* did not write {lora / EMA_WEIGHTS}"):
+        lora_candidate(Params(), DATASET, lora, base)
+    candidate = lora_candidate(Params(generate={"lora_weights": "final"}), DATASET, lora, base)
+    weights = base / "vae" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with stage_run("promote", DATASET, Params(), {}, root=project), pytest.raises(DataError, match="sha256 differs"):
+        log_lora_model(Params(), candidate, ["mel"])
 
 
 def test_hub_base_is_registered_with_the_diffusers_flavor_at_its_pinned_revision(project, tiny_base, tmp_path):

@@ -1,13 +1,13 @@
 """The base Stable Diffusion pipeline: a tiny one built from config, or a pinned hub / local one.
 
 `base_model` writes ``base.json`` into its output directory, recording where the base came from and
-the sha256 of every weights file; `load_base_pipeline` reads it back. The tiny base is saved in full
-(a diffusers pipeline directory); hub and local bases are only recorded, never copied.
+the sha256 of every weights file; `load_base_pipeline` reads it back and refuses weights whose bytes
+changed since. The tiny base is saved in full (a diffusers pipeline directory); hub and local bases
+are only recorded, never copied. Weights load from safetensors only, never from pickle (`.bin`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,12 +17,14 @@ from huggingface_hub import snapshot_download
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from fairaug.config.diffusion import BaseConfig
-from fairaug.io import write_json
+from fairaug.errors import ConfigError, DataError
+from fairaug.io import sha256_file, verify_sha256, write_json
 
 BASE_FILE = "base.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
-# The base generates skin images for a medical study: no NSFW filter (it blanks images it misreads).
-NO_SAFETY_CHECKER = {"safety_checker": None, "requires_safety_checker": False}
+# The base generates skin images for a medical study: no NSFW filter (it blanks images it misreads);
+# safetensors only: a pickled .bin can run code when loaded.
+LOAD_OPTIONS = {"safety_checker": None, "requires_safety_checker": False, "use_safetensors": True}
 # Small channel counts: 8 groups keep several channels per group (32 groups of 1 channel would
 # normalise away each channel's mean, i.e. the skin colour).
 NORM_GROUPS = 8
@@ -98,12 +100,8 @@ def build_tiny_pipeline(base: BaseConfig, tokenizer: CLIPTokenizer) -> StableDif
 
 def weight_hashes(folder: Path) -> dict[str, str]:
     """sha256 of every weights file under ``folder`` (symlinks followed, as in the HF cache), by relative path."""
-    hashes = {}
-    for path in sorted(Path(folder).rglob("*")):
-        if path.suffix in WEIGHT_SUFFIXES and path.is_file():
-            with path.open("rb") as handle:
-                hashes[path.relative_to(folder).as_posix()] = hashlib.file_digest(handle, "sha256").hexdigest()
-    return hashes
+    return {path.relative_to(folder).as_posix(): sha256_file(path) for path in sorted(Path(folder).rglob("*"))
+            if path.suffix in WEIGHT_SUFFIXES and path.is_file()}  # fmt: skip
 
 
 def save_tiny_base(pipeline: StableDiffusionPipeline, out_dir: Path) -> dict:
@@ -118,26 +116,51 @@ def resolve_base(base: BaseConfig, out_dir: Path) -> dict:
     """Load a hub (pinned revision) or local base once, so that it is known to work and cached, and
     record it in ``out_dir/base.json``; nothing big is written."""
     if base.source == "hub":
-        StableDiffusionPipeline.from_pretrained(base.hub_id, revision=base.revision, **NO_SAFETY_CHECKER)
-        snapshot = Path(snapshot_download(base.hub_id, revision=base.revision, local_files_only=True))
-        record = {"source": "hub", "hub_id": base.hub_id, "revision": base.revision}
+        key, location, options = "base.hub_id", base.hub_id, {"revision": base.revision}
     elif base.source == "local":
-        StableDiffusionPipeline.from_pretrained(base.local_path, **NO_SAFETY_CHECKER)
-        snapshot = Path(base.local_path)
-        record = {"source": "local", "local_path": base.local_path}
+        key, location, options = "base.local_path", base.local_path, {}
     else:
         raise ValueError(f"resolve_base is for hub and local bases, not {base.source!r}")
+    try:
+        StableDiffusionPipeline.from_pretrained(location, **options, **LOAD_OPTIONS)
+    except OSError as err:  # diffusers' "not found" and "no .safetensors file" (a pickle-only base)
+        raise ConfigError(f"{key} {location}: {err}") from None
+    if base.source == "hub":
+        snapshot = Path(snapshot_download(base.hub_id, revision=base.revision, local_files_only=True))
+        record = {"source": "hub", "hub_id": base.hub_id, "revision": base.revision}
+    else:
+        snapshot = Path(base.local_path)
+        record = {"source": "local", "local_path": base.local_path}
     record["weights"] = weight_hashes(snapshot)
     write_json(Path(out_dir) / BASE_FILE, record)
     return record
 
 
+def verify_base_weights(base_dir: Path, record: dict, location: Path, *, all_present: bool = True) -> None:
+    """Refuse weights under ``location`` whose sha256 is not the one ``base_dir/base.json`` recorded.
+
+    ``all_present=False`` (hub bases) checks only the recorded files in the local cache: the hub
+    downloads what a pipeline needs, and a file not on disk cannot have been altered on it.
+    """
+    record_file = Path(base_dir) / BASE_FILE
+    if not record.get("weights"):
+        raise DataError("no weight hashes recorded; rerun `dvc repro base_model`", file=record_file)
+    for name, digest in record["weights"].items():
+        path = Path(location) / name
+        if all_present or path.is_file():
+            verify_sha256(path, digest, record_file, "restore it or rerun `dvc repro base_model`")
+
+
 def load_base_pipeline(base_dir: Path, **kwargs) -> StableDiffusionPipeline:
-    """The base pipeline that ``base_model`` recorded in ``base_dir``; ``kwargs`` go to ``from_pretrained``
-    (e.g. ``torch_dtype``)."""
+    """The base pipeline that ``base_model`` recorded in ``base_dir``, its weights checked against the
+    record; ``kwargs`` go to ``from_pretrained`` (e.g. ``torch_dtype``)."""
     record = json.loads((Path(base_dir) / BASE_FILE).read_text())
-    kwargs = NO_SAFETY_CHECKER | kwargs
+    kwargs = LOAD_OPTIONS | kwargs
     if record["source"] == "hub":
-        return StableDiffusionPipeline.from_pretrained(record["hub_id"], revision=record["revision"], **kwargs)
-    location = base_dir if record["source"] == "tiny" else record["local_path"]
+        pipeline = StableDiffusionPipeline.from_pretrained(record["hub_id"], revision=record["revision"], **kwargs)
+        snapshot = snapshot_download(record["hub_id"], revision=record["revision"], local_files_only=True)
+        verify_base_weights(base_dir, record, Path(snapshot), all_present=False)
+        return pipeline
+    location = Path(base_dir if record["source"] == "tiny" else record["local_path"])
+    verify_base_weights(base_dir, record, location)
     return StableDiffusionPipeline.from_pretrained(location, **kwargs)

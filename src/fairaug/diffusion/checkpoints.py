@@ -13,6 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
+from fairaug.errors import ConfigError
+
 STATE_FILE = "state.json"
 PREFIX = "checkpoint-"
 
@@ -40,8 +42,13 @@ def find_checkpoint(root: Path, resume: str | os.PathLike | None, fingerprint: s
         return None
     if str(resume) != "latest":
         path = Path(resume)
+        if not path.is_dir():
+            raise ConfigError(f"--resume {path}: no such directory")
         if not (path / STATE_FILE).is_file():
-            raise FileNotFoundError(f"{path}: not a complete checkpoint (no {STATE_FILE})")
+            raise ConfigError(f"--resume {path}: not a complete checkpoint (no {STATE_FILE})")
+        if read_state(path).get("fingerprint") != fingerprint:
+            raise ConfigError(f"--resume {path}: a checkpoint of another training (other params, base model or "
+                              "data); resuming it would not train this LoRA")
         return path
     matching = [p for p in complete_checkpoints(root) if read_state(p).get("fingerprint") == fingerprint]
     return matching[-1] if matching else None

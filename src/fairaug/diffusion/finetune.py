@@ -1,8 +1,10 @@
 """The train_lora stage: data from the manifest, the trainer, and everything the stage writes.
 
 Outputs (outputs/<d>/models/lora, a DVC `persist` out so checkpoints survive a rerun):
-pytorch_lora_weights.safetensors (+ _ema, optional _kohya), checkpoints/, plots/loss.csv (DVC
-plot), samples/ (validation grids), README.md (model card), mlflow_run.json.
+pytorch_lora_weights.safetensors (+ _ema, optional _kohya), lora.json (the weights files this run
+wrote, with their sha256), checkpoints/, plots/loss.csv (DVC plot), samples/ (validation grids),
+README.md (model card), mlflow_run.json. A run that does not resume one of the out's own
+checkpoints starts from an empty out, so nothing of an earlier run stays in it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -17,9 +20,10 @@ import pandas as pd
 from accelerate import Accelerator
 
 from fairaug.config import Params
+from fairaug.diffusion import checkpoints
 from fairaug.diffusion.base import load_base_pipeline
 from fairaug.diffusion.data import ManifestImages, balanced_weights
-from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, LoraData, LoraTrainer
+from fairaug.diffusion.lora import CHECKPOINTS, EMA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraData, LoraTrainer
 from fairaug.diffusion.prompts import build_prompt, promptable
 from fairaug.diffusion.sampling import fst_samples, most_common
 from fairaug.io import atomic_write_text
@@ -71,7 +75,7 @@ tags: [stable-diffusion, lora, fairaug, research-only]
 LoRA (rank {config.rank}, alpha {config.alpha}) on the UNet attention of the base model, trained with
 FST-balanced sampling (cells {', '.join(config.balance_by)}, power {config.balance_power}) for
 {last.get('step', 0):.0f} steps. Load with `StableDiffusionPipeline.load_lora_weights(dir)`
-(`{LORA_WEIGHTS}`; EMA weights in `{EMA_WEIGHTS}`).
+(`{LORA_WEIGHTS}`{f"; EMA weights in `{EMA_WEIGHTS}`" if config.ema.enabled else ""}).
 
 - Base model: {json.dumps(base) or base_dir}
 - Data version (DVC md5 of the prepared manifest): {dvc_md5(manifest_path)}
@@ -92,9 +96,15 @@ def finetune_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Pa
                                                                  params.train_lora.mixed_precision))
     manifest_path = prepared_dir / "manifest.parquet"
     manifest = pd.read_parquet(manifest_path)
+    fingerprint = training_fingerprint(params, base_dir, manifest_path)
+    checkpoint = checkpoints.find_checkpoint(out_dir / CHECKPOINTS, resume, fingerprint)
+    resumes_in_place = checkpoint is not None and checkpoint.resolve().parent == (out_dir / CHECKPOINTS).resolve()
+    if accelerator.is_main_process and not resumes_in_place and out_dir.exists():
+        shutil.rmtree(out_dir)  # a persist out: an earlier run's files (EMA, kohya, grids, checkpoints) would stay
+    accelerator.wait_for_everyone()
     pipeline = load_base_pipeline(base_dir)
-    trainer = LoraTrainer(pipeline, lora_data(params, dataset, manifest), params.train_lora, out_dir,
-                          training_fingerprint(params, base_dir, manifest_path), accelerator)
+    trainer = LoraTrainer(pipeline, lora_data(params, dataset, manifest), params.train_lora, out_dir, fingerprint,
+                          accelerator)
     # one row per FST: does the LoRA give the skin type asked for, for the most common labels?
     domain = params.dataset(dataset).domain
     grid_labels = most_common(manifest["label"], 3)
@@ -115,9 +125,10 @@ def finetune_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Pa
     with tracked as run:
         if accelerator.is_main_process:
             log_grid(0)  # before training (a new LoRA is the identity): the base model's fst_fidelity
-        trainer.train(resume, log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), on_validation=log_grid)
+        trainer.train(checkpoint, log=lambda metrics, step: mlflow.log_metrics(metrics, step=step),
+                      on_validation=log_grid)
         if accelerator.is_main_process:
-            trainer.save_final()
+            weights = trainer.save_final()
             history = trainer.history_frame()
             (out_dir / "plots").mkdir(parents=True, exist_ok=True)
             plot = history.rename(columns={"train/loss": "train_loss", "val/loss": "val_loss"})
@@ -125,8 +136,7 @@ def finetune_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Pa
                               .to_csv(index=False))
             write_model_card(out_dir, params, dataset, base_dir, manifest_path, history)
             run.write_run_file(out_dir)
-            for name in (LORA_WEIGHTS, EMA_WEIGHTS, MODEL_CARD, PLOTS):
-                if (out_dir / name).exists():
-                    mlflow.log_artifact(str(out_dir / name), artifact_path=str(Path("lora", name).parent))
+            for path in [*weights, out_dir / WEIGHTS_RECORD, out_dir / MODEL_CARD, out_dir / PLOTS]:
+                mlflow.log_artifact(str(path), artifact_path=str(Path("lora", path.relative_to(out_dir)).parent))
     accelerator.wait_for_everyone()
     return out_dir

@@ -10,6 +10,7 @@ global batch; gradients are averaged, so N processes train like one.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import sys
@@ -37,11 +38,16 @@ from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hf
 from fairaug.diffusion.loss import (PosteriorCache, StepNoise, denoising_loss, draw_step_noise, encode_latents,
                                    encode_prompts)
 from fairaug.diffusion.optim import adamw
+from fairaug.errors import ConfigError, DataError
+from fairaug.io import sha256_file, verify_sha256, write_json
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 EMA_WEIGHTS = "pytorch_lora_weights_ema.safetensors"
 KOHYA_WEIGHTS = "pytorch_lora_weights_kohya.safetensors"
 WEIGHTS_BY_CHOICE = {"ema": EMA_WEIGHTS, "final": LORA_WEIGHTS}  # generate.lora_weights -> file
+# the weights files the run wrote, with their sha256: the out is a DVC persist out, so a file in it is
+# not proof that this run wrote it
+WEIGHTS_RECORD = "lora.json"
 CHECKPOINTS = "checkpoints"
 VALIDATION_STREAM = 7  # seed stream of the fixed validation noise, apart from training steps
 DROPOUT_STREAM = 2
@@ -68,8 +74,13 @@ def add_lora(unet, config: TrainLoraConfig) -> list[torch.nn.Parameter]:
     """Freeze the UNet and add a LoRA adapter; return the trainable parameters."""
     unet.requires_grad_(False)
     torch.manual_seed(config.seed)  # LoRA's initial weights come from the global generator
-    unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                init_lora_weights="gaussian", target_modules=list(config.target_modules)))
+    try:
+        unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                    init_lora_weights="gaussian", target_modules=list(config.target_modules)))
+    except ValueError as err:  # peft: a target naming no module, or a module type LoRA cannot wrap
+        lines = str(err).splitlines()  # the second kind spans lines (the module's repr): keep its ends
+        reason = lines[0] if len(lines) == 1 else f"{lines[0]}...{lines[-1]}"
+        raise ConfigError(f"train_lora.target_modules {list(config.target_modules)}: {reason}") from None
     return [p for p in unet.parameters() if p.requires_grad]
 
 
@@ -95,6 +106,28 @@ def save_kohya(state: dict[str, torch.Tensor], path: Path) -> Path:
     kohya = convert_state_dict_to_kohya({f"unet.{key}": value for key, value in state.items()})
     save_file({k: v.contiguous() for k, v in kohya.items()}, str(path) + ".tmp")
     Path(str(path) + ".tmp").replace(path)
+    return path
+
+
+def record_weights(out_dir: Path, written: list[Path]) -> Path:
+    """Write ``WEIGHTS_RECORD``: each written weights file's name and sha256."""
+    return write_json(Path(out_dir) / WEIGHTS_RECORD, {"weights": {path.name: sha256_file(path) for path in written}})
+
+
+def trained_weights(lora_dir: Path, choice: str) -> Path:
+    """The weights file ``generate.lora_weights: <choice>`` names, if the LoRA run wrote it: listed in
+    its ``WEIGHTS_RECORD``, with the recorded bytes."""
+    path = Path(lora_dir) / WEIGHTS_BY_CHOICE[choice]
+    record_file = Path(lora_dir) / WEIGHTS_RECORD
+    if not record_file.is_file():
+        raise DataError("not found: no finished train_lora run wrote this directory; run `dvc repro train_lora` "
+                        "first", file=record_file)
+    recorded = json.loads(record_file.read_text())["weights"]
+    if path.name not in recorded:
+        why = " (its EMA was off: train_lora.ema.enabled false)" if choice == "ema" else ""
+        raise ConfigError(f"generate.lora_weights: {choice}: the LoRA run did not write {path}{why}; it wrote "
+                          f"{', '.join(sorted(recorded))}")
+    verify_sha256(path, recorded[path.name], record_file, "rerun `dvc repro train_lora`")
     return path
 
 
@@ -188,6 +221,11 @@ class LoraTrainer:
         found = checkpoints.find_checkpoint(self.checkpoint_root, resume, self.fingerprint)
         if found is None:
             return 0
+        needed = ["lora.safetensors", "training_state.pt"] + (["ema.safetensors"] if self.ema is not None else [])
+        missing = [name for name in needed if not (found / name).is_file()]
+        if missing:
+            raise DataError(f"incomplete checkpoint, {', '.join(missing)} missing; resume another one "
+                            "(--resume DIR) or start over (--resume none)", file=found)
         saved = checkpoints.read_state(found)
         set_peft_model_state_dict(self.accelerator.unwrap_model(self.unet), load_file(str(found / "lora.safetensors")))
         training = torch.load(found / "training_state.pt", weights_only=True)
@@ -317,11 +355,13 @@ class LoraTrainer:
         return states
 
     def save_final(self) -> list[Path]:
+        """Write the final weights files and, last, their record; return the weights files."""
         if not self.accelerator.is_main_process:
             return []
         written = [save_lora(state, self.out_dir, name) for name, state in self.final_states().items()]
         if self.config.export_kohya:
             written.append(save_kohya(self.final_states()[LORA_WEIGHTS], self.out_dir / KOHYA_WEIGHTS))
+        record_weights(self.out_dir, written)
         return written
 
     def history_frame(self) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from fairaug.config.generation import GenerateConfig
 from fairaug.diffusion.base import load_base_pipeline
-from fairaug.diffusion.lora import WEIGHTS_BY_CHOICE
+from fairaug.diffusion.lora import trained_weights
 from fairaug.generation import storage
 
 SCHEDULERS = {
@@ -33,12 +33,14 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 def load_sampler(base_dir: Path, lora_dir: Path | None, config: GenerateConfig,
                  device: torch.device | str = "cpu") -> StableDiffusionPipeline:
-    """The base pipeline with the configured scheduler and the LoRA loaded (and fused, if asked)."""
+    """The base pipeline with the configured scheduler and the LoRA loaded (and fused, if asked); only
+    weights that the LoRA run wrote are loaded."""
+    weights = trained_weights(lora_dir, config.lora_weights) if lora_dir is not None else None
     pipeline = load_base_pipeline(base_dir, torch_dtype=DTYPES[config.dtype])
     scheduler_cls, options = SCHEDULERS[config.scheduler]
     pipeline.scheduler = scheduler_cls.from_config(pipeline.scheduler.config, **options)
-    if lora_dir is not None:
-        pipeline.load_lora_weights(lora_dir, weight_name=WEIGHTS_BY_CHOICE[config.lora_weights])
+    if weights is not None:
+        pipeline.load_lora_weights(weights.parent, weight_name=weights.name)
         if config.fuse_lora:
             pipeline.fuse_lora()
     pipeline.set_progress_bar_config(disable=True)

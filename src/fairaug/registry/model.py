@@ -22,8 +22,8 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
 from fairaug.config import Params
-from fairaug.diffusion.base import BASE_FILE
-from fairaug.diffusion.lora import WEIGHTS_BY_CHOICE
+from fairaug.diffusion.base import BASE_FILE, verify_base_weights
+from fairaug.diffusion.lora import trained_weights
 from fairaug.errors import FairaugError
 from fairaug.registry.pyfunc_model import BASE_ARTIFACT, LORA_ARTIFACT
 
@@ -46,11 +46,11 @@ class Candidate:
 def lora_candidate(params: Params, dataset: str, lora_dir: Path, base_dir: Path) -> Candidate:
     """The LoRA weights the synthetic set was sampled with (``generate.lora_weights``); the digest
     covers their bytes and the base's weights, so the same LoRA is one registry version."""
-    lora_file = Path(lora_dir) / WEIGHTS_BY_CHOICE[params.generate.lora_weights]
-    for path in (lora_file, Path(base_dir) / BASE_FILE):
-        if not path.is_file():
-            raise FairaugError(f"{path}: not found; run `dvc repro train_lora@{dataset}` first")
-    record = json.loads((Path(base_dir) / BASE_FILE).read_text())
+    lora_file = trained_weights(lora_dir, params.generate.lora_weights)
+    base_file = Path(base_dir) / BASE_FILE
+    if not base_file.is_file():
+        raise FairaugError(f"{base_file}: not found; run `dvc repro train_lora@{dataset}` first")
+    record = json.loads(base_file.read_text())
     digest = hashlib.sha256()
     with lora_file.open("rb") as handle:
         digest.update(hashlib.file_digest(handle, "sha256").digest())
@@ -111,6 +111,7 @@ def log_lora_model(params: Params, candidate: Candidate, labels: list[str]):
                                        adapter_path=str(candidate.lora_file),
                                        base_model=candidate.base_record["hub_id"], **common)  # fmt: skip
     base = candidate.base_dir if candidate.base_record["source"] == "tiny" else candidate.base_record["local_path"]
+    verify_base_weights(candidate.base_dir, candidate.base_record, Path(base))  # the model carries these bytes
     with warnings.catch_warnings():  # an input example would run the model at logging time; the signature serves
         warnings.filterwarnings("ignore", message=".*input example was not provided")
         return mlflow.pyfunc.log_model(python_model=str(PYFUNC_CODE),
