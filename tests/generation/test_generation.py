@@ -1,5 +1,5 @@
-"""Generation: per-image seeds, resumable sharded sampling (also after SIGKILL), process sharding,
-and the filter."""
+"""Generation: per-image seeds, resumable sharded sampling (also after SIGKILL), reuse of sampled
+images by a changed plan, process sharding, and the filter."""
 
 import hashlib
 import os
@@ -15,10 +15,13 @@ import pytest
 from PIL import Image
 from skimage.metrics import structural_similarity
 
+from fairaug.config import Params
 from fairaug.config.generation import FilterConfig, GenerateConfig
-from fairaug.generation import storage
+from fairaug.generation import sampler, storage
 from fairaug.generation.filter import RealNeighbours, select
 from fairaug.generation.plan import build_plan, image_seed
+from fairaug.generation.sampler import sample_batch
+from fairaug.generation.stage import sampling_fingerprint
 
 TEMPLATE = "fitzpatrick skin type {fst}, dermoscopic image of {label_name}"
 WORKER = '''
@@ -27,12 +30,16 @@ from pathlib import Path
 from accelerate import PartialState
 from fairaug.config.generation import GenerateConfig
 from fairaug.generation.plan import build_plan
+from fairaug.generation import storage
 from fairaug.generation.sampler import generate_shards, load_sampler
 
 config = GenerateConfig(fsts=[1, 6], per_cell=int(sys.argv[3]), overgenerate=1.0, steps=3, batch_size=2,
                         shard_size=4)
 plan = build_plan(config, sys.argv[4], "derm", ["mel", "nv"])
 state = PartialState()
+if state.is_main_process:
+    storage.prepare_resume(Path(sys.argv[2]), "fp", plan)
+state.wait_for_everyone()
 generate_shards(load_sampler(Path(sys.argv[1]), None, config), plan, Path(sys.argv[2]), config, "fp",
                 rank=state.process_index, world_size=state.num_processes)
 '''
@@ -113,12 +120,14 @@ def test_rerun_samples_only_missing_shards(tiny_base, tmp_path):
     removed = sorted((out / "shards").glob("*.parquet"))[1]
     removed.unlink()
     (out / "shards" / ".shard-000009.parquet.tmp").write_bytes(b"half a write")
-    storage.remove_stale(out, "fp")
+    plan = build_plan(GenerateConfig(fsts=[1, 6], per_cell=2, overgenerate=1.0, batch_size=2, shard_size=4),
+                      TEMPLATE, "derm", ["mel", "nv"])
+    storage.prepare_resume(out, "fp", plan)
     assert not (out / "shards" / ".shard-000009.parquet.tmp").exists()
-    assert storage.done_shards(out, "fp") == {0}
+    assert storage.done_shards(out, "fp", plan) == {0}
     run_worker(tmp_path, tiny_base, out, per_cell=2)
     assert shard_bytes(out) == first  # the missing shard came back byte for byte
-    assert storage.done_shards(out, "another plan") == set()
+    assert storage.done_shards(out, "another fingerprint", plan) == set()
 
 
 def test_sigkill_then_rerun_equals_uninterrupted(tiny_base, tmp_path):
@@ -136,6 +145,69 @@ def test_sigkill_then_rerun_equals_uninterrupted(tiny_base, tmp_path):
     run_worker(tmp_path, tiny_base, killed, per_cell=6)
     assert images_of(killed) == images_of(reference)
     assert shard_bytes(killed) == shard_bytes(reference)
+
+
+def test_a_changed_plan_samples_only_the_images_it_lacks(tiny_base, tmp_path, monkeypatch):
+    """Raising per_cell samples only the new images, lowering it or changing batch and shard sizes
+    samples nothing; the shards are byte for byte those of a run from nothing (at the batch size
+    the images were sampled with: kernels may round differently at another)."""
+    sampled = []
+
+    def counting(pipeline, rows, *args, **kwargs):
+        sampled.extend(rows["id"])
+        return sample_batch(pipeline, rows, *args, **kwargs)
+
+    monkeypatch.setattr(sampler, "sample_batch", counting)
+    small = GenerateConfig(fsts=[1, 6], per_cell=2, overgenerate=1.0, steps=2, batch_size=3, shard_size=3)
+    pipeline = sampler.load_sampler(tiny_base, None, small)
+
+    def generate(out: Path, config: GenerateConfig) -> list[str]:
+        """The generate stage's sampling: set aside, sample what is missing, drop what is left."""
+        sampled.clear()
+        plan = build_plan(config, TEMPLATE, "derm", ["mel", "nv"])
+        storage.prepare_resume(out, "fp", plan)
+        sampler.generate_shards(pipeline, plan, out, config, "fp")
+        storage.drop_reusable(out)
+        return sorted(sampled)
+
+    out = tmp_path / "synthetic"
+    assert len(generate(out, small)) == 8
+    more = small.model_copy(update={"per_cell": 3, "shard_size": 6})
+    assert generate(out, more) == ["fst1-mel-00002", "fst1-nv-00002", "fst6-mel-00002", "fst6-nv-00002"]
+    assert len(generate(tmp_path / "more_from_nothing", more)) == 12
+    assert shard_bytes(out) == shard_bytes(tmp_path / "more_from_nothing") and len(shard_bytes(out)) == 2
+    assert not (out / storage.REUSABLE).exists()
+
+    images = images_of(out)
+    assert generate(out, more.model_copy(update={"batch_size": 2, "shard_size": 4})) == []
+    assert images_of(out) == images and len(shard_bytes(out)) == 3
+
+    fewer = small.model_copy(update={"per_cell": 1})
+    assert generate(out, fewer) == []  # a subset of what is there
+    assert len(generate(tmp_path / "fewer_from_nothing", fewer)) == 4
+    assert shard_bytes(out) == shard_bytes(tmp_path / "fewer_from_nothing")
+
+    assert len(generate(out, fewer.model_copy(update={"seed": 1}))) == 4  # other seeds: nothing to reuse
+
+
+def test_the_fingerprint_covers_what_changes_pixels_and_not_the_plan(tmp_path):
+    base, lora = tmp_path / "base", tmp_path / "lora"
+    for folder in (base, lora):
+        folder.mkdir()
+        (folder / "weights").write_bytes(b"w")
+    params = Params()
+
+    def fingerprint(**generate) -> str:
+        return sampling_fingerprint(params.model_copy(update={"generate": params.generate.model_copy(update=generate)}),
+                                    base, lora)  # fmt: skip
+
+    same = {fingerprint(), fingerprint(per_cell=40), fingerprint(per_cell=None, top_up_to=9), fingerprint(overgenerate=3),
+            fingerprint(batch_size=4, shard_size=8), fingerprint(labels=["mel"], fsts=[5]),
+            fingerprint(filter=FilterConfig(min_confidence=0.9))}  # fmt: skip
+    assert len(same) == 1
+    assert fingerprint(steps=3) not in same and fingerprint(guidance_scale=2) not in same
+    (lora / "weights").write_bytes(b"other LoRA")
+    assert fingerprint() not in same
 
 
 @pytest.mark.slow

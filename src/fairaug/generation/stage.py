@@ -1,8 +1,9 @@
 """The generate stage: plan, sample (resumable, sharded across processes), filter, manifest.
 
-outputs/<d>/synthetic is a DVC `persist` out: finished shards survive a kill and a rerun only
-samples what is missing. The manifest is rebuilt from the shards on disk every time, so it never
-lists an image that is not there, nor one twice.
+outputs/<d>/synthetic is a DVC `persist` out: finished shards survive a kill, and a rerun (also
+with more or fewer images per cell, or other batch or shard sizes) samples only the images it does
+not have yet (`fairaug.generation.storage`). The manifest is rebuilt from the shards on disk every
+time, so it never lists an image that is not there, nor one twice.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5
 
 CLASSIFIER_WEIGHTS = "model.safetensors"
-SAMPLING_ONLY = {"filter"}  # params that change the selection but not a single sampled pixel
+# the generate params that change a sampled image; the others (counts, labels, batch and shard sizes,
+# the filter) only change which images there are or how they are stored. Seeds and prompts are checked
+# per image (`storage.IMAGE_KEY`).
+PIXEL_PARAMS = {"scheduler", "steps", "guidance_scale", "dtype", "lora_weights", "fuse_lora"}
 MANIFEST_COLUMNS = ["path", "id", "fst", "label", "prompt", "seed", "index", "confidence", "ssim_to_real",
                     "nearest_real", "kept", "reason"]
 
@@ -42,17 +46,17 @@ def plan_for(params: Params, dataset: str, manifest: pd.DataFrame) -> pd.DataFra
     return build_plan(config, params.prompts.templates[data.domain], data.domain, labels, real_counts)
 
 
-def sampling_fingerprint(params: Params, plan: pd.DataFrame, base_dir: Path, lora_dir: Path) -> str:
-    """What the sampled pixels depend on: the plan, the sampling params, the base model, the LoRA."""
+def sampling_fingerprint(params: Params, base_dir: Path, lora_dir: Path) -> str:
+    """What an image's pixels depend on besides its prompt and seed: the sampler params, the negative
+    prompt, the base model (resolution included) and the LoRA."""
     payload = json.dumps({
-        "plan": hashlib.sha256(pd.util.hash_pandas_object(plan, index=False).values.tobytes()).hexdigest(),
-        "generate": params.generate.model_dump(exclude=SAMPLING_ONLY), "negative": params.prompts.negative,
+        "generate": params.generate.model_dump(include=PIXEL_PARAMS), "negative": params.prompts.negative,
         "base": dvc_md5(base_dir), "lora": dvc_md5(lora_dir),
     }, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def filter_pool(params: Params, dataset: str, manifest: pd.DataFrame, out_dir: Path,
+def filter_pool(params: Params, dataset: str, manifest: pd.DataFrame, plan: pd.DataFrame, out_dir: Path,
                 classifier_dir: Path | None) -> pd.DataFrame:
     """Score every sampled image (shard by shard: bounded memory) and select the kept ones."""
     real_rows = manifest[manifest["split"] == "train"].reset_index(drop=True)
@@ -68,7 +72,8 @@ def filter_pool(params: Params, dataset: str, manifest: pd.DataFrame, out_dir: P
         scored.append(shard.drop(columns=["png"]).assign(
             confidence=confidence, ssim_to_real=ssim, nearest_real=real_rows["path"].to_numpy()[nearest],
             path=shard["shard_file"] + "#" + shard["id"]))
-    return select(pd.concat(scored, ignore_index=True), params.generate.filter)[MANIFEST_COLUMNS]
+    pool = pd.concat(scored, ignore_index=True).merge(plan[["id", "target"]], on="id")
+    return select(pool, params.generate.filter)[MANIFEST_COLUMNS]
 
 
 def kept_grid(selected: pd.DataFrame, out_dir: Path, per_cell: int = 4) -> Image.Image:
@@ -98,9 +103,9 @@ def generate_synthetic(params: Params, dataset: str, prepared_dir: Path, base_di
     state = PartialState()
     manifest = pd.read_parquet(prepared_dir / "manifest.parquet")
     plan = plan_for(params, dataset, manifest)
-    fingerprint = sampling_fingerprint(params, plan, base_dir, lora_dir)
+    fingerprint = sampling_fingerprint(params, base_dir, lora_dir)
     if state.is_main_process:
-        storage.remove_stale(out_dir, fingerprint)
+        storage.prepare_resume(out_dir, fingerprint, plan)
     state.wait_for_everyone()
     upstream = {"prepare": prepared_dir, "base_model": base_dir, "train_lora": lora_dir}
     if classifier_dir is not None and (classifier_dir / "mlflow_run.json").exists():
@@ -113,7 +118,8 @@ def generate_synthetic(params: Params, dataset: str, prepared_dir: Path, base_di
                         state.process_index, state.num_processes)
         state.wait_for_everyone()
         if state.is_main_process:
-            selected = filter_pool(params, dataset, manifest, out_dir, classifier_dir)
+            storage.drop_reusable(out_dir)
+            selected = filter_pool(params, dataset, manifest, plan, out_dir, classifier_dir)
             buffer = selected.to_parquet(index=False)
             atomic_write_bytes(out_dir / storage.MANIFEST, buffer)
             mlflow.log_metrics(acceptance_metrics(selected))
