@@ -3,6 +3,7 @@ images by a changed plan, process sharding, and the filter."""
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,11 +18,14 @@ from skimage.metrics import structural_similarity
 
 from fairaug.config import Params
 from fairaug.config.generation import FilterConfig, GenerateConfig
+from fairaug.errors import exit_on_user_error
 from fairaug.generation import sampler, storage
 from fairaug.generation.filter import RealNeighbours, select
 from fairaug.generation.plan import build_plan, image_seed
 from fairaug.generation.sampler import sample_batch
 from fairaug.generation.stage import sampling_fingerprint
+
+from synthetic_set import write_synthetic_set
 
 TEMPLATE = "fitzpatrick skin type {fst}, dermoscopic image of {label_name}"
 WORKER = '''
@@ -241,3 +245,27 @@ def test_read_synthetic_yields_the_kept_images_shard_by_shard(tmp_path):
     assert all((a == b).all() for a, b in zip(read, [images[i] for i in (0, 2, 4, 5)], strict=True))
     (rows, decoded), = storage.read_synthetic(tmp_path, manifest[manifest["id"] == "img1"])  # any rows
     assert rows["id"].tolist() == ["img1"] and (decoded[0] == images[1]).all()
+
+
+def test_a_manifest_path_out_of_the_synthetic_set_or_to_an_absent_id_is_one_line_and_exit_2(tmp_path, capsys):
+    out = tmp_path / "synthetic"
+    manifest = write_synthetic_set(out, {(1, "mel"): (2, 0), (6, "mel"): (2, 0)}, ["mel"], shard_size=2)
+    outside = tmp_path / "outside.parquet"
+    shutil.copy(out / "shards" / "shard-000000.parquet", outside)
+    read_kept = exit_on_user_error(lambda: list(storage.read_synthetic(out)))
+    assert len(read_kept()) == 2  # two shards, as written
+
+    def refused(path: str) -> str:
+        manifest.assign(path=manifest["path"].where(manifest.index != 1, path)).to_parquet(out / storage.MANIFEST)
+        with pytest.raises(SystemExit) as exit_info:
+            read_kept()
+        message = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and "\n" not in message and "row 1, column 'path'" in message, message
+        return message
+
+    assert "path escapes the synthetic set's root" in refused("shards/../../outside.parquet#syn-1-mel-000")
+    assert "path escapes the synthetic set's root" in refused(f"{outside}#syn-1-mel-000")
+    assert "no image 'syn-1-mel-009' in shards/shard-000000.parquet" in refused("shards/shard-000000.parquet#syn-1-mel-009")
+    (out / "shards" / "shard-000001.parquet").unlink()
+    (out / "shards" / "shard-000001.parquet").symlink_to(outside)
+    assert "(through a symbolic link)" in refused("shards/shard-000001.parquet#syn-1-mel-000")

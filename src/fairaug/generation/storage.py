@@ -28,6 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from fairaug.errors import DataError
+from fairaug.io import path_escape
+
 SHARDS = "shards"
 REUSABLE = "reusable"  # shards of an earlier plan whose images the current one may still use
 MANIFEST = "manifest.parquet"
@@ -137,11 +140,29 @@ def decode(png: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+def _shard_file(out_dir: Path, rows: pd.DataFrame) -> pd.Series:
+    """The shard file part of each row's ``path`` (``shards/shard-NNNNNN.parquet#<id>``), checked to
+    stay inside ``out_dir``: a DataError naming the manifest row otherwise."""
+    shard_files = rows["path"].str.partition("#")[0]
+    for row, shard_file in zip(rows.index, shard_files, strict=True):
+        if (escape := path_escape(out_dir, shard_file, root_name="synthetic set's root")) is not None:
+            raise DataError(f"{shard_file}: {escape}", file=out_dir / MANIFEST, row=row, column="path")
+    return shard_files
+
+
 def _pngs_by_shard(out_dir: Path, rows: pd.DataFrame) -> Iterator[tuple[pd.DataFrame, list[bytes]]]:
     """Manifest ``rows`` grouped by their shard file, with their PNG bytes in row order."""
-    for shard_file, shard_rows in rows.groupby(rows["path"].str.split("#").str[0], sort=True):
-        pngs = pq.read_table(out_dir / shard_file, columns=["id", "png"]).to_pandas().set_index("id")["png"]
-        yield shard_rows, [pngs[image_id] for image_id in shard_rows["id"]]
+    for shard_file, shard_rows in rows.groupby(_shard_file(out_dir, rows), sort=True):
+        try:
+            pngs = pq.read_table(out_dir / shard_file, columns=["id", "png"]).to_pandas().set_index("id")["png"]
+        except (OSError, pa.ArrowInvalid) as err:
+            raise DataError(f"cannot read shard {shard_file}: {err}", file=out_dir / MANIFEST) from None
+        image_ids = shard_rows["path"].str.partition("#")[2]
+        absent = ~image_ids.isin(pngs.index)
+        if absent.any():
+            raise DataError(f"no image '{image_ids[absent].iloc[0]}' in {shard_file}", file=out_dir / MANIFEST,
+                            row=absent.idxmax(), column="path")  # fmt: skip
+        yield shard_rows, list(pngs[image_ids])
 
 
 def read_synthetic(out_dir: Path, rows: pd.DataFrame | None = None) -> Iterator[tuple[pd.DataFrame, list[np.ndarray]]]:
