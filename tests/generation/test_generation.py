@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,11 +20,12 @@ from skimage.metrics import structural_similarity
 from fairaug.config import Params
 from fairaug.config.generation import FilterConfig, GenerateConfig
 from fairaug.errors import exit_on_user_error
+from fairaug.fairness.classifier import build_classifier, save_classifier
 from fairaug.generation import sampler, storage
 from fairaug.generation.filter import RealNeighbours, select
 from fairaug.generation.plan import build_plan, image_seed
 from fairaug.generation.sampler import sample_batch
-from fairaug.generation.stage import sampling_fingerprint
+from fairaug.generation.stage import generate_synthetic, kept_grid, sampling_fingerprint
 
 from synthetic_set import write_synthetic_set
 
@@ -269,3 +271,37 @@ def test_a_manifest_path_out_of_the_synthetic_set_or_to_an_absent_id_is_one_line
     (out / "shards" / "shard-000001.parquet").unlink()
     (out / "shards" / "shard-000001.parquet").symlink_to(outside)
     assert "(through a symbolic link)" in refused("shards/shard-000001.parquet#syn-1-mel-000")
+
+
+@pytest.mark.parametrize(("generate", "classes", "fragments"), [
+    ({"labels": ["mel", "bcc"]}, ["mel", "nv"],
+     ["classifier/real/model.safetensors", "the filter's classifier does not know the generate labels bcc"]),
+    ({"labels": ["mel", "xyz"]}, ["bcc", "mel", "nv"],
+     ["generate.labels: xyz not among the labels of the train split of ham10000 (bcc, mel, nv)"]),
+    ({"fsts": [1], "per_cell": None, "top_up_to": 1}, ["bcc", "mel", "nv"],
+     ["generate.top_up_to: nothing to sample", "already has 1 real images or more"]),
+])  # fmt: skip
+def test_labels_the_stage_cannot_generate_are_one_line_and_exit_2_before_any_run(
+    tmp_path, mlflow_uri, capsys, generate, classes, fragments
+):
+    prepared, classifier, out = tmp_path / "prepared", tmp_path / "classifier" / "real", tmp_path / "synthetic"
+    prepared.mkdir()
+    pd.DataFrame({"path": [f"{label}.jpg" for label in ["bcc", "mel", "nv"]], "label": ["bcc", "mel", "nv"],
+                  "fst": 1, "split": "train"}).to_parquet(prepared / "manifest.parquet")  # fmt: skip
+    save_classifier(build_classifier("small_cnn", classes, 32), classifier / "model.safetensors")
+    params = Params()
+    params = params.model_copy(update={"generate": params.generate.model_copy(update=generate)})
+
+    with pytest.raises(SystemExit) as exit_info:  # base and LoRA are never reached: they do not exist
+        exit_on_user_error(generate_synthetic)(params, "ham10000", prepared, tmp_path / "base", tmp_path / "lora",
+                                               classifier, out)  # fmt: skip
+    message = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and message.startswith("error: ") and "\n" not in message, message
+    assert all(fragment in message for fragment in fragments), message
+    assert not out.exists() and mlflow.search_runs(search_all_experiments=True).empty
+
+
+def test_the_kept_grid_of_a_set_that_keeps_nothing_is_none(tmp_path):
+    manifest = write_synthetic_set(tmp_path, {(1, "mel"): (0, 2)}, ["mel"])
+    assert kept_grid(manifest, tmp_path) is None
+    assert kept_grid(manifest.assign(kept=True), tmp_path).size == (4 * 32, 32)
