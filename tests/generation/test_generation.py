@@ -207,8 +207,8 @@ def test_the_fingerprint_covers_what_changes_pixels_and_not_the_plan(tmp_path):
         return sampling_fingerprint(params.model_copy(update={"generate": params.generate.model_copy(update=generate)}),
                                     base, lora)  # fmt: skip
 
-    same = {fingerprint(), fingerprint(per_cell=40), fingerprint(per_cell=None, top_up_to=9), fingerprint(overgenerate=3),
-            fingerprint(batch_size=4, shard_size=8), fingerprint(labels=["mel"], fsts=[5]),
+    same = {fingerprint(), fingerprint(per_cell=40), fingerprint(per_cell=None, top_up_to=9),
+            fingerprint(overgenerate=3), fingerprint(batch_size=4, shard_size=8), fingerprint(labels=["mel"], fsts=[5]),
             fingerprint(filter=FilterConfig(min_confidence=0.9))}  # fmt: skip
     assert len(same) == 1
     assert fingerprint(steps=3) not in same and fingerprint(guidance_scale=2) not in same
@@ -267,7 +267,8 @@ def test_a_manifest_path_out_of_the_synthetic_set_or_to_an_absent_id_is_one_line
 
     assert "path escapes the synthetic set's root" in refused("shards/../../outside.parquet#syn-1-mel-000")
     assert "path escapes the synthetic set's root" in refused(f"{outside}#syn-1-mel-000")
-    assert "no image 'syn-1-mel-009' in shards/shard-000000.parquet" in refused("shards/shard-000000.parquet#syn-1-mel-009")
+    absent_id = refused("shards/shard-000000.parquet#syn-1-mel-009")
+    assert "no image 'syn-1-mel-009' in shards/shard-000000.parquet" in absent_id
     (out / "shards" / "shard-000001.parquet").unlink()
     (out / "shards" / "shard-000001.parquet").symlink_to(outside)
     assert "(through a symbolic link)" in refused("shards/shard-000001.parquet#syn-1-mel-000")
@@ -298,6 +299,7 @@ def test_labels_the_stage_cannot_generate_are_one_line_and_exit_2_before_any_run
     message = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and message.startswith("error: ") and "\n" not in message, message
     assert all(fragment in message for fragment in fragments), message
+    mlflow.set_tracking_uri(mlflow_uri)  # where a run would have gone (an earlier test may have pointed it elsewhere)
     assert not out.exists() and mlflow.search_runs(search_all_experiments=True).empty
 
 

@@ -125,4 +125,5 @@ def test_a_synthetic_set_with_nothing_kept_is_one_line_and_exit_2_before_any_run
     message = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and message == f"error: {synthetic / MANIFEST}: no kept synthetic images"
     assert not out.exists()
+    mlflow.set_tracking_uri(mlflow_uri)  # where a run would have gone (an earlier test may have pointed it elsewhere)
     assert mlflow.search_runs(search_all_experiments=True).empty  # no failed run left behind

@@ -75,7 +75,8 @@ def generate_shards(pipeline: StableDiffusionPipeline, plan: pd.DataFrame, out_d
     mine = plan[(plan["shard"] % world_size == rank) & ~plan["shard"].isin(done)]
     reusable = mine.merge(storage.reusable_images(out_dir), on=storage.IMAGE_KEY)
     to_sample = mine[~mine["id"].isin(reusable["id"])]
-    batches = (to_sample.iloc[first : first + config.batch_size] for first in range(0, len(to_sample), config.batch_size))
+    batches = (to_sample.iloc[first : first + config.batch_size]
+               for first in range(0, len(to_sample), config.batch_size))
     sampled: dict[str, bytes] = {}  # images sampled for this shard or, at the end of a batch, the next
     written = []
     with tqdm(total=len(to_sample), desc=f"generate (rank {rank})", unit="img", disable=None) as progress:
@@ -85,7 +86,8 @@ def generate_shards(pipeline: StableDiffusionPipeline, plan: pd.DataFrame, out_d
             while not set(rows["id"]) <= images.keys() | sampled.keys():
                 batch = next(batches)
                 pixels = sample_batch(pipeline, batch, config, negative_prompt)
-                sampled |= {image_id: storage.png_bytes(image) for image_id, image in zip(batch["id"], pixels, strict=True)}
+                sampled |= {image_id: storage.png_bytes(image)
+                            for image_id, image in zip(batch["id"], pixels, strict=True)}
                 progress.update(len(batch))
                 progress.set_postfix(img_per_s=f"{progress.n / (time.perf_counter() - start):.2f}")
             images |= {image_id: sampled.pop(image_id) for image_id in rows["id"] if image_id in sampled}

@@ -82,7 +82,8 @@ def _holds_plan_shard(path: Path, fingerprint: str, plan_shard: pd.DataFrame) ->
 def done_shards(out_dir: Path, fingerprint: str, plan: pd.DataFrame) -> set[int]:
     """Plan shards already on disk: same fingerprint, the same images in the same order."""
     return {int(shard) for shard, rows in plan.groupby("shard")
-            if shard_path(out_dir, shard).is_file() and _holds_plan_shard(shard_path(out_dir, shard), fingerprint, rows)}
+            if shard_path(out_dir, shard).is_file()
+            and _holds_plan_shard(shard_path(out_dir, shard), fingerprint, rows)}
 
 
 def prepare_resume(out_dir: Path, fingerprint: str, plan: pd.DataFrame) -> None:
