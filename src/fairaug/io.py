@@ -1,4 +1,5 @@
-"""Atomic file and directory writes (a killed process never leaves a half-written output behind), and file digests."""
+"""Atomic file and directory writes (a killed process never leaves a half-written output behind), file
+digests, and the containment check of paths read from a manifest."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -32,6 +34,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def path_escape(root: Path, relative_path: str, root_name: str = "data set root") -> str | None:
+    """Why ``relative_path`` (from a manifest) would read outside ``root``: it is absolute, climbs out
+    with '..', or leads out through a symbolic link. None when it stays inside."""
+    normalized = posixpath.normpath(relative_path.replace("\\", "/"))
+    if posixpath.isabs(normalized) or normalized == ".." or normalized.startswith("../"):
+        return f"path escapes the {root_name}"
+    path = root / relative_path
+    if path.exists() and not path.resolve().is_relative_to(root.resolve()):
+        return f"path escapes the {root_name} (through a symbolic link)"
+    return None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -144,6 +144,14 @@ def test_mixed_train_set_adds_synthetic_images_to_train_only(synthetic_dir, tmp_
         assert datasets[split].rows["path"].str.startswith(split).all()
 
 
+def test_a_synthetic_set_that_keeps_nothing_is_a_clean_error(tmp_path):
+    out = tmp_path / "synthetic"
+    write_synthetic_set(out, {(1, "a"): (0, 2), (6, "b"): (0, 1)}, CLASSES)
+    (out / RUN_FILE).write_text(json.dumps({"run_id": "x", "experiment_id": "0"}))
+    with pytest.raises(DataError, match=r"manifest.parquet: no kept synthetic image among 3 sampled"):
+        read_synthetic_manifest(out)
+
+
 def test_a_missing_or_unfinished_synthetic_set_is_a_clean_error(tmp_path):
     with pytest.raises(DataError, match="the generate stage has not run"):
         read_synthetic_manifest(tmp_path / "synthetic")

@@ -1,24 +1,33 @@
-"""Generation: per-image seeds, resumable sharded sampling (also after SIGKILL), process sharding,
-and the filter."""
+"""Generation: per-image seeds, resumable sharded sampling (also after SIGKILL), reuse of sampled
+images by a changed plan, process sharding, and the filter."""
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 from skimage.metrics import structural_similarity
 
+from fairaug.config import Params
 from fairaug.config.generation import FilterConfig, GenerateConfig
-from fairaug.generation import storage
+from fairaug.errors import exit_on_user_error
+from fairaug.fairness.classifier import build_classifier, save_classifier
+from fairaug.generation import sampler, storage
 from fairaug.generation.filter import RealNeighbours, select
 from fairaug.generation.plan import build_plan, image_seed
+from fairaug.generation.sampler import sample_batch
+from fairaug.generation.stage import generate_synthetic, kept_grid, sampling_fingerprint
+
+from synthetic_set import write_synthetic_set
 
 TEMPLATE = "fitzpatrick skin type {fst}, dermoscopic image of {label_name}"
 WORKER = '''
@@ -27,12 +36,16 @@ from pathlib import Path
 from accelerate import PartialState
 from fairaug.config.generation import GenerateConfig
 from fairaug.generation.plan import build_plan
+from fairaug.generation import storage
 from fairaug.generation.sampler import generate_shards, load_sampler
 
 config = GenerateConfig(fsts=[1, 6], per_cell=int(sys.argv[3]), overgenerate=1.0, steps=3, batch_size=2,
                         shard_size=4)
 plan = build_plan(config, sys.argv[4], "derm", ["mel", "nv"])
 state = PartialState()
+if state.is_main_process:
+    storage.prepare_resume(Path(sys.argv[2]), "fp", plan)
+state.wait_for_everyone()
 generate_shards(load_sampler(Path(sys.argv[1]), None, config), plan, Path(sys.argv[2]), config, "fp",
                 rank=state.process_index, world_size=state.num_processes)
 '''
@@ -113,12 +126,14 @@ def test_rerun_samples_only_missing_shards(tiny_base, tmp_path):
     removed = sorted((out / "shards").glob("*.parquet"))[1]
     removed.unlink()
     (out / "shards" / ".shard-000009.parquet.tmp").write_bytes(b"half a write")
-    storage.remove_stale(out, "fp")
+    plan = build_plan(GenerateConfig(fsts=[1, 6], per_cell=2, overgenerate=1.0, batch_size=2, shard_size=4),
+                      TEMPLATE, "derm", ["mel", "nv"])
+    storage.prepare_resume(out, "fp", plan)
     assert not (out / "shards" / ".shard-000009.parquet.tmp").exists()
-    assert storage.done_shards(out, "fp") == {0}
+    assert storage.done_shards(out, "fp", plan) == {0}
     run_worker(tmp_path, tiny_base, out, per_cell=2)
     assert shard_bytes(out) == first  # the missing shard came back byte for byte
-    assert storage.done_shards(out, "another plan") == set()
+    assert storage.done_shards(out, "another fingerprint", plan) == set()
 
 
 def test_sigkill_then_rerun_equals_uninterrupted(tiny_base, tmp_path):
@@ -136,6 +151,69 @@ def test_sigkill_then_rerun_equals_uninterrupted(tiny_base, tmp_path):
     run_worker(tmp_path, tiny_base, killed, per_cell=6)
     assert images_of(killed) == images_of(reference)
     assert shard_bytes(killed) == shard_bytes(reference)
+
+
+def test_a_changed_plan_samples_only_the_images_it_lacks(tiny_base, tmp_path, monkeypatch):
+    """Raising per_cell samples only the new images, lowering it or changing batch and shard sizes
+    samples nothing; the shards are byte for byte those of a run from nothing (at the batch size
+    the images were sampled with: kernels may round differently at another)."""
+    sampled = []
+
+    def counting(pipeline, rows, *args, **kwargs):
+        sampled.extend(rows["id"])
+        return sample_batch(pipeline, rows, *args, **kwargs)
+
+    monkeypatch.setattr(sampler, "sample_batch", counting)
+    small = GenerateConfig(fsts=[1, 6], per_cell=2, overgenerate=1.0, steps=2, batch_size=3, shard_size=3)
+    pipeline = sampler.load_sampler(tiny_base, None, small)
+
+    def generate(out: Path, config: GenerateConfig) -> list[str]:
+        """The generate stage's sampling: set aside, sample what is missing, drop what is left."""
+        sampled.clear()
+        plan = build_plan(config, TEMPLATE, "derm", ["mel", "nv"])
+        storage.prepare_resume(out, "fp", plan)
+        sampler.generate_shards(pipeline, plan, out, config, "fp")
+        storage.drop_reusable(out)
+        return sorted(sampled)
+
+    out = tmp_path / "synthetic"
+    assert len(generate(out, small)) == 8
+    more = small.model_copy(update={"per_cell": 3, "shard_size": 6})
+    assert generate(out, more) == ["fst1-mel-00002", "fst1-nv-00002", "fst6-mel-00002", "fst6-nv-00002"]
+    assert len(generate(tmp_path / "more_from_nothing", more)) == 12
+    assert shard_bytes(out) == shard_bytes(tmp_path / "more_from_nothing") and len(shard_bytes(out)) == 2
+    assert not (out / storage.REUSABLE).exists()
+
+    images = images_of(out)
+    assert generate(out, more.model_copy(update={"batch_size": 2, "shard_size": 4})) == []
+    assert images_of(out) == images and len(shard_bytes(out)) == 3
+
+    fewer = small.model_copy(update={"per_cell": 1})
+    assert generate(out, fewer) == []  # a subset of what is there
+    assert len(generate(tmp_path / "fewer_from_nothing", fewer)) == 4
+    assert shard_bytes(out) == shard_bytes(tmp_path / "fewer_from_nothing")
+
+    assert len(generate(out, fewer.model_copy(update={"seed": 1}))) == 4  # other seeds: nothing to reuse
+
+
+def test_the_fingerprint_covers_what_changes_pixels_and_not_the_plan(tmp_path):
+    base, lora = tmp_path / "base", tmp_path / "lora"
+    for folder in (base, lora):
+        folder.mkdir()
+        (folder / "weights").write_bytes(b"w")
+    params = Params()
+
+    def fingerprint(**generate) -> str:
+        return sampling_fingerprint(params.model_copy(update={"generate": params.generate.model_copy(update=generate)}),
+                                    base, lora)  # fmt: skip
+
+    same = {fingerprint(), fingerprint(per_cell=40), fingerprint(per_cell=None, top_up_to=9),
+            fingerprint(overgenerate=3), fingerprint(batch_size=4, shard_size=8), fingerprint(labels=["mel"], fsts=[5]),
+            fingerprint(filter=FilterConfig(min_confidence=0.9))}  # fmt: skip
+    assert len(same) == 1
+    assert fingerprint(steps=3) not in same and fingerprint(guidance_scale=2) not in same
+    (lora / "weights").write_bytes(b"other LoRA")
+    assert fingerprint() not in same
 
 
 @pytest.mark.slow
@@ -169,3 +247,63 @@ def test_read_synthetic_yields_the_kept_images_shard_by_shard(tmp_path):
     assert all((a == b).all() for a, b in zip(read, [images[i] for i in (0, 2, 4, 5)], strict=True))
     (rows, decoded), = storage.read_synthetic(tmp_path, manifest[manifest["id"] == "img1"])  # any rows
     assert rows["id"].tolist() == ["img1"] and (decoded[0] == images[1]).all()
+
+
+def test_a_manifest_path_out_of_the_synthetic_set_or_to_an_absent_id_is_one_line_and_exit_2(tmp_path, capsys):
+    out = tmp_path / "synthetic"
+    manifest = write_synthetic_set(out, {(1, "mel"): (2, 0), (6, "mel"): (2, 0)}, ["mel"], shard_size=2)
+    outside = tmp_path / "outside.parquet"
+    shutil.copy(out / "shards" / "shard-000000.parquet", outside)
+    read_kept = exit_on_user_error(lambda: list(storage.read_synthetic(out)))
+    assert len(read_kept()) == 2  # two shards, as written
+
+    def refused(path: str) -> str:
+        manifest.assign(path=manifest["path"].where(manifest.index != 1, path)).to_parquet(out / storage.MANIFEST)
+        with pytest.raises(SystemExit) as exit_info:
+            read_kept()
+        message = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and "\n" not in message and "row 1, column 'path'" in message, message
+        return message
+
+    assert "path escapes the synthetic set's root" in refused("shards/../../outside.parquet#syn-1-mel-000")
+    assert "path escapes the synthetic set's root" in refused(f"{outside}#syn-1-mel-000")
+    absent_id = refused("shards/shard-000000.parquet#syn-1-mel-009")
+    assert "no image 'syn-1-mel-009' in shards/shard-000000.parquet" in absent_id
+    (out / "shards" / "shard-000001.parquet").unlink()
+    (out / "shards" / "shard-000001.parquet").symlink_to(outside)
+    assert "(through a symbolic link)" in refused("shards/shard-000001.parquet#syn-1-mel-000")
+
+
+@pytest.mark.parametrize(("generate", "classes", "fragments"), [
+    ({"labels": ["mel", "bcc"]}, ["mel", "nv"],
+     ["classifier/real/model.safetensors", "the filter's classifier does not know the generate labels bcc"]),
+    ({"labels": ["mel", "xyz"]}, ["bcc", "mel", "nv"],
+     ["generate.labels: xyz not among the labels of the train split of ham10000 (bcc, mel, nv)"]),
+    ({"fsts": [1], "per_cell": None, "top_up_to": 1}, ["bcc", "mel", "nv"],
+     ["generate.top_up_to: nothing to sample", "already has 1 real images or more"]),
+])  # fmt: skip
+def test_labels_the_stage_cannot_generate_are_one_line_and_exit_2_before_any_run(
+    tmp_path, mlflow_uri, capsys, generate, classes, fragments
+):
+    prepared, classifier, out = tmp_path / "prepared", tmp_path / "classifier" / "real", tmp_path / "synthetic"
+    prepared.mkdir()
+    pd.DataFrame({"path": [f"{label}.jpg" for label in ["bcc", "mel", "nv"]], "label": ["bcc", "mel", "nv"],
+                  "fst": 1, "split": "train"}).to_parquet(prepared / "manifest.parquet")  # fmt: skip
+    save_classifier(build_classifier("small_cnn", classes, 32), classifier / "model.safetensors")
+    params = Params()
+    params = params.model_copy(update={"generate": params.generate.model_copy(update=generate)})
+
+    with pytest.raises(SystemExit) as exit_info:  # base and LoRA are never reached: they do not exist
+        exit_on_user_error(generate_synthetic)(params, "ham10000", prepared, tmp_path / "base", tmp_path / "lora",
+                                               classifier, out)  # fmt: skip
+    message = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and message.startswith("error: ") and "\n" not in message, message
+    assert all(fragment in message for fragment in fragments), message
+    mlflow.set_tracking_uri(mlflow_uri)  # where a run would have gone (an earlier test may have pointed it elsewhere)
+    assert not out.exists() and mlflow.search_runs(search_all_experiments=True).empty
+
+
+def test_the_kept_grid_of_a_set_that_keeps_nothing_is_none(tmp_path):
+    manifest = write_synthetic_set(tmp_path, {(1, "mel"): (0, 2)}, ["mel"])
+    assert kept_grid(manifest, tmp_path) is None
+    assert kept_grid(manifest.assign(kept=True), tmp_path).size == (4 * 32, 32)

@@ -16,6 +16,7 @@ import pytest
 from fairaug.config import load_params
 from fairaug.config.quality import EvaluateQualityConfig
 from fairaug.data.labels import FST_VALUES
+from fairaug.errors import exit_on_user_error
 from fairaug.fairness.classifier import build_classifier, save_classifier
 from fairaug.generation.storage import MANIFEST, png_bytes, shard_path, write_shard
 from fairaug.images import read_rgb
@@ -114,3 +115,24 @@ def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_u
     # the filter's statistics: every image of the set passed, one was not kept; none below the bar
     assert metrics["quality/filter.acceptance"] == 1.0 and metrics["quality/filter.below_bar"] == 0.0
     assert metrics["quality/filter.acceptance.fst1"] == 1.0
+
+
+def test_a_synthetic_set_with_nothing_kept_is_one_line_and_exit_2_before_any_run(project, mlflow_uri, capsys):
+    root = project / "data" / DATASET
+    manifest = prepared_manifest(root)
+    prepared, synthetic, classifier = (project / "outputs" / DATASET / d for d in ("prepared", "synthetic",
+                                                                                    "classifier/evaluator"))  # fmt: skip
+    prepared.mkdir(parents=True)
+    manifest.to_parquet(prepared / "manifest.parquet")
+    synthetic_set(synthetic, root, manifest)
+    pd.read_parquet(synthetic / MANIFEST).assign(kept=False).to_parquet(synthetic / MANIFEST)
+    out = project / "outputs" / DATASET / "metrics" / "quality.json"
+
+    with pytest.raises(SystemExit) as exit_info:
+        exit_on_user_error(evaluate_quality)(load_params(project / "params.yaml"), DATASET, prepared, synthetic,
+                                             classifier, out)  # fmt: skip
+    message = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and message == f"error: {synthetic / MANIFEST}: no kept synthetic images"
+    assert not out.exists()
+    mlflow.set_tracking_uri(mlflow_uri)  # where a run would have gone (an earlier test may have pointed it elsewhere)
+    assert mlflow.search_runs(search_all_experiments=True).empty  # no failed run left behind

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from fairaug.data.labels import FST_UNKNOWN
+from fairaug.io import path_escape
 from fairaug.skin.ita import DEFAULT_MIN_SKIN_FRACTION, estimate_skin
 
 SCAN_COLUMNS = ["file_status", "sha256", "width", "height", "min_side", "phash", "ita", "fst_ita", "skin_fraction"]
@@ -22,22 +22,14 @@ SCAN_COLUMNS = ["file_status", "sha256", "width", "height", "min_side", "phash",
 ITA_MAX_SIDE = 256
 
 
-def escapes_root(relative_path: str) -> bool:
-    """True when a metadata path points outside the data set root (absolute, or climbing with '..')."""
-    normalized = posixpath.normpath(relative_path.replace("\\", "/"))
-    return posixpath.isabs(normalized) or normalized == ".." or normalized.startswith("../")
-
-
 def scan_image(root: Path, relative_path: str, min_skin_fraction: float = DEFAULT_MIN_SKIN_FRACTION) -> dict:
     """Scan one image; a problem is reported in ``file_status`` rather than raised. ``fst_ita`` is
     FST_UNKNOWN where the ITA estimate abstains (see ``estimate_skin``)."""
     empty = {"sha256": "", "width": 0, "height": 0, "min_side": 0, "phash": "", "ita": np.nan,
              "fst_ita": FST_UNKNOWN, "skin_fraction": np.nan}
-    if escapes_root(relative_path):
-        return {**empty, "file_status": "path escapes the data set root"}
+    if (escape := path_escape(root, relative_path)) is not None:
+        return {**empty, "file_status": escape}
     path = root / relative_path
-    if path.exists() and not path.resolve().is_relative_to(root.resolve()):
-        return {**empty, "file_status": "path escapes the data set root (through a symbolic link)"}
     try:
         data = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):

@@ -112,7 +112,8 @@ class MixedDataset(ManifestDataset):
 
 
 def read_synthetic_manifest(synthetic_dir: Path) -> pd.DataFrame:
-    """The generate stage's manifest, checked: a DataError naming what is missing."""
+    """The generate stage's manifest, checked: a DataError naming what is missing (also when it keeps
+    no image)."""
     synthetic_dir = Path(synthetic_dir)
     manifest_path = synthetic_dir / storage.MANIFEST
     if not synthetic_dir.is_dir():
@@ -124,6 +125,9 @@ def read_synthetic_manifest(synthetic_dir: Path) -> pd.DataFrame:
     missing = [c for c in SYNTHETIC_COLUMNS if c not in manifest.columns]
     if missing:
         raise DataError("missing column", file=manifest_path, column=missing[0])
+    if not manifest["kept"].any():
+        raise DataError(f"no kept synthetic image among {len(manifest)} sampled: nothing to add to the training set "
+                        "(the 'reason' column says why each was left out)", file=manifest_path)  # fmt: skip
     return manifest
 
 

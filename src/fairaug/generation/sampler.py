@@ -49,37 +49,51 @@ def load_sampler(base_dir: Path, lora_dir: Path | None, config: GenerateConfig,
 
 def sample_batch(pipeline: StableDiffusionPipeline, rows: pd.DataFrame, config: GenerateConfig,
                  negative_prompt: str = "") -> list[np.ndarray]:
-    """One pipeline call; each image's generator is seeded by its plan seed."""
-    generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in rows["seed"]]
+    """One pipeline call of exactly `config.batch_size` images; each image's generator is seeded by
+    its plan seed. A short batch is padded with copies of its last row (dropped after): kernels may
+    round differently at another batch size, so this way an image's bytes do not depend on how many
+    other images were missing when it was sampled."""
+    padded = pd.concat([rows, rows.iloc[[-1] * (config.batch_size - len(rows))]])
+    generators = [torch.Generator(device="cpu").manual_seed(int(seed)) for seed in padded["seed"]]
     images = pipeline(
-        list(rows["prompt"]), negative_prompt=[negative_prompt] * len(rows),
+        list(padded["prompt"]), negative_prompt=[negative_prompt] * len(padded),
         num_inference_steps=config.steps, guidance_scale=config.guidance_scale, generator=generators,
         output_type="np",
-    ).images
+    ).images[: len(rows)]
     return [(np.clip(image, 0, 1) * 255).round().astype(np.uint8) for image in images]
 
 
 def generate_shards(pipeline: StableDiffusionPipeline, plan: pd.DataFrame, out_dir: Path, config: GenerateConfig,
                     fingerprint: str, negative_prompt: str = "", rank: int = 0, world_size: int = 1) -> list[int]:
-    """Sample every shard of this process (shards rank, rank + world_size, ...) not yet on disk.
+    """Write every shard of this process (shards rank, rank + world_size, ...) not yet on disk,
+    sampling only the images that `storage.prepare_resume` did not set aside as reusable.
 
-    Shards, and the batches inside them, hold the same images whatever the process count, so a
-    run on N processes writes the bytes one process writes.
+    The images to sample go through the pipeline in plan order, `batch_size` at a time across shard
+    boundaries, and a shard is written as soon as all its images are there. An image's pixels depend
+    on its seed and prompt, not on the other images of its batch, so a run on N processes, or one
+    that reuses images, writes the bytes one process writes from nothing (at the same batch size).
     """
-    done = storage.done_shards(out_dir, fingerprint)
-    mine = [s for s in sorted(plan["shard"].unique()) if s % world_size == rank and s not in done]
-    todo = int(plan["shard"].isin(mine).sum())
+    done = storage.done_shards(out_dir, fingerprint, plan)
+    mine = plan[(plan["shard"] % world_size == rank) & ~plan["shard"].isin(done)]
+    reusable = mine.merge(storage.reusable_images(out_dir), on=storage.IMAGE_KEY)
+    to_sample = mine[~mine["id"].isin(reusable["id"])]
+    batches = (to_sample.iloc[first : first + config.batch_size]
+               for first in range(0, len(to_sample), config.batch_size))
+    sampled: dict[str, bytes] = {}  # images sampled for this shard or, at the end of a batch, the next
     written = []
-    with tqdm(total=todo, desc=f"generate (rank {rank})", unit="img", disable=None) as progress:
+    with tqdm(total=len(to_sample), desc=f"generate (rank {rank})", unit="img", disable=None) as progress:
         start = time.perf_counter()
-        for shard in mine:
-            rows = plan[plan["shard"] == shard]
-            images = []
-            for first in range(0, len(rows), config.batch_size):
-                batch = rows.iloc[first : first + config.batch_size]
-                images.extend(storage.png_bytes(i) for i in sample_batch(pipeline, batch, config, negative_prompt))
+        for shard, rows in mine.groupby("shard"):
+            images = storage.read_reusable(reusable[reusable["shard"] == shard])
+            while not set(rows["id"]) <= images.keys() | sampled.keys():
+                batch = next(batches)
+                pixels = sample_batch(pipeline, batch, config, negative_prompt)
+                sampled |= {image_id: storage.png_bytes(image)
+                            for image_id, image in zip(batch["id"], pixels, strict=True)}
                 progress.update(len(batch))
                 progress.set_postfix(img_per_s=f"{progress.n / (time.perf_counter() - start):.2f}")
-            storage.write_shard(storage.shard_path(out_dir, shard), rows, images, fingerprint)
+            images |= {image_id: sampled.pop(image_id) for image_id in rows["id"] if image_id in sampled}
+            storage.write_shard(storage.shard_path(out_dir, shard), rows[storage.IMAGE_COLUMNS],
+                                [images[image_id] for image_id in rows["id"]], fingerprint)
             written.append(int(shard))
     return written

@@ -1,8 +1,9 @@
 """The generate stage: plan, sample (resumable, sharded across processes), filter, manifest.
 
-outputs/<d>/synthetic is a DVC `persist` out: finished shards survive a kill and a rerun only
-samples what is missing. The manifest is rebuilt from the shards on disk every time, so it never
-lists an image that is not there, nor one twice.
+outputs/<d>/synthetic is a DVC `persist` out: finished shards survive a kill, and a rerun (also
+with more or fewer images per cell, or other batch or shard sizes) samples only the images it does
+not have yet (`fairaug.generation.storage`). The manifest is rebuilt from the shards on disk every
+time, so it never lists an image that is not there, nor one twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from accelerate import PartialState
 from PIL import Image
 
 from fairaug.config import Params
-from fairaug.fairness.classifier import load_classifier
+from fairaug.errors import ConfigError, DataError
+from fairaug.fairness.classifier import Classifier, load_classifier
 from fairaug.generation import storage
 from fairaug.generation.filter import RealNeighbours, label_confidence, select
 from fairaug.generation.plan import build_plan
@@ -29,36 +31,60 @@ from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5
 
 CLASSIFIER_WEIGHTS = "model.safetensors"
-SAMPLING_ONLY = {"filter"}  # params that change the selection but not a single sampled pixel
+# the generate params that change a sampled image; the others (counts, labels, batch and shard sizes,
+# the filter) only change which images there are or how they are stored. Seeds and prompts are checked
+# per image (`storage.IMAGE_KEY`).
+PIXEL_PARAMS = {"scheduler", "steps", "guidance_scale", "dtype", "lora_weights", "fuse_lora"}
 MANIFEST_COLUMNS = ["path", "id", "fst", "label", "prompt", "seed", "index", "confidence", "ssim_to_real",
                     "nearest_real", "kept", "reason"]
 
 
 def plan_for(params: Params, dataset: str, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The plan of `build_plan` for the train split's labels (or `generate.labels`, which must be among
+    them: the LoRA learnt no other); a ConfigError when a label is unknown or nothing is to be sampled."""
     config, data = params.generate, params.dataset(dataset)
     train = manifest[manifest["split"] == "train"]
-    labels = config.labels or sorted(train["label"].unique())
+    known = sorted(train["label"].unique())
+    labels = config.labels or known
+    if unknown := sorted(set(labels) - set(known)):
+        raise ConfigError(f"generate.labels: {', '.join(unknown)} not among the labels of the train split of "
+                          f"{dataset} ({', '.join(known)})")  # fmt: skip
     real_counts = train.groupby(["fst", "label"]).size()
-    return build_plan(config, params.prompts.templates[data.domain], data.domain, labels, real_counts)
+    plan = build_plan(config, params.prompts.templates[data.domain], data.domain, labels, real_counts)
+    if plan.empty:
+        raise ConfigError(f"generate.top_up_to: nothing to sample, every (fst, label) cell of {dataset}'s train "
+                          f"split already has {config.top_up_to} real images or more")  # fmt: skip
+    return plan
 
 
-def sampling_fingerprint(params: Params, plan: pd.DataFrame, base_dir: Path, lora_dir: Path) -> str:
-    """What the sampled pixels depend on: the plan, the sampling params, the base model, the LoRA."""
+def filter_classifier(classifier_dir: Path | None, labels: list[str]) -> Classifier | None:
+    """The real-only classifier that scores the intended label, if there is one; a DataError when it
+    does not know a planned label (it was trained on other classes)."""
+    weights = classifier_dir / CLASSIFIER_WEIGHTS if classifier_dir is not None else None
+    if weights is None or not weights.exists():
+        return None
+    classifier = load_classifier(weights)
+    if unknown := sorted(set(labels) - set(classifier.classes)):
+        raise DataError(f"the filter's classifier does not know the generate labels {', '.join(unknown)} (its "
+                        f"classes: {', '.join(classifier.classes)}); rerun train_classifier", file=weights)  # fmt: skip
+    return classifier
+
+
+def sampling_fingerprint(params: Params, base_dir: Path, lora_dir: Path) -> str:
+    """What an image's pixels depend on besides its prompt and seed: the sampler params, the negative
+    prompt, the base model (resolution included) and the LoRA."""
     payload = json.dumps({
-        "plan": hashlib.sha256(pd.util.hash_pandas_object(plan, index=False).values.tobytes()).hexdigest(),
-        "generate": params.generate.model_dump(exclude=SAMPLING_ONLY), "negative": params.prompts.negative,
+        "generate": params.generate.model_dump(include=PIXEL_PARAMS), "negative": params.prompts.negative,
         "base": dvc_md5(base_dir), "lora": dvc_md5(lora_dir),
     }, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def filter_pool(params: Params, dataset: str, manifest: pd.DataFrame, out_dir: Path,
-                classifier_dir: Path | None) -> pd.DataFrame:
+def filter_pool(params: Params, dataset: str, manifest: pd.DataFrame, plan: pd.DataFrame, out_dir: Path,
+                classifier: Classifier | None) -> pd.DataFrame:
     """Score every sampled image (shard by shard: bounded memory) and select the kept ones."""
     real_rows = manifest[manifest["split"] == "train"].reset_index(drop=True)
     neighbours = RealNeighbours([Path(params.dataset(dataset).root) / path for path in real_rows["path"]])
-    weights = classifier_dir / CLASSIFIER_WEIGHTS if classifier_dir is not None else None
-    classifier = load_classifier(weights) if weights is not None and weights.exists() else None
     scored = []
     for shard in storage.iter_shards(out_dir):
         images = [storage.decode(png) for png in shard["png"]]
@@ -68,12 +94,16 @@ def filter_pool(params: Params, dataset: str, manifest: pd.DataFrame, out_dir: P
         scored.append(shard.drop(columns=["png"]).assign(
             confidence=confidence, ssim_to_real=ssim, nearest_real=real_rows["path"].to_numpy()[nearest],
             path=shard["shard_file"] + "#" + shard["id"]))
-    return select(pd.concat(scored, ignore_index=True), params.generate.filter)[MANIFEST_COLUMNS]
+    pool = pd.concat(scored, ignore_index=True).merge(plan[["id", "target"]], on="id")
+    return select(pool, params.generate.filter)[MANIFEST_COLUMNS]
 
 
-def kept_grid(selected: pd.DataFrame, out_dir: Path, per_cell: int = 4) -> Image.Image:
-    """Kept images, one row per (FST, label), for a look at what the filter let through."""
-    shown = pd.concat(cell.head(per_cell) for _, cell in selected[selected["kept"]].groupby(["fst", "label"]))
+def kept_grid(selected: pd.DataFrame, out_dir: Path, per_cell: int = 4) -> Image.Image | None:
+    """Kept images, one row per (FST, label), for a look at what the filter let through (None when
+    it let nothing through: the stages that read the set say so)."""
+    shown = selected[selected["kept"]].groupby(["fst", "label"]).head(per_cell)
+    if shown.empty:
+        return None
     images = {image_id: image for rows, decoded in storage.read_synthetic(out_dir, shown)
               for image_id, image in zip(rows["id"], decoded, strict=True)}
     tile = next(iter(images.values())).shape[0]
@@ -98,9 +128,10 @@ def generate_synthetic(params: Params, dataset: str, prepared_dir: Path, base_di
     state = PartialState()
     manifest = pd.read_parquet(prepared_dir / "manifest.parquet")
     plan = plan_for(params, dataset, manifest)
-    fingerprint = sampling_fingerprint(params, plan, base_dir, lora_dir)
+    classifier = filter_classifier(classifier_dir, sorted(plan["label"].unique()))
+    fingerprint = sampling_fingerprint(params, base_dir, lora_dir)
     if state.is_main_process:
-        storage.remove_stale(out_dir, fingerprint)
+        storage.prepare_resume(out_dir, fingerprint, plan)
     state.wait_for_everyone()
     upstream = {"prepare": prepared_dir, "base_model": base_dir, "train_lora": lora_dir}
     if classifier_dir is not None and (classifier_dir / "mlflow_run.json").exists():
@@ -113,11 +144,13 @@ def generate_synthetic(params: Params, dataset: str, prepared_dir: Path, base_di
                         state.process_index, state.num_processes)
         state.wait_for_everyone()
         if state.is_main_process:
-            selected = filter_pool(params, dataset, manifest, out_dir, classifier_dir)
+            storage.drop_reusable(out_dir)
+            selected = filter_pool(params, dataset, manifest, plan, out_dir, classifier)
             buffer = selected.to_parquet(index=False)
             atomic_write_bytes(out_dir / storage.MANIFEST, buffer)
             mlflow.log_metrics(acceptance_metrics(selected))
-            mlflow.log_image(kept_grid(selected, out_dir), "samples/kept.png")
+            if (grid := kept_grid(selected, out_dir)) is not None:
+                mlflow.log_image(grid, "samples/kept.png")
             mlflow.log_artifact(str(out_dir / storage.MANIFEST), artifact_path="synthetic")
             run.write_run_file(out_dir)
     return out_dir

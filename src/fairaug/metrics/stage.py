@@ -79,13 +79,14 @@ def evaluate_quality(
                 [("prepare", prepared_dir), ("generate", synthetic_dir), ("train_classifier.evaluator", evaluator_dir)]
                 if (Path(d) / RUN_FILE).is_file()}  # fmt: skip
     stage_params = {"evaluate_quality": config.model_dump(), "dataset": params.dataset(dataset).model_dump()}
+    synthetic = synthetic_set(synthetic_dir)  # a clean error (no manifest, nothing kept) before any run exists
     with stage_run("evaluate_quality", dataset, params, stage_params, upstream=upstream):
         manifest = pd.read_parquet(Path(prepared_dir) / "manifest.parquet")
         real = manifest_set(manifest, params.dataset(dataset).root, config.reference_split)
         extractors = build_extractors(config.extractors, evaluator=Path(evaluator_dir) / WEIGHTS,
                                       inception_weights=config.inception_weights, device=config.device)  # fmt: skip
         sampled = pd.read_parquet(Path(synthetic_dir) / MANIFEST)  # every image generate sampled, kept or not
-        report = quality_report(real, synthetic_set(synthetic_dir), extractors, config, FeatureCache(config.cache_dir),
+        report = quality_report(real, synthetic, extractors, config, FeatureCache(config.cache_dir),
                                 load_lpips(config.lpips_net, config.device), sampled["ssim_to_real"])  # fmt: skip
         report |= filter_statistics(sampled, params.generate.filter)
         written = write_metrics(out_path, *split_report(report), HEADLINE)
