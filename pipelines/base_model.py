@@ -30,7 +30,8 @@ def main() -> None:
     params = load_params()
     dataset, base, prompts = params.dataset(args.dataset), params.base, params.prompts
     stage_params = {"base": base.model_dump(), "prompts": prompts.model_dump()}
-    run_context = stage_run("base_model", args.dataset, params, stage_params, upstream={"prepare": args.prepared})
+    run_context = stage_run("base_model", args.dataset, params, stage_params, upstream={"prepare": args.prepared},
+                            outs=[args.out])  # fmt: skip
     with run_context as run, atomic_dir(args.out) as out:
         if base.source == "tiny":
             manifest = pd.read_parquet(args.prepared / "manifest.parquet")
@@ -49,7 +50,6 @@ def main() -> None:
         else:
             resolve_base(base, out)
         mlflow.log_artifact(str(out / BASE_FILE))
-        run.write_run_file(out)
 
 
 if __name__ == "__main__":

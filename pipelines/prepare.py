@@ -25,12 +25,11 @@ def main() -> None:
     params = load_params()
     dataset = params.dataset(args.dataset)
     stage_params = {"prepare": params.prepare.model_dump(), "dataset": dataset.model_dump()}
-    with stage_run("prepare", args.dataset, params, stage_params) as run, atomic_dir(args.out) as out:
+    with stage_run("prepare", args.dataset, params, stage_params, outs=[args.out]), atomic_dir(args.out) as out:
         manifest, report = prepare_dataset(args.dataset, dataset, params.prepare)
         manifest.to_parquet(out / "manifest.parquet", index=False)
         write_json(out / "validation.json", report)
         atomic_write_text(out / "validation.html", render_validation_html(report))
-        run.write_run_file(out)
         mlflow.log_metrics(summary_metrics(report))
         mlflow.log_artifacts(str(out), artifact_path="prepared")
 

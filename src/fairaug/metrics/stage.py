@@ -30,7 +30,7 @@ from fairaug.metrics.extractors import build_extractors
 from fairaug.metrics.features import FeatureCache, manifest_set, synthetic_set
 from fairaug.metrics.perceptual import load_lpips
 from fairaug.metrics.report import PREFIX, Report, quality_report
-from fairaug.tracking import RUN_FILE, numeric_metrics, stage_run
+from fairaug.tracking import numeric_metrics, stage_run
 
 
 def split_report(report: Report) -> tuple[dict[str, float | int | bool], dict[str, str]]:
@@ -60,11 +60,11 @@ def evaluate_quality(
     """Write quality.json and quality_reasons.json (module docstring); returns the full report."""
     config = params.evaluate_quality
     out_path = Path(out_path)
-    upstream = {stage: Path(d) for stage, d in
-                [("prepare", prepared_dir), ("generate", synthetic_dir), ("train_classifier.evaluator", evaluator_dir)]
-                if (Path(d) / RUN_FILE).is_file()}  # fmt: skip
+    upstream = {"prepare": Path(prepared_dir), "generate": Path(synthetic_dir),
+                "train_classifier.evaluator": Path(evaluator_dir)}
     stage_params = {"evaluate_quality": config.model_dump(), "dataset": params.dataset(dataset).model_dump()}
-    with stage_run("evaluate_quality", dataset, params, stage_params, upstream=upstream):
+    with stage_run("evaluate_quality", dataset, params, stage_params, upstream=upstream,
+                   outs=[out_path, reasons_path(out_path)]):  # fmt: skip
         manifest = pd.read_parquet(Path(prepared_dir) / "manifest.parquet")
         real = manifest_set(manifest, params.dataset(dataset).root, config.reference_split)
         extractors = build_extractors(config.extractors, evaluator=Path(evaluator_dir) / WEIGHTS,
