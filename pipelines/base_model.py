@@ -16,11 +16,13 @@ from fairaug.diffusion.base import BASE_FILE, resolve_base, save_tiny_base
 from fairaug.diffusion.pretrain import pretrain_base
 from fairaug.diffusion.sampling import fst_samples, most_common
 from fairaug.io import atomic_dir
+from fairaug.progress import quiet_library_bars
 from fairaug.tracking import stage_run
 
 
 @exit_on_user_error
 def main() -> None:
+    quiet_library_bars()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--prepared", type=Path, required=True, help="outputs/<dataset>/prepared")

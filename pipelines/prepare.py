@@ -12,11 +12,13 @@ from fairaug.config import load_params
 from fairaug.data.prepare import prepare_dataset, summary_metrics
 from fairaug.data.report import render_validation_html
 from fairaug.io import atomic_dir, atomic_write_text, write_json
+from fairaug.progress import quiet_library_bars
 from fairaug.tracking import stage_run
 
 
 @exit_on_user_error
 def main() -> None:
+    quiet_library_bars()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--out", type=Path, required=True, help="outputs/<dataset>/prepared")

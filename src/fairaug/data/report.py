@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 
 from fairaug.data.labels import FST_ROMAN
+
+
+def counts_text(counts: Mapping[object, int]) -> str:
+    """Counts for a person to read: ``akiec 12, bcc 30`` (not a dict's repr, nor numpy's)."""
+    return ", ".join(f"{key} {int(count)}" for key, count in counts.items())
 
 
 def _table(header: list[str], rows: list[list[object]]) -> str:
@@ -47,7 +53,7 @@ def render_validation_html(report: dict) -> str:
 td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}th{{background:#f3f3f3}}</style></head>
 <body><h1>Validation report: {escape(report['dataset'])}</h1>
 <p>Format <b>{escape(report['format'])}</b> at <code>{escape(report['root'])}</code>: {report['n_images']} images
-in {report['n_groups']} groups. FST source: {escape(str(report['fst_source']))}.</p>
+in {report['n_groups']} groups. FST source: {escape(counts_text(report['fst_source']))}.</p>
 <h2>Checks (great-expectations)</h2>{checks}
 <h2>Labels per split</h2>{_counts_table(report['label_counts'])}
 <h2>Fitzpatrick skin types per split</h2>{_counts_table(report['fst_counts'])}

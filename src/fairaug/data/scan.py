@@ -12,8 +12,8 @@ import imagehash
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
+from fairaug.progress import progress_bar
 from fairaug.skin.ita import estimate_ita, fst_from_ita
 
 SCAN_COLUMNS = ["file_status", "sha256", "width", "height", "min_side", "phash", "ita", "fst_ita"]
@@ -65,12 +65,11 @@ def scan_images(root: Path, paths: pd.Series, workers: int | None = None) -> pd.
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(
-            tqdm(
+            progress_bar(
                 pool.map(lambda p: scan_image(root, p), paths),
                 total=len(paths),
                 desc=f"scan {root.name}",
                 unit="img",
-                disable=None,
             )
         )
     return pd.DataFrame(rows, index=paths.index, columns=SCAN_COLUMNS)

@@ -15,12 +15,12 @@ from diffusers import (
     PNDMScheduler,
     StableDiffusionPipeline,
 )
-from tqdm.auto import tqdm
 
 from fairaug.config.generation import GenerateConfig
 from fairaug.diffusion.base import load_base_pipeline
 from fairaug.diffusion.lora import WEIGHTS_BY_CHOICE
 from fairaug.generation import storage
+from fairaug.progress import progress_bar
 
 SCHEDULERS = {
     "dpmsolver++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
@@ -68,7 +68,7 @@ def generate_shards(pipeline: StableDiffusionPipeline, plan: pd.DataFrame, out_d
     mine = [s for s in sorted(plan["shard"].unique()) if s % world_size == rank and s not in done]
     todo = int(plan["shard"].isin(mine).sum())
     written = []
-    with tqdm(total=todo, desc=f"generate (rank {rank})", unit="img", disable=None) as progress:
+    with progress_bar(total=todo, desc=f"generate (rank {rank})", unit="img") as progress:
         start = time.perf_counter()
         for shard in mine:
             rows = plan[plan["shard"] == shard]
