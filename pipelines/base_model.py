@@ -16,11 +16,13 @@ from fairaug.diffusion.base import BASE_FILE, resolve_base, save_tiny_base
 from fairaug.diffusion.pretrain import pretrain_base
 from fairaug.diffusion.sampling import fst_samples, most_common
 from fairaug.io import atomic_dir
+from fairaug.progress import quiet_library_bars
 from fairaug.tracking import stage_run
 
 
 @exit_on_user_error
 def main() -> None:
+    quiet_library_bars()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--prepared", type=Path, required=True, help="outputs/<dataset>/prepared")
@@ -30,7 +32,8 @@ def main() -> None:
     params = load_params()
     dataset, base, prompts = params.dataset(args.dataset), params.base, params.prompts
     stage_params = {"base": base.model_dump(), "prompts": prompts.model_dump()}
-    run_context = stage_run("base_model", args.dataset, params, stage_params, upstream={"prepare": args.prepared})
+    run_context = stage_run("base_model", args.dataset, params, stage_params, upstream={"prepare": args.prepared},
+                            outs=[args.out])  # fmt: skip
     with run_context as run, atomic_dir(args.out) as out:
         if base.source == "tiny":
             manifest = pd.read_parquet(args.prepared / "manifest.parquet")
@@ -49,7 +52,6 @@ def main() -> None:
         else:
             resolve_base(base, out)
         mlflow.log_artifact(str(out / BASE_FILE))
-        run.write_run_file(out)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from fairaug.errors import exit_on_user_error
 from fairaug.config import load_params
+from fairaug.progress import quiet_library_bars
 from fairaug.registry.promote import promote
 
 
 @exit_on_user_error
 def main() -> None:
+    quiet_library_bars()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--quality", type=Path, required=True, help="outputs/<dataset>/metrics/quality.json")

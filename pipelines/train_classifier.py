@@ -12,10 +12,12 @@ from pathlib import Path
 from fairaug.errors import exit_on_user_error
 from fairaug.config import load_params
 from fairaug.fairness.stages import train_augmented_classifier, train_evaluator, train_real_classifier
+from fairaug.progress import quiet_library_bars
 
 
 @exit_on_user_error
 def main() -> None:
+    quiet_library_bars()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--variant", choices=["real", "evaluator", "augmented"], required=True)

@@ -11,10 +11,12 @@ from pathlib import Path
 from fairaug.errors import exit_on_user_error
 from fairaug.config import load_params
 from fairaug.diffusion.finetune import finetune_lora
+from fairaug.progress import quiet_library_bars
 
 
 @exit_on_user_error
 def main() -> None:
+    quiet_library_bars()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--prepared", type=Path, required=True, help="outputs/<dataset>/prepared")

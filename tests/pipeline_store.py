@@ -18,7 +18,8 @@ from fairaug.data.labels import FST_VALUES
 from fairaug.fairness.metrics import fairness_report, score_column
 from fairaug.fairness.stages import ROC_PLOT, fairness_metrics, roc_table
 from fairaug.generation import storage
-from fairaug.tracking.runs import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, RUN_FILE, numeric_metrics
+from fairaug.tracking.lineage import dvc_md5
+from fairaug.tracking.runs import DVC_OUT_MD5_TAG, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, numeric_metrics
 from synthetic_set import synthetic_image, write_synthetic_set
 
 CLASSES = ["bkl", "mel", "nv"]
@@ -104,7 +105,7 @@ class Seeder:
                  prepare: str | None = None, artifacts: bool = False) -> dict[str, str]:  # fmt: skip
         """All eight stage runs of one `dvc repro`, linked by lineage; ``prepare`` reuses a prepare run
         (DVC did not rerun it). With ``artifacts``, the files the Samples and Fairness pages read."""
-        fairness_params = {"evaluate_fairness.min_group_size": MIN_GROUP_SIZE, "dataset.root": DATA_ROOT}
+        classifier_params = {"dataset.root": DATA_ROOT}
         ids = {"prepare": prepare or self.run(experiment_id, "prepare", dataset, commit=commit,
                                               metrics={"data/n_images": 600}, params={"dataset.root": DATA_ROOT})}
         up = {"prepare": ids["prepare"]}
@@ -114,7 +115,7 @@ class Seeder:
                                      upstream=up | {"base_model": ids["base_model"]},
                                      metrics={"train/loss": 0.2}, params={"train_lora.steps": 300})  # fmt: skip
         ids["train_classifier.real"] = self.run(experiment_id, "train_classifier", dataset, variant="real",
-                                                upstream=up, commit=commit, params=fairness_params,
+                                                upstream=up, commit=commit, params=classifier_params,
                                                 metrics=numeric_metrics(reports["real"][1]))  # fmt: skip
         ids["generate"] = self.run(experiment_id, "generate", dataset, commit=commit,
                                    upstream=up | {"base_model": ids["base_model"], "train_lora": ids["train_lora"],
@@ -127,26 +128,33 @@ class Seeder:
                                            params={"evaluate_quality.min_group_size": MIN_GROUP_SIZE})  # fmt: skip
         ids["train_classifier.augmented"] = self.run(experiment_id, "train_classifier", dataset, variant="augmented",
                                                      upstream=up | {"generate": ids["generate"]}, commit=commit,
-                                                     params=fairness_params | {"mix.ratio": 1.0},
+                                                     params=classifier_params | {"mix.ratio": 1.0},
                                                      metrics=numeric_metrics(reports["augmented"][1]))  # fmt: skip
         evaluation = fairness_metrics({variant: report for variant, (_, report) in reports.items()})
         ids["evaluate_fairness"] = self.run(experiment_id, "evaluate_fairness", dataset, commit=commit,
                                             upstream={f"train_classifier.{v}": ids[f"train_classifier.{v}"]
                                                       for v in ("real", "augmented")},
-                                            metrics=numeric_metrics(evaluation))  # fmt: skip
+                                            metrics=numeric_metrics(evaluation),
+                                            params={"evaluate_fairness.min_group_size": MIN_GROUP_SIZE})  # fmt: skip
         if artifacts:
             self.pipeline_artifacts(ids, dataset, reports)
         return ids
 
     def pipeline_artifacts(self, ids: Mapping[str, str], dataset: str, reports: dict) -> None:
-        """ROC curves, the synthetic set (workspace + manifest artifact), the real data and its
-        manifest, and LoRA validation grids at steps 150 and 300."""
+        """ROC curves, the synthetic set (workspace, locked in dvc.lock as the generate run's out,
+        + manifest artifact), the real data and its manifest, and LoRA validation grids at steps 150
+        and 300."""
         roc = roc_table({v: frame for v, (frame, _) in reports.items()}, CLASSES, ["mel"])
         self.log_file(ids["evaluate_fairness"], ROC_PLOT, roc.to_csv(index=False).encode(), "fairness")
         out_dir = self.root / "outputs" / dataset / "synthetic"
         cells = {(fst, label): (3, 2) for fst in FST_VALUES for label in CLASSES}
         write_synthetic_set(out_dir, cells, CLASSES)
-        (out_dir / RUN_FILE).write_text(json.dumps({"run_id": ids["generate"], "experiment_id": "?"}))
+        out_path, md5 = out_dir.relative_to(self.root).as_posix(), dvc_md5(out_dir)
+        self.client.set_tag(ids["generate"], f"{DVC_OUT_MD5_TAG}{out_path}", md5)
+        lock = self.root / "dvc.lock"
+        locked = json.loads(lock.read_text()) if lock.exists() else {"schema": "2.0", "stages": {}}  # JSON is YAML
+        locked["stages"][f"generate@{dataset}"] = {"outs": [{"path": out_path, "md5": md5}]}
+        lock.write_text(json.dumps(locked))
         self.log_file(ids["generate"], storage.MANIFEST, (out_dir / storage.MANIFEST).read_bytes(), "synthetic")
         rng, rows = np.random.default_rng(0), []
         for fst in FST_VALUES:

@@ -35,7 +35,7 @@ else:
         rejected = right.toggle("Show rejected images too")
         cell = manifest[(manifest["fst"] == fst) & (manifest["label"] == label)]
         shown = cell if rejected else cell[cell["kept"]]
-        out_dir = workspace_out_dir(project_root(), dataset, run.info.run_id)
+        out_dir = workspace_out_dir(project_root(), run.data.tags)
         if out_dir is None:
             st.info("This run's images are not in the workspace (DVC keeps the latest synthetic set there; "
                     "`dvc exp apply` or `git checkout` + `dvc checkout` bring back another). Its kept grid:")  # fmt: skip

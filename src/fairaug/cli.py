@@ -71,6 +71,7 @@ def validate(
     """Check a data set (schema, labels, FST, ids, image files): exit 0 when valid, 2 naming the problem."""
     from fairaug.data.labels import FST_UNKNOWN
     from fairaug.data.prepare import validate_dataset
+    from fairaug.data.report import counts_text
 
     allowed = [label.strip() for label in labels.split(",")] if labels else None
     validated = validate_dataset(root, format.value, allowed, min_image_size)
@@ -78,10 +79,10 @@ def validate(
     warnings = [c for c in validated.checks if not c.success]
     console.print(
         f"[green]valid[/green]: {root} ({format.value}): {len(records)} images, "
-        f"{records['group_id'].nunique()} groups, labels {dict(records['label'].value_counts().sort_index())}"
+        f"{records['group_id'].nunique()} groups, labels: {counts_text(records['label'].value_counts().sort_index())}"
     )
     for check in warnings:
-        console.print(f"[yellow]warning[/yellow]: {check.message} ({check.unexpected_count} images)")
+        console.print(f"[yellow]warning[/yellow]: {check.message}")
     abstained = int((records["fst_ita"] == FST_UNKNOWN).sum())
     if abstained:
         console.print(f"FST: the ITA estimate abstained on {abstained} images (too little non-lesion skin): "
@@ -341,4 +342,7 @@ def dashboard(
     raise SystemExit(subprocess.call(command, env=env))
 
 def main() -> None:
+    from fairaug.progress import quiet_library_bars
+
+    quiet_library_bars()
     app()

@@ -76,6 +76,39 @@ def test_duplicate_image_id(derm_copy):
     assert_user_error(validate(derm_copy), "column 'image_id'", "duplicate image", frame.loc[3, "image_id"])
 
 
+def test_many_bad_rows_are_named_and_duplicates_counted(derm_copy):
+    """The error names the other offending rows, not "(and 3 more rows)"; a duplicate error says
+    how many distinct images are involved."""
+    frame = metadata(derm_copy)
+    frame.loc[[7, 8, 20], "dx"] = "melanoma"
+    frame.loc[[30, 40], "dx"] = "naevus"
+    write_metadata(derm_copy, frame)
+    assert_user_error(validate(derm_copy), "row 9", "(and 4 more: row 10, row 22, row 32, row 42)")
+
+    frame.loc[[7, 8, 20, 30, 40], "dx"] = "nv"
+    frame.loc[12, "image_id"] = frame.loc[3, "image_id"]
+    frame.loc[[13, 14], "image_id"] = frame.loc[4, "image_id"]
+    write_metadata(derm_copy, frame)
+    assert_user_error(validate(derm_copy), "2 distinct images listed more than once, 5 times in all",
+                      "(and 4 more: row 6, row 14, row 15, row 16)")
+
+
+def test_valid_summary_and_warnings_are_plain_text(derm_copy):
+    """No dict or numpy reprs ({'nv': np.int64(12)}) in what a person reads; identical files are
+    counted by distinct image."""
+    frame = metadata(derm_copy)
+    for copy_of, copy in ((0, 1), (0, 2), (3, 4)):
+        shutil.copyfile(image_file(derm_copy, frame.loc[copy_of, "image_id"]),
+                        image_file(derm_copy, frame.loc[copy, "image_id"]))  # fmt: skip
+    result = validate(derm_copy)
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())  # rich wraps lines at the test terminal's width
+    counts = frame["dx"].value_counts().sort_index()
+    assert "labels: " + ", ".join(f"{label} {n}" for label, n in counts.items()) in output
+    assert "np." not in output and "{" not in output
+    assert "identical bytes listed more than once" in output and "5 image files hold 2 distinct images" in output
+
+
 def test_missing_image(derm_copy):
     image_id = metadata(derm_copy).loc[20, "image_id"]
     image_file(derm_copy, image_id).unlink()

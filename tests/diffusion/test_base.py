@@ -23,7 +23,7 @@ from fairaug.diffusion.pretrain import pretrain_tiny, pretraining_images
 from fairaug.diffusion.prompts import DEFAULT_TEMPLATES, all_prompts
 from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.errors import ConfigError, exit_on_user_error
-from fairaug.tracking import RUN_FILE, read_run_id
+from fairaug.tracking.lineage import dvc_md5
 
 from conftest import run
 
@@ -184,11 +184,13 @@ def test_base_model_stage_end_to_end(project):
     with Image.open(out / "samples.png") as grid:
         assert grid.height == 6 * 96  # one row per FST
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    tracked = client.get_run(read_run_id(out))
+    by_name = {run.info.run_name: run for run in client.search_runs(
+        [client.get_experiment_by_name("fairaug/ham10000").experiment_id])}
+    tracked = by_name["base_model@ham10000"]
     tags = tracked.data.tags
     assert tags["fairaug.stage"] == "base_model" and tags["fairaug.dataset"] == "ham10000"
-    assert tags["fairaug.upstream.prepare"] == read_run_id(project / "outputs" / "ham10000" / "prepared")
+    assert tags["fairaug.upstream.prepare"] == by_name["prepare@ham10000"].info.run_id
+    assert tags["dvc.out_md5.outputs/ham10000/models/base"] == dvc_md5(out)  # what downstream stages look up
     assert tracked.data.params["base.pretrain.unet_steps"] == "5"
     assert [m.step for m in client.get_metric_history(tracked.info.run_id, "pretrain/unet_loss")] == list(range(5))
     assert {a.path for a in client.list_artifacts(tracked.info.run_id)} >= {"samples.png", BASE_FILE}
-    assert (out / RUN_FILE).exists()

@@ -25,8 +25,7 @@ from fairaug.diffusion.prompts import all_prompts
 from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.errors import ConfigError, DataError, exit_on_user_error
 from fairaug.generation.sampler import load_sampler
-from fairaug.io import sha256_file, write_json
-from fairaug.tracking import RUN_FILE
+from fairaug.io import sha256_file
 
 
 def test_balanced_weights_make_cells_equally_likely():
@@ -200,8 +199,6 @@ def lora_stage(fixture_data, derm_manifest, tiny_base, tmp_path, mlflow_uri, mon
     prepared, base = tmp_path / "prepared", shutil.copytree(tiny_base, tmp_path / "base")
     prepared.mkdir()
     derm_manifest.to_parquet(prepared / "manifest.parquet")
-    for upstream in (prepared, base):
-        write_json(upstream / RUN_FILE, {"run_id": "upstream"})
     out = tmp_path / "lora"
 
     def run(resume="latest", **train_lora):

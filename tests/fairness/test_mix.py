@@ -1,7 +1,6 @@
 """The mixed training set of the augmented classifier: counts per FST against a hand computation,
 a seeded choice, lazy decoding, and real-only validation/test splits."""
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,6 @@ from fairaug.fairness.mix import (
     select_synthetic,
 )
 from fairaug.generation import storage
-from fairaug.tracking import RUN_FILE
 
 from synthetic_set import synthetic_image, write_synthetic_set
 
@@ -55,7 +53,6 @@ def synthetic_dir(tmp_path):
         cells[(k, "a")] = (n - n // 2, 1)
         cells[(k, "b")] = (n // 2, 1)
     write_synthetic_set(out, cells, CLASSES)
-    (out / RUN_FILE).write_text(json.dumps({"run_id": "x", "experiment_id": "0"}))
     return out
 
 
@@ -147,7 +144,6 @@ def test_mixed_train_set_adds_synthetic_images_to_train_only(synthetic_dir, tmp_
 def test_a_synthetic_set_that_keeps_nothing_is_a_clean_error(tmp_path):
     out = tmp_path / "synthetic"
     write_synthetic_set(out, {(1, "a"): (0, 2), (6, "b"): (0, 1)}, CLASSES)
-    (out / RUN_FILE).write_text(json.dumps({"run_id": "x", "experiment_id": "0"}))
     with pytest.raises(DataError, match=r"manifest.parquet: no kept synthetic image among 3 sampled"):
         read_synthetic_manifest(out)
 

@@ -33,12 +33,13 @@ from fairaug.fairness.stages import (
     classifier_report,
     classifier_stage,
     evaluate_fairness,
+    point_report,
     train_augmented_classifier,
     train_real_classifier,
     with_worst_fst,
 )
 from fairaug.metrics_files import detail_path, read_metrics, worst_fst
-from fairaug.tracking import RUN_FILE, read_run_id, stage_run
+from fairaug.tracking import stage_run
 
 from synthetic_set import write_synthetic_set
 
@@ -64,13 +65,19 @@ def trained(params, tmp_path, monkeypatch, mlflow_uri):
     monkeypatch.chdir(tmp_path)
     prepared = tmp_path / "outputs" / "ham10000" / "prepared"
     prepared.mkdir(parents=True)
-    with stage_run("prepare", "ham10000", params, {}) as prepare_run:
+    with stage_run("prepare", "ham10000", params, {}, outs=[prepared]):
         manifest, _ = prepare_dataset("ham10000", params.dataset("ham10000"), PrepareConfig())
         manifest.to_parquet(prepared / "manifest.parquet", index=False)
-        prepare_run.write_run_file(prepared)
     out = tmp_path / "outputs" / "ham10000" / "classifier" / "real"
     report = train_real_classifier(params, "ham10000", prepared, out)
     return prepared, out, report
+
+
+def run_named(name: str) -> str:
+    """The id of the one run named ``name`` (a DVC stage name) in the test's store."""
+    (found,) = mlflow.search_runs(search_all_experiments=True, filter_string=f"attributes.run_name = '{name}'",
+                                  output_format="list")  # fmt: skip
+    return found.info.run_id
 
 
 def same(a, b) -> bool:
@@ -84,40 +91,41 @@ def same_values(left: dict, right: dict) -> bool:
 
 def test_train_real_classifier_writes_weights_predictions_and_report_and_logs_them(trained, params):
     prepared, out, report = trained
-    assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS, PREDICTIONS, METRICS, RUN_FILE])
+    assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS, PREDICTIONS, METRICS])
     manifest = pd.read_parquet(prepared / "manifest.parquet")
     test_rows = manifest[manifest["split"] == "test"]
     predictions = read_predictions(out / PREDICTIONS)
     assert list(predictions.columns) == ["path", "label", "fst", "group_id", *map(score_column, CLASSES)]
     assert predictions["path"].tolist() == test_rows["path"].tolist()
 
-    # the weights reproduce the predictions, and metrics.json is their report (DESIGN names)
+    # the weights reproduce the predictions, and metrics.json is their point-value report (DESIGN names)
     model = load_classifier(out / WEIGHTS)
     test_set = split_datasets(params.dataset("ham10000").root, manifest, CLASSES, params.train_classifier)["test"]
     pd.testing.assert_frame_equal(predict(model, make_loader(test_set, params.train_classifier)), predictions,
                                   check_dtype=False)  # fmt: skip
     written = json.loads((out / METRICS).read_text())
     assert same_values(written, standard_json(report))  # NaN values left out, their reasons kept
-    assert same_values(report, classifier_report(params, "ham10000", predictions, CLASSES))
+    assert same_values(report, point_report(params, "ham10000", predictions, CLASSES))
     for name in METRIC_NAMES:
         for key in [f"fairness/{name}", *(f"fairness/{name}.fst{k}" for k in FST_VALUES)]:
-            assert {key, f"{key}.n", f"{key}.ci_low", f"{key}.ci_high"} <= report.keys()
+            assert {key, f"{key}.n"} <= report.keys()
     assert all(f"fairness/{name}" in report for name in GAPS)
+    # no intervals and no small-group rule: both are evaluate_fairness's params, no dep of a classifier
+    assert not any(key.endswith((".ci_low", ".ci_high")) for key in report)
     for k in FST_VALUES:
         n = report[f"fairness/fst{k}.n"]
         assert n == int((predictions["fst"] == k).sum()) == report[f"fairness/auroc.fst{k}.n"]
-        assert report[f"fairness/fst{k}.small_group"] == (n < params.evaluate_fairness.min_group_size)
+        assert report[f"fairness/fst{k}.small_group"] == (n == 0)
     assert 0.5 < report["fairness/auroc"] <= 1.0
-    assert report["fairness/auroc.ci_low"] <= report["fairness/auroc"] <= report["fairness/auroc.ci_high"]
 
     client = mlflow.MlflowClient()
-    run = client.get_run(read_run_id(out))
+    run = client.get_run(run_named("train_classifier@ham10000-real"))
     tags, metrics = run.data.tags, run.data.metrics
     assert tags["fairaug.stage"] == "train_classifier" and tags["fairaug.variant"] == "real"
     assert tags["fairaug.dataset"] == "ham10000"
-    assert tags["fairaug.upstream.prepare"] == read_run_id(prepared)
+    assert tags["fairaug.upstream.prepare"] == run_named("prepare@ham10000")
     assert run.data.params["train_classifier.epochs"] == "3"
-    assert run.data.params["evaluate_fairness.n_bootstrap"] == str(N_BOOTSTRAP)
+    assert not any(name.startswith("evaluate_fairness.") for name in run.data.params)
     train_loss = client.get_metric_history(run.info.run_id, "classifier/train_loss")
     val_loss = client.get_metric_history(run.info.run_id, "classifier/val_loss")
     assert [m.step for m in train_loss] == [m.step for m in val_loss] == list(range(1, len(train_loss) + 1))
@@ -130,16 +138,18 @@ def test_train_real_classifier_writes_weights_predictions_and_report_and_logs_th
 
 
 def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, params, tmp_path):
-    _, real, report = trained
+    _, real, _ = trained
     out = tmp_path / "outputs" / "ham10000" / "metrics" / "fairness.json"
     metrics = evaluate_fairness(params, "ham10000", real, None, out)
 
     written = read_metrics(out)
     assert same_values(written, metrics)
-    # the real-only report's names, numbers and small-group flags only, with the worst FST groups
-    # (as the gates read them); no deltas yet
-    assert same_values(written, standard_json({k: v for k, v in with_worst_fst(report).items()
-                                               if not k.endswith(".reason")}))  # fmt: skip
+    # the real-only classifier's predictions reported with the evaluate_fairness params (intervals,
+    # small groups): names, numbers and small-group flags only, with the worst FST groups (as the
+    # gates read them); no deltas yet
+    report = with_worst_fst(classifier_report(params, "ham10000", read_predictions(real / PREDICTIONS), CLASSES))
+    assert written["fairness/auroc.ci_low"] <= written["fairness/auroc"] <= written["fairness/auroc.ci_high"]
+    assert same_values(written, standard_json({k: v for k, v in report.items() if not k.endswith(".reason")}))
     assert written["fairness/auroc.worst_fst"] == worst_fst(report, "fairness/auroc", True).value
     # fairness.json, the DVC metrics, is the headline; per-FST values are in the detail file only
     headline = json.loads(out.read_text())
@@ -177,7 +187,8 @@ def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, p
     run = mlflow.MlflowClient().search_runs(
         [mlflow.get_experiment_by_name("fairaug/ham10000").experiment_id], "tags.`fairaug.stage` = 'evaluate_fairness'"
     )[0]
-    assert run.data.tags["fairaug.upstream.train_classifier.real"] == read_run_id(real)
+    assert run.data.tags["fairaug.upstream.train_classifier.real"] == run_named("train_classifier@ham10000-real")
+    assert run.data.params["evaluate_fairness.n_bootstrap"] == str(N_BOOTSTRAP)
     assert run.data.metrics["fairness/auroc"] == written["fairness/auroc"]
     assert "fairness/fst1.small_group" not in run.data.metrics
 
@@ -188,13 +199,14 @@ def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, p
     predictions = read_predictions(real / PREDICTIONS)
     scores = predictions[[score_column(c) for c in CLASSES]] ** 2
     predictions[scores.columns] = scores.div(scores.sum(axis=1), axis=0)
-    write_predictions(predictions, augmented / PREDICTIONS)
+    with stage_run("train_classifier", "ham10000", params, {}, outs=[augmented]) as augmented_run:
+        write_predictions(predictions, augmented / PREDICTIONS)
     augmented_report = classifier_report(params, "ham10000", predictions, CLASSES)
-    (augmented / METRICS).write_text(json.dumps(augmented_report))
-    with stage_run("train_classifier", "ham10000", params, {}) as augmented_run:
-        augmented_run.write_run_file(augmented)
 
     metrics = evaluate_fairness(params, "ham10000", real, augmented, out)
+    evaluated = mlflow.search_runs(search_all_experiments=True, filter_string="attributes.run_name = 'evaluate_fairness@ham10000'",
+                                   order_by=["attributes.start_time DESC"], output_format="list")[0]  # fmt: skip
+    assert evaluated.data.tags["fairaug.upstream.train_classifier.augmented"] == augmented_run.run_id
     for name in [*METRIC_NAMES, *GAPS]:
         for key in [name, *(f"{name}.fst{k}" for k in FST_VALUES if name in METRIC_NAMES)]:
             value = augmented_report[f"fairness/{key}"]
@@ -224,9 +236,8 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
     synthetic = tmp_path / "outputs" / "ham10000" / "synthetic"
     # a small synthetic set as the generate stage writes it (no diffusion): 4 kept + 1 dropped per cell
     cells = {(k, label): (4, 1) for k in FST_VALUES for label in ("mel", "nv", "bkl")}
-    synthetic_manifest = write_synthetic_set(synthetic, cells, CLASSES)
-    with stage_run("generate", "ham10000", params, {}) as generate_run:
-        generate_run.write_run_file(synthetic)
+    with stage_run("generate", "ham10000", params, {}, outs=[synthetic]) as generate_run:
+        synthetic_manifest = write_synthetic_set(synthetic, cells, CLASSES)
 
     seen = {}
     real_train = stages.train_classifier
@@ -238,7 +249,7 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
     monkeypatch.setattr(stages, "train_classifier", spy)
     out = tmp_path / "outputs" / "ham10000" / "classifier" / "augmented"
     augmented_report = train_augmented_classifier(params, "ham10000", prepared, synthetic, out)
-    assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS, PREDICTIONS, METRICS, MIX, RUN_FILE])
+    assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS, PREDICTIONS, METRICS, MIX])
 
     # train: every real train image plus the mix's synthetic ones; val and test: real only
     manifest = pd.read_parquet(prepared / "manifest.parquet")
@@ -257,10 +268,10 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
         assert mix[f"mix/real.fst{k}"] == counts.at[k, "real"] == (train_rows["fst"] == k).sum()
         assert mix[f"mix/synthetic.fst{k}"] == counts.at[k, "synthetic"] <= 12
     client = mlflow.MlflowClient()
-    run = client.get_run(read_run_id(out))
-    assert run.info.run_name == classifier_stage("ham10000", "augmented") == "train_classifier_augmented@ham10000"
+    run = client.get_run(run_named(classifier_stage("ham10000", "augmented")))
+    assert run.info.run_name == "train_classifier_augmented@ham10000"
     assert run.data.tags["fairaug.stage"] == "train_classifier" and run.data.tags["fairaug.variant"] == "augmented"
-    assert run.data.tags["fairaug.upstream.prepare"] == read_run_id(prepared)
+    assert run.data.tags["fairaug.upstream.prepare"] == run_named("prepare@ham10000")
     assert run.data.tags["fairaug.upstream.generate"] == generate_run.run_id
     assert run.data.params["mix.synthetic_ratio.fst6"] == "0.8"
     assert {k: v for k, v in run.data.metrics.items() if k.startswith("mix/")} == pytest.approx(mix)
@@ -286,7 +297,7 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
     for gap in GAPS:  # a gap's delta, or why it has none
         assert f"fairness/delta.{gap}" in written or reasons[f"fairness/delta.{gap}.reason"]
     evaluated = client.search_runs([run.info.experiment_id], "tags.`fairaug.stage` = 'evaluate_fairness'")[0]
-    assert evaluated.data.tags["fairaug.upstream.train_classifier.augmented"] == read_run_id(out)
+    assert evaluated.data.tags["fairaug.upstream.train_classifier.augmented"] == run.info.run_id
     numbers = {k: float(v) for k, v in written.items() if not isinstance(v, bool)}
     assert same_values({k: v for k, v in evaluated.data.metrics.items() if k.startswith("fairness/")}, numbers)
 

@@ -1,7 +1,8 @@
 """`dvc repro` of train_classifier@<dataset>-real, train_classifier_augmented@<dataset> (on a
 synthetic set written by hand: no diffusion) and evaluate_fairness@<dataset> in a temporary project:
 outputs, fairness.json and fairness_detail.json keys, MLflow lineage, DVC metrics (the headline) and
-plots, no-op rerun, what reruns when."""
+plots, no-op rerun, what reruns when (a rerun with identical outputs reruns nothing below it; a
+bootstrap param reruns only evaluate_fairness)."""
 
 import json
 import runpy
@@ -16,7 +17,7 @@ import yaml
 from fairaug.config import load_params
 from fairaug.data.labels import HAM10000_DX
 from fairaug.metrics_files import read_metrics
-from fairaug.tracking import RUN_FILE, stage_run
+from fairaug.tracking import stage_run
 
 from conftest import REPO_ROOT, run, write_params
 from synthetic_set import write_synthetic_set
@@ -27,8 +28,10 @@ AUGMENTED_STAGE = f"train_classifier_augmented@{DATASET}"
 FST_COLUMNS = [f"fst{k}" for k in range(1, 7)]
 
 
-def run_id(path):
-    return json.loads((path / RUN_FILE).read_text())["run_id"]
+def run_id(client, name):
+    """The newest run of DVC stage ``name``."""
+    return client.search_runs(client.search_experiments(filter_string="name LIKE 'fairaug/%'")[0].experiment_id,
+                              f"attributes.run_name = '{name}'", order_by=["attributes.start_time DESC"])[0].info.run_id
 
 
 @pytest.mark.slow
@@ -36,20 +39,27 @@ def test_dvc_repro_fairness_stages_track_lineage_and_are_idempotent(project):
     write_params(project, train_classifier={"epochs": 2}, evaluate_fairness={"n_bootstrap": 20})
     first = run(["dvc", "repro", CLASSIFIER_STAGE], project)
     assert f"Running stage '{CLASSIFIER_STAGE}'" in first.stdout
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    first_prepare = run_id(client, f"prepare@{DATASET}")
+
+    # prepare rerun with byte-identical outputs (no run id in them): the classifier stays up to date,
+    # and its lineage names a run that wrote those bytes
+    assert f"Running stage 'prepare@{DATASET}'" in run(["dvc", "repro", "-f", f"prepare@{DATASET}"], project).stdout
+    assert run_id(client, f"prepare@{DATASET}") != first_prepare
+    assert "Running stage" not in run(["dvc", "repro", CLASSIFIER_STAGE], project).stdout
 
     # the generate stage's out, written by hand (no diffusion); -s: run the stage alone, as if
     # generate had run
     synthetic = project / "outputs" / DATASET / "synthetic"
     cells = {(k, label): (3, 1) for k in range(1, 7) for label in ("mel", "nv")}
-    write_synthetic_set(synthetic, cells, list(HAM10000_DX))
-    with stage_run("generate", DATASET, load_params(project / "params.yaml"), {}) as generate_run:
-        generate_run.write_run_file(synthetic)
+    with stage_run("generate", DATASET, load_params(project / "params.yaml"), {}, outs=[synthetic]) as generate_run:
+        write_synthetic_set(synthetic, cells, list(HAM10000_DX))
     run(["dvc", "repro", "-s", AUGMENTED_STAGE], project)
     run(["dvc", "repro", "-s", EVALUATE_STAGE], project)
 
     classifier = project / "outputs" / DATASET / "classifier" / "real"
     augmented = project / "outputs" / DATASET / "classifier" / "augmented"
-    files = {"model.safetensors", "predictions.parquet", "metrics.json", RUN_FILE}
+    files = {"model.safetensors", "predictions.parquet", "metrics.json"}
     assert {p.name for p in classifier.iterdir()} == files
     assert {p.name for p in augmented.iterdir()} == files | {"mix.json"}
     metrics_dir = project / "outputs" / DATASET / "metrics"
@@ -71,26 +81,25 @@ def test_dvc_repro_fairness_stages_track_lineage_and_are_idempotent(project):
 
     # MLflow: stage tags, lineage to the upstream runs, and the DVC md5 of the classifier's deps
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    prepared = project / "outputs" / DATASET / "prepared"
-    trained = client.get_run(run_id(classifier))
+    trained = client.get_run(run_id(client, CLASSIFIER_STAGE))
     assert trained.info.run_name == CLASSIFIER_STAGE
     assert trained.data.tags["fairaug.stage"] == "train_classifier"
     assert trained.data.tags["fairaug.variant"] == "real"
-    assert trained.data.tags["fairaug.upstream.prepare"] == run_id(prepared)
+    assert trained.data.tags["fairaug.upstream.prepare"] == first_prepare
     for dep in lock[CLASSIFIER_STAGE]["deps"]:
         assert trained.data.tags[f"dvc.md5.{dep['path']}"] == dep["md5"]
-    mixed = client.get_run(run_id(augmented))
+    mixed = client.get_run(run_id(client, AUGMENTED_STAGE))
     assert mixed.info.run_name == AUGMENTED_STAGE and mixed.data.tags["fairaug.variant"] == "augmented"
-    assert mixed.data.tags["fairaug.upstream.prepare"] == run_id(prepared)
+    # the newest of the two prepare runs that wrote the prepared set as it is
+    assert mixed.data.tags["fairaug.upstream.prepare"] == run_id(client, f"prepare@{DATASET}")
     assert mixed.data.tags["fairaug.upstream.generate"] == generate_run.run_id
     for dep in lock[AUGMENTED_STAGE]["deps"]:
         assert mixed.data.tags[f"dvc.md5.{dep['path']}"] == dep["md5"]
     evaluated = client.search_runs([trained.info.experiment_id], "tags.`fairaug.stage` = 'evaluate_fairness'")
     assert len(evaluated) == 1
     tags = evaluated[0].data.tags
-    assert tags["fairaug.upstream.train_classifier.real"] == run_id(classifier)
-    assert tags["fairaug.upstream.train_classifier.augmented"] == run_id(augmented)
+    assert tags["fairaug.upstream.train_classifier.real"] == trained.info.run_id
+    assert tags["fairaug.upstream.train_classifier.augmented"] == mixed.info.run_id
     evaluate_deps = {dep["path"]: dep["md5"] for dep in lock[EVALUATE_STAGE]["deps"]}
     for variant in ("real", "augmented"):
         path = f"outputs/ham10000/classifier/{variant}"
@@ -119,11 +128,13 @@ def test_dvc_repro_fairness_stages_track_lineage_and_are_idempotent(project):
     # the augmented one
     for stage in (CLASSIFIER_STAGE, AUGMENTED_STAGE, EVALUATE_STAGE):
         assert "Running stage" not in run(["dvc", "repro", "-s", stage], project).stdout
-    assert len(client.search_runs([trained.info.experiment_id])) == 5  # prepare, generate, 2 classifiers, evaluate
+    assert len(client.search_runs([trained.info.experiment_id])) == 6  # 2 prepare, generate, 2 classifiers, evaluate
 
     def changed(stage):
         return bool(json.loads(run(["dvc", "status", "--json", stage], project).stdout))
 
+    write_params(project, evaluate_fairness={"n_bootstrap": 30})  # intervals: evaluate_fairness only
+    assert not changed(CLASSIFIER_STAGE) and not changed(AUGMENTED_STAGE) and changed(EVALUATE_STAGE)
     write_params(project, generate={"steps": 5})
     assert not changed(CLASSIFIER_STAGE) and not changed(AUGMENTED_STAGE)
     write_params(project, mix={"synthetic_ratio": {"fst6": 0.5}})

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from fairaug.tracking import RUN_FILE
 
 from conftest import run
 
@@ -36,8 +35,9 @@ def test_dvc_repro_prepare_tracks_lineage_and_is_idempotent(project):
         assert "<table>" in (out / "validation.html").read_text()
         assert manifest.groupby("group_id")["split"].nunique().max() == 1
 
-        run_id = json.loads((out / RUN_FILE).read_text())["run_id"]
-        tracked = client.get_run(run_id)
+        (tracked,) = [r for r in runs if r.info.run_name == f"prepare@{dataset}"]
+        run_id = tracked.info.run_id
+        assert not (out / "mlflow_run.json").exists()  # a run id in the out would change it every run
         tags, params = tracked.data.tags, tracked.data.params
         assert tags["fairaug.stage"] == "prepare" and tags["fairaug.dataset"] == dataset
         assert tags["fairaug.profile"] == "tiny"
@@ -46,6 +46,8 @@ def test_dvc_repro_prepare_tracks_lineage_and_is_idempotent(project):
         assert deps, "dvc.lock lists the stage's deps"
         for path, md5 in deps.items():
             assert tags[f"dvc.md5.{path}"] == md5  # the data version MLflow shows is the one DVC locked
+        for out_entry in lock["stages"][f"prepare@{dataset}"]["outs"]:
+            assert tags[f"dvc.out_md5.{out_entry['path']}"] == out_entry["md5"]  # how downstream stages find it
         assert params["prepare.seed"] == "0" and params["dataset.root"] == f"data/{dataset}"
         assert tracked.data.metrics["data/n_images"] == len(manifest)
         artifacts = {a.path for a in client.list_artifacts(run_id, "prepared")}

@@ -1,8 +1,8 @@
 """dvc.yaml's code deps cannot drift from the code: each stage lists every fairaug module its
 script imports, directly or through other modules (function-level imports included), so that a
 change there reruns the stage. Left out on purpose, as dvc.yaml's header says: `fairaug.config`
-(its values reach a stage as DVC params), `fairaug.tracking` and `fairaug.errors` (MLflow logging
-and error lines shape no output), and package `__init__` files (re-exports; the modules they
+(its values reach a stage as DVC params), `fairaug.tracking`, `fairaug.errors` and `fairaug.progress`
+(MLflow logging, error lines and progress bars shape no output), and package `__init__` files (re-exports; the modules they
 re-export are followed)."""
 
 import ast
@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO_ROOT
 
 SRC = REPO_ROOT / "src"
-NOT_DEPS = ("fairaug.config", "fairaug.tracking", "fairaug.errors")
+NOT_DEPS = ("fairaug.config", "fairaug.tracking", "fairaug.errors", "fairaug.progress")
 SCRIPT = re.compile(r"(pipelines/\w+\.py)")
 
 

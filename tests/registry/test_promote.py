@@ -154,6 +154,26 @@ def test_passing_lora_becomes_champion_with_its_gates_recorded(project):
     assert decision_run.data.metrics["promotion/promoted"] == 1.0
 
 
+def test_version_names_the_runs_that_trained_the_lora_or_why_it_cannot(project, loras):
+    """The LoRA in the workspace came from a logged train_lora run: the promote run links to it and
+    the version records it; LoRA bytes no run in the store wrote (outputs from `dvc pull`): the
+    link is left out with a reason, the promotion still goes through."""
+    lora = project / "outputs" / DATASET / "models" / "lora"
+    outcome = promote(project)
+    run = MlflowClient().get_run(versions()[0].tags["fairaug.decision_run"])
+    assert "fairaug.upstream.train_lora" not in run.data.tags and outcome.registered
+    assert run.data.tags["fairaug.upstream_missing.train_lora"].startswith(
+        "no finished run in this tracking store wrote outputs/ham10000/models/lora as it is now")
+    assert "fairaug.run.train_lora" not in versions()[0].tags
+
+    with stage_run("train_lora", DATASET, Params(), {}, root=project, outs=[lora]) as trained:
+        use_lora(project, loras[2])
+    assert promote(project).version == 2
+    run = MlflowClient().get_run(versions()[-1].tags["fairaug.decision_run"])
+    assert run.data.tags["fairaug.upstream.train_lora"] == trained.run_id
+    assert versions()[-1].tags["fairaug.run.train_lora"] == trained.run_id
+
+
 def test_champion_loads_in_a_fresh_process_from_the_store_alone(project, tmp_path):
     promote(project)
     shutil.move(project / "outputs", tmp_path / "outputs-moved-away")

@@ -1,12 +1,14 @@
-import json
+import contextlib
+import os
 import subprocess
+from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
 from fairaug.config import Params
-from fairaug.tracking import RUN_FILE, read_run_id, stage_run
+from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5, git_commit
 from fairaug.tracking.runs import flatten
 
@@ -38,12 +40,13 @@ def test_git_commit_outside_git_is_unknown(tmp_path):
     assert git_commit(tmp_path) == ("unknown", False)
 
 
-def test_stage_run_logs_lineage_params_and_run_file(project, mlflow_uri):
+def test_stage_run_logs_lineage_params_and_out_md5(project, mlflow_uri):
     params = Params()
     upstream_dir = project / "outputs" / "ham10000" / "prepared"
-    with stage_run("prepare", "ham10000", params, {"prepare": {"split": {"train": 0.7}}}) as upstream:
-        upstream.write_run_file(upstream_dir)
-    assert read_run_id(upstream_dir) == upstream.run_id
+    with stage_run("prepare", "ham10000", params, {"prepare": {"split": {"train": 0.7}}}, outs=[upstream_dir]) as upstream:
+        upstream_dir.mkdir(parents=True)
+        (upstream_dir / "manifest.parquet").write_bytes(b"rows")
+    assert [p.name for p in upstream_dir.iterdir()] == ["manifest.parquet"]  # no run id in the DVC out
 
     with stage_run("train_lora", "ham10000", params, {"lr": 1e-3}, upstream={"prepare": upstream_dir}) as down:
         pass
@@ -59,12 +62,49 @@ def test_stage_run_logs_lineage_params_and_run_file(project, mlflow_uri):
     # deps come from dvc.yaml (foreach resolved): the data directory and the stage's code
     assert first.data.tags["dvc.md5.data/ham10000"] == dvc_md5(project / "data" / "ham10000")
     assert first.data.tags["dvc.md5.pipelines/prepare.py"] == dvc_md5(project / "pipelines" / "prepare.py")
+    assert first.data.tags["dvc.out_md5.outputs/ham10000/prepared"] == dvc_md5(upstream_dir)
     experiment = client.get_experiment(first.info.experiment_id)
     assert experiment.name == "fairaug/ham10000"
 
     second = client.get_run(down.run_id)
     assert second.data.tags["fairaug.upstream.prepare"] == upstream.run_id
-    assert json.loads((upstream_dir / RUN_FILE).read_text())["experiment_id"] == first.info.experiment_id
+    assert second.data.tags["dvc.md5.outputs/ham10000/prepared"] == dvc_md5(upstream_dir)
+
+
+def test_upstream_run_is_the_newest_that_wrote_the_bytes_there_now(project, mlflow_uri):
+    params = Params()
+    prepared = Path("outputs", "ham10000", "prepared")  # relative, as dvc.yaml gives it to the stages
+
+    def prepare_run(content: bytes | None, fail: bool = False) -> str:
+        with contextlib.suppress(RuntimeError), stage_run("prepare", "ham10000", params, {}, outs=[prepared]) as made:
+            if content is not None:
+                prepared.mkdir(parents=True, exist_ok=True)
+                (prepared / "manifest.parquet").write_bytes(content)
+            if fail:
+                raise RuntimeError("killed")
+        return made.run_id
+
+    def linked() -> dict[str, str]:
+        with stage_run("base_model", "ham10000", params, {}, upstream={"prepare": prepared}) as down:
+            pass
+        tags = mlflow.MlflowClient(mlflow_uri).get_run(down.run_id).data.tags
+        return {k: v for k, v in tags.items() if k.startswith(("fairaug.upstream.", "fairaug.upstream_missing."))}
+
+    assert linked() == {"fairaug.upstream_missing.prepare": "outputs/ham10000/prepared does not exist"}
+    first = prepare_run(b"A")
+    assert linked() == {"fairaug.upstream.prepare": first}
+    prepare_run(b"B")
+    same_bytes = prepare_run(b"A")  # a rerun with identical outputs: DVC sees no change below it
+    assert linked() == {"fairaug.upstream.prepare": same_bytes}
+    prepare_run(b"C", fail=True)  # a failed run's outputs are no one's
+    assert "fairaug.upstream_missing.prepare" in linked()
+
+    # a fresh clone after `dvc pull`: the outputs are there, the store has no run that wrote them
+    (prepared / "manifest.parquet").write_bytes(b"A")
+    mlflow_uri = f"sqlite:///{project / 'fresh.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri  # the conftest fixture removes it after the test
+    (reason,) = linked().values()
+    assert reason.startswith("no finished run in this tracking store wrote outputs/ham10000/prepared as it is now")
 
 
 def test_failed_stage_run_is_marked_failed(project, mlflow_uri):

@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from skimage.color import lab2rgb
-from tqdm import tqdm
 
 from fairaug.data.labels import WOUND_PHASES
 from fairaug.errors import FairaugError
 from fairaug.io import atomic_dir, atomic_write_text
+from fairaug.progress import progress_bar
 from fairaug.skin.ita import ITA_RANGE
 
 HAM10000_COLUMNS: tuple[str, ...] = (
@@ -275,8 +275,8 @@ def _write_csv(path: Path, rows: list[dict[str, object]], columns: Sequence[str]
     atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n", float_format="%.1f"))
 
 
-def _progress(n: int, description: str) -> tqdm:
-    return tqdm(total=n, desc=description, unit="img", disable=True if n < _PROGRESS_MIN_IMAGES else None)
+def _progress(n: int, description: str):
+    return progress_bar(total=n, desc=description, unit="img", hide=n < _PROGRESS_MIN_IMAGES)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -205,8 +205,10 @@ def label_conflicts(records: pd.DataFrame, root: Path, allowed: bool) -> list[di
             for sha, rows in conflicting.groupby("sha256", sort=True)]  # fmt: skip
     if sets and not allowed:
         first = sets[0]
+        files = sum(len(s["paths"]) for s in sets)
         raise DataError(f"identical images with different labels ({', '.join(first['labels'])}): "
-                        f"{', '.join(first['paths'])}; {len(sets)} such set(s) in all. Fix the labels, or set "
+                        f"{', '.join(first['paths'])}; {len(sets)} such set{'s' if len(sets) > 1 else ''}, "
+                        f"{files} files in all. Fix the labels, or set "
                         "prepare.allow_label_conflicts: true to keep them (reported, never split apart)",
                         file=root)  # fmt: skip
     return sets

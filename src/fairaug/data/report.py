@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from fairaug.skin.ita import estimate_skin
 
 EXAMPLE_SIDE = 96  # pixels per example image in the report
 EXAMPLES_PER_GROUP = 4
+
+
+def counts_text(counts: Mapping[object, int]) -> str:
+    """Counts for a person to read: ``akiec 12, bcc 30`` (not a dict's repr, nor numpy's)."""
+    return ", ".join(f"{key} {int(count)}" for key, count in counts.items())
 
 
 def _table(header: list[str], rows: list[list[object]]) -> str:
@@ -93,7 +99,7 @@ td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}th{{background
 .examples{{display:flex;flex-wrap:wrap;gap:1em}}figure{{margin:0;font-size:.8em;max-width:{2 * EXAMPLE_SIDE}px}}</style></head>
 <body><h1>Validation report: {escape(report['dataset'])}</h1>
 <p>Format <b>{escape(report['format'])}</b> at <code>{escape(report['root'])}</code>: {report['n_images']} images
-in {report['n_groups']} groups. FST source: {escape(str(report['fst_source']))}.</p>
+in {report['n_groups']} groups. FST source: {escape(counts_text(report['fst_source']))}.</p>
 <h2>Checks (great-expectations)</h2>{checks}
 <h2>Labels per split</h2>{_counts_table(report['label_counts'])}
 <h2>Fitzpatrick skin types per split</h2>{_counts_table(report['fst_counts'])}

@@ -11,10 +11,10 @@ import imagehash
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from fairaug.data.labels import FST_UNKNOWN
 from fairaug.io import path_escape
+from fairaug.progress import progress_bar
 from fairaug.skin.ita import DEFAULT_MIN_SKIN_FRACTION, estimate_skin
 
 SCAN_COLUMNS = ["file_status", "sha256", "width", "height", "min_side", "phash", "ita", "fst_ita", "skin_fraction"]
@@ -63,12 +63,11 @@ def scan_images(
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(
-            tqdm(
+            progress_bar(
                 pool.map(lambda p: scan_image(root, p, min_skin_fraction), paths),
                 total=len(paths),
                 desc=f"scan {root.name}",
                 unit="img",
-                disable=None,
             )
         )
     return pd.DataFrame(rows, index=paths.index, columns=SCAN_COLUMNS)

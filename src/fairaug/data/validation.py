@@ -1,8 +1,9 @@
 """Data validation with great-expectations (ephemeral context).
 
 Checks run on the record table (see formats.py) and on the per-image scan. A failed check becomes
-one DataError that names the file, row and source column of the first offending record and how many
-more there are; every check's outcome also goes into the validation report.
+one DataError that names the file, row and source column of the first offending record and the
+others (up to NAMED_PLACES of them, then how many more); every check's outcome also goes into the
+validation report.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ import pandas as pd
 from fairaug.errors import DataError
 
 Severity = Literal["error", "warning"]
+NAMED_PLACES = 10  # the other offending rows an error line names; more would bury the message
 
 
 @dataclass(frozen=True)
 class Check:
-    """One expectation, the record column it is about, and how to explain an offending record."""
+    """One expectation, the record column it is about, how to explain an offending record, and what
+all the offending records amount to (duplicates: how many distinct files)."""
 
     expectation: object  # a great_expectations Expectation
     column: str
     explain: Callable[[pd.Series], str]
     severity: Severity = "error"
+    summarize: Callable[[pd.DataFrame], str] | None = None
 
 
 @dataclass
@@ -79,6 +83,8 @@ def run_checks(frame: pd.DataFrame, checks: list[Check], suite_name: str) -> lis
         message = ""
         if index:
             message = check.explain(frame.iloc[index[0]])
+            if check.summarize is not None:
+                message += f"; {check.summarize(frame.iloc[index])}"
         elif error:
             message = f"check could not run: {error}"
         results.append(
@@ -102,19 +108,41 @@ def raise_first_error(
     for result in results:
         if result.success or result.severity != "error":
             continue
-        more = result.unexpected_count - 1
-        suffix = f" (and {more} more row{'s' if more > 1 else ''})" if more > 0 else ""
         column = source_columns.get(result.column, result.column)
         if not result.unexpected_index:
             raise DataError(result.message or "check failed", file=root, column=column)
         record = frame.iloc[result.unexpected_index[0]]
         row = record.get("source_row")
         raise DataError(
-            result.message + suffix,
+            result.message + _others(result, frame, record["source_file"]),
             file=root / record["source_file"],
             row=None if pd.isna(row) else int(row),
             column=column if not pd.isna(row) else None,
         )
+
+
+def images(n: int) -> str:
+    return f"{n} distinct image{'s' if n != 1 else ''}"
+
+
+def _others(result: CheckResult, frame: pd.DataFrame, first_file: str) -> str:
+    """`` (and 3 more: row 7, row 9, row 12)``: where the other offending records are (rows of the first's
+    file, else file and row, else the image path), NAMED_PLACES at most; empty when there are none."""
+    more = result.unexpected_count - 1
+    if more <= 0:
+        return ""
+    places = []
+    for index in result.unexpected_index[1 : NAMED_PLACES + 1]:
+        record = frame.iloc[index]
+        row = record.get("source_row")
+        if pd.isna(row):
+            places.append(str(record["path"]))
+        else:
+            places.append(f"row {int(row)}" if record["source_file"] == first_file
+                          else f"{record['source_file']} row {int(row)}")  # fmt: skip
+    unnamed = more - len(places)
+    tail = f" and {unnamed} more" if unnamed > 0 else ""
+    return f" (and {more} more: {', '.join(places)}{tail})"
 
 
 def record_checks(allowed_labels: list[str] | None, fst_values: list[str] | None) -> list[Check]:
@@ -128,6 +156,7 @@ def record_checks(allowed_labels: list[str] | None, fst_values: list[str] | None
             ex.ExpectColumnValuesToBeUnique(column="path"),
             "path",
             lambda r: f"duplicate image '{r['path']}' (each image must be listed once)",
+            summarize=lambda rows: f"{images(rows['path'].nunique())} listed more than once, {len(rows)} times in all",
         ),
         Check(ex.ExpectColumnValuesToMatchRegex(column="label", regex=r"\S"), "label", lambda r: "empty label"),
         Check(ex.ExpectColumnValuesToMatchRegex(column="group_id", regex=r"\S"), "group_id", lambda r: "empty group id"),
@@ -174,6 +203,7 @@ def image_checks(min_image_size: int) -> list[Check]:
             "path",
             lambda r: f"identical bytes listed more than once: {r['path']}",
             severity="warning",
+            summarize=lambda rows: f"{len(rows)} image files hold {images(rows['sha256'].nunique())}",
         ),
     ]
 

@@ -3,8 +3,8 @@
 Outputs (outputs/<d>/models/lora, a DVC `persist` out so checkpoints survive a rerun):
 pytorch_lora_weights.safetensors (+ _ema, optional _kohya), lora.json (the weights files this run
 wrote, with their sha256), checkpoints/, plots/loss.csv (DVC plot), samples/ (validation grids),
-README.md (model card), mlflow_run.json. A run that does not resume one of the out's own
-checkpoints starts from an empty out, so nothing of an earlier run stays in it.
+README.md (model card). A run that does not resume one of the out's own checkpoints starts from an
+empty out, so nothing of an earlier run stays in it.
 """
 
 from __future__ import annotations
@@ -120,9 +120,9 @@ def finetune_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Pa
 
     stage_params = {"train_lora": params.train_lora.model_dump(), "prompts": params.prompts.model_dump()}
     tracked = (stage_run("train_lora", dataset, params, stage_params,
-                         upstream={"prepare": prepared_dir, "base_model": base_dir})
+                         upstream={"prepare": prepared_dir, "base_model": base_dir}, outs=[out_dir])
                if accelerator.is_main_process else contextlib.nullcontext())
-    with tracked as run:
+    with tracked:
         if accelerator.is_main_process:
             log_grid(0)  # before training (a new LoRA is the identity): the base model's fst_fidelity
         trainer.train(checkpoint, log=lambda metrics, step: mlflow.log_metrics(metrics, step=step),
@@ -135,7 +135,6 @@ def finetune_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Pa
             atomic_write_text(out_dir / PLOTS, plot[[c for c in ("step", "train_loss", "val_loss") if c in plot]]
                               .to_csv(index=False))
             write_model_card(out_dir, params, dataset, base_dir, manifest_path, history)
-            run.write_run_file(out_dir)
             for path in [*weights, out_dir / WEIGHTS_RECORD, out_dir / MODEL_CARD, out_dir / PLOTS]:
                 mlflow.log_artifact(str(path), artifact_path=str(Path("lora", path.relative_to(out_dir)).parent))
     accelerator.wait_for_everyone()

@@ -30,7 +30,6 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from fairaug.config.diffusion import TrainLoraConfig
 from fairaug.diffusion import checkpoints
@@ -40,6 +39,7 @@ from fairaug.diffusion.loss import (PosteriorCache, StepNoise, denoising_loss, d
 from fairaug.diffusion.optim import adamw
 from fairaug.errors import ConfigError, DataError
 from fairaug.io import sha256_file, verify_sha256, write_json
+from fairaug.progress import progress_bar
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 EMA_WEIGHTS = "pytorch_lora_weights_ema.safetensors"
@@ -311,8 +311,8 @@ class LoraTrainer:
                                    config.max_steps * accumulation, accelerator.process_index, accelerator.num_processes)
         micro_batches = iter(sampler)  # this process's image indices of each micro-step
         self.unet.train()
-        progress = tqdm(range(start, config.max_steps), initial=start, total=config.max_steps, desc="train_lora",
-                        disable=not accelerator.is_local_main_process or None)
+        progress = progress_bar(range(start, config.max_steps), initial=start, total=config.max_steps,
+                                desc="train_lora", hide=not accelerator.is_local_main_process)
         for step in progress:
             if self.state.stopped_early:
                 break

@@ -13,9 +13,9 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 from diffusers.training_utils import compute_snr
-from tqdm.auto import tqdm
 
 from fairaug.diffusion.data import step_generator
+from fairaug.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,8 @@ class PosteriorCache:
     def __init__(self, vae, pixel_batches: Iterable[torch.Tensor], total: int | None = None, progress: bool = True):
         means, stds = [], []
         with torch.no_grad():
-            for pixels in tqdm(pixel_batches, total=total, desc="encode latents", unit="batch",
-                               disable=None if progress else True):
+            for pixels in progress_bar(pixel_batches, total=total, desc="encode latents", unit="batch",
+                                       hide=not progress):
                 pixels = pixels.to(vae.device, vae.dtype)
                 posteriors = [vae.encode(view).latent_dist for view in (pixels, pixels.flip(-1))]
                 means.append(torch.stack([p.mean.float().cpu() for p in posteriors]))

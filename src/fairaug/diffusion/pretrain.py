@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 from torch.utils.data import ConcatDataset, Dataset
-from tqdm.auto import tqdm
 
 from fairaug.config.diffusion import BaseConfig, PretrainConfig, PromptsConfig
 from fairaug.config.models import DatasetConfig
@@ -32,6 +31,7 @@ from fairaug.diffusion.loss import PosteriorCache, denoising_loss, draw_step_noi
 from fairaug.diffusion.optim import adamw
 from fairaug.diffusion.prompts import all_prompts, build_prompt, promptable
 from fairaug.diffusion.tokenizer import build_tokenizer
+from fairaug.progress import progress_bar
 
 KL_WEIGHT = 1e-6  # as SD's VAE: a nearly deterministic autoencoder whose latents stay well-scaled
 SNR_GAMMA = 5.0
@@ -103,7 +103,7 @@ def train_vae(vae, pixels: torch.Tensor, weights: np.ndarray, config: PretrainCo
     sampler = StepBatchSampler(weights, config.vae_batch_size, config.seed, 0, config.vae_steps)
     latent_shape = _latent_shape(vae, pixels)
     losses = []
-    bar = tqdm(total=config.vae_steps, desc="pretrain vae", unit="step", disable=None if progress else True)
+    bar = progress_bar(total=config.vae_steps, desc="pretrain vae", unit="step", hide=not progress)
     for step, indices in enumerate(sampler):
         draws = draw_step_noise(config.seed, step, len(indices), latent_shape, num_train_timesteps=1)  # no timesteps
         batch = hflip(pixels[indices], draws.flip).to(vae.device)
@@ -164,7 +164,7 @@ def train_unet(
     latent_shape = tuple(posteriors.mean.shape[2:])
     num_train_timesteps = pipeline.scheduler.config.num_train_timesteps
     losses = []
-    bar = tqdm(total=config.unet_steps, desc="pretrain unet", unit="step", disable=None if progress else True)
+    bar = progress_bar(total=config.unet_steps, desc="pretrain unet", unit="step", hide=not progress)
     for step, indices in enumerate(sampler, start=first_step):
         draws = draw_step_noise(
             config.seed, step, len(indices), latent_shape, num_train_timesteps,

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 from PIL import Image, ImageDraw
-from tqdm.auto import tqdm
 
 from fairaug.data.labels import FST_ROMAN, FST_VALUES
 from fairaug.diffusion.prompts import build_prompt
 from fairaug.metrics.functional import within_one_type
+from fairaug.progress import progress_bar
 from fairaug.skin.ita import estimate_fst
 
 LABEL_WIDTH = 48
@@ -48,7 +48,7 @@ def sample_rows(
             guidance_scale=guidance,
             generator=[torch.Generator().manual_seed(seed + column) for column in range(len(prompts))],
         ).images
-        for prompts in tqdm(prompts_by_row, desc="sample grid", unit="row", disable=None)
+        for prompts in progress_bar(prompts_by_row, desc="sample grid", unit="row")
     ]
 
 

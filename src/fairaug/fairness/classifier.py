@@ -33,13 +33,13 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
-from tqdm import tqdm
 
 from fairaug.config.fairness import ClassifierArch, ClassifierConfig
 from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
 from fairaug.errors import DataError
 from fairaug.fairness.metrics import score_column
 from fairaug.io import atomic_write_bytes
+from fairaug.progress import progress_bar
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -376,7 +376,7 @@ def train_classifier(
     history = TrainingHistory()
     # a validation loss that is never finite (diverged) keeps the last weights
     best_loss, best_state, epochs_without_improvement = float("inf"), model.state_dict(), 0
-    progress = tqdm(range(1, config.epochs + 1), desc="train classifier", unit="epoch")
+    progress = progress_bar(range(1, config.epochs + 1), desc="train classifier", unit="epoch")
     for epoch in progress:
         history.train_loss.append(_run_epoch(model, train_loader, class_weights, device, optimizer, fst_branch))
         if fst_branch is not None:
@@ -403,7 +403,7 @@ def predict(model: Classifier, loader: DataLoader) -> pd.DataFrame:
     model.eval()
     device = next(model.parameters()).device
     scores = np.zeros((len(dataset), len(model.classes)), dtype=np.float64)
-    for images, _, rows in tqdm(loader, desc="predict", unit="batch"):
+    for images, _, rows in progress_bar(loader, desc="predict", unit="batch"):
         scores[rows.numpy()] = torch.softmax(model(images.to(device)), dim=1).double().cpu().numpy()
     columns = [c for c in PREDICTION_ID_COLUMNS if c in dataset.rows.columns]
     frame = dataset.rows[columns].copy()

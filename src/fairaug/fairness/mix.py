@@ -23,7 +23,6 @@ from fairaug.data.labels import FST_VALUES
 from fairaug.errors import DataError
 from fairaug.fairness.classifier import ManifestDataset
 from fairaug.generation import storage
-from fairaug.tracking import RUN_FILE
 
 REAL, SYNTHETIC = "real", "synthetic"
 SYNTHETIC_COLUMNS = ("path", "id", "fst", "label", "kept")
@@ -118,9 +117,8 @@ def read_synthetic_manifest(synthetic_dir: Path) -> pd.DataFrame:
     manifest_path = synthetic_dir / storage.MANIFEST
     if not synthetic_dir.is_dir():
         raise DataError("no synthetic set: the generate stage has not run", file=synthetic_dir)
-    for path in (manifest_path, synthetic_dir / RUN_FILE):
-        if not path.is_file():
-            raise DataError("missing: not a finished synthetic set of the generate stage", file=path)
+    if not manifest_path.is_file():  # written last, after every shard
+        raise DataError("missing: not a finished synthetic set of the generate stage", file=manifest_path)
     manifest = pd.read_parquet(manifest_path).reset_index(drop=True)
     missing = [c for c in SYNTHETIC_COLUMNS if c not in manifest.columns]
     if missing:

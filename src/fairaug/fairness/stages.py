@@ -5,24 +5,27 @@ train split plus kept synthetic images, `fairaug.fairness.mix`; validation and t
 into their out dir (outputs/<d>/classifier/real, .../augmented):
     model.safetensors       the small CNN / backbone with its classes in the metadata
     predictions.parquet     the real test split: path, label, fst, group_id, score_<label> per class
-    metrics.json            `fairness_report` of those predictions (``fairness/<metric>[.fst<k>]``,
-                            with ``.reason`` strings), computed with the ``evaluate_fairness`` params
+    metrics.json            `point_report` of those predictions: `fairness_report`'s values
+                            (``fairness/<metric>[.fst<k>]``, with ``.reason`` strings) without
+                            intervals or the small-group rule, which are evaluate_fairness's (its
+                            params are no dep of a classifier: changing them retrains nothing)
     mix.json                augmented only: ``mix/<count>.fst<k>`` (real, available, ratio, wanted,
                             synthetic, share) and the totals, also logged as MLflow metrics
-    mlflow_run.json         the run id, for evaluate_fairness's lineage
 and log per-epoch ``classifier/train_loss`` and ``classifier/val_loss``, the report's numbers under
 the same names as in metrics.json, and the files as artifacts. The MLflow run is named after the DVC
 stage, tagged ``fairaug.variant`` and linked to its upstream runs (prepare; augmented: also generate).
 
 evaluate_fairness@<dataset> writes beside ``fairness.json`` (outputs/<d>/metrics/) the numbers of
-`fairness_metrics`: the real-only classifier's report under the DESIGN names (``fairness/auroc``,
-``fairness/auroc.fst5``, ``fairness/auroc.fst5.ci_low``, ...) with ``<metric>.worst_fst`` of
-WORST_FST_METRICS (`with_worst_fst`), the ``fairness/fst<k>.small_group`` flags (so that a small
-group is reported as such). With an augmented classifier also its report as
-``fairness/augmented.<key>`` and ``fairness/delta.<metric>`` = augmented minus real-only for every
-metric value. Without one (run with no --augmented) the numbers are the real-only values and no
-deltas (no placeholder keys); the plain names mean the real-only classifier either way, so `dvc
-metrics diff` compares like with like. MLflow metrics have the same names as the keys.
+`fairness_metrics`, computed here from both classifiers' predictions.parquet with the
+``evaluate_fairness`` params (bootstrap intervals, small-group rule): the real-only classifier's
+report under the DESIGN names (``fairness/auroc``, ``fairness/auroc.fst5``,
+``fairness/auroc.fst5.ci_low``, ...) with ``<metric>.worst_fst`` of WORST_FST_METRICS
+(`with_worst_fst`), the ``fairness/fst<k>.small_group`` flags (so that a small group is reported as
+such). With an augmented classifier also its report as ``fairness/augmented.<key>`` and
+``fairness/delta.<metric>`` = augmented minus real-only for every metric value. Without one (run
+with no --augmented) the numbers are the real-only values and no deltas (no placeholder keys); the
+plain names mean the real-only classifier either way, so `dvc metrics diff` compares like with like.
+MLflow metrics have the same names as the keys.
     fairness.json           DVC metrics: the headline numbers (`HEADLINE`) with their intervals and n
     fairness_detail.json    every other number: per-FST values, group sizes and flags, the other
                             metrics and gaps, their deltas (`fairaug.metrics_files`)
@@ -43,7 +46,6 @@ metrics diff` compares like with like. MLflow metrics have the same names as the
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -73,10 +75,9 @@ from fairaug.fairness.metrics import (
     write_predictions,
 )
 from fairaug.fairness.mix import mix_record, mixed_train_set, read_synthetic_manifest
-from fairaug.io import atomic_dir, atomic_write_text, write_json
-from fairaug.metrics_files import WORST_FST, worst_fst, write_metrics
+from fairaug.io import atomic_dir, atomic_write_text, reasons_path, standard_json, write_json
+from fairaug.metrics_files import WORST_FST, detail_path, worst_fst, write_metrics
 from fairaug.tracking import numeric_metrics, stage_run
-from fairaug.tracking.lineage import dvc_md5, stage_deps
 
 WEIGHTS = "model.safetensors"
 PREDICTIONS = "predictions.parquet"
@@ -125,7 +126,15 @@ def report_options(config: DatasetConfig, classes: Sequence[str]) -> dict:
     return {"ordinal": False, "malignant_classes": [c for c in classes if c in MALIGNANT_DX]}
 
 
+def point_report(params: Params, dataset: str, predictions: pd.DataFrame, classes: Sequence[str]) -> Report:
+    """A classifier's own metrics.json: the point values of every FST group with rows, no intervals
+    and no group left out of the gaps (min_group_size 1): nothing of the evaluate_fairness params."""
+    return fairness_report(predictions, classes, **report_options(params.dataset(dataset), classes),
+                           min_group_size=1, n_bootstrap=0)  # fmt: skip
+
+
 def classifier_report(params: Params, dataset: str, predictions: pd.DataFrame, classes: Sequence[str]) -> Report:
+    """The report fairness.json is made of: with the ``evaluate_fairness`` params."""
     settings = params.evaluate_fairness
     return fairness_report(
         predictions,
@@ -137,14 +146,6 @@ def classifier_report(params: Params, dataset: str, predictions: pd.DataFrame, c
         confidence=settings.confidence,
         stratify_by_fst=settings.stratify_by_fst,
     )
-
-
-def _tag_dvc_stage(name: str, root: Path) -> None:
-    """Name the run after its DVC stage and tag the DVC md5 of that stage's deps: `stage_run` looks
-    the deps up under ``<stage>@<dataset>``, which a matrix stage (``<stage>@<dataset>-<variant>``)
-    is not."""
-    tags = {f"dvc.md5.{dep}": dvc_md5(root / dep) for dep in stage_deps(name, root) if (root / dep).exists()}
-    mlflow.set_tags({"mlflow.runName": name, **tags})
 
 
 def _train_classifier_stage(
@@ -160,7 +161,6 @@ def _train_classifier_stage(
     dataset_config = params.dataset(dataset)
     stage_params = {
         "train_classifier": config.model_dump(),
-        "evaluate_fairness": params.evaluate_fairness.model_dump(),
         "dataset": dataset_config.model_dump(),
     }
     upstream = {"prepare": Path(prepared_dir)}
@@ -168,10 +168,9 @@ def _train_classifier_stage(
         read_synthetic_manifest(synthetic_dir)  # a clean error before any run or output exists
         stage_params["mix"] = params.mix.model_dump()
         upstream["generate"] = Path(synthetic_dir)
-    with stage_run("train_classifier", dataset, params, stage_params, upstream=upstream) as run, \
-            atomic_dir(out_dir) as out:  # fmt: skip
+    with stage_run("train_classifier", dataset, params, stage_params, upstream=upstream, outs=[out_dir],
+                   dvc_stage=classifier_stage(dataset, variant)), atomic_dir(out_dir) as out:  # fmt: skip
         mlflow.set_tag("fairaug.variant", variant)
-        _tag_dvc_stage(classifier_stage(dataset, variant), Path.cwd())
         manifest = pd.read_parquet(Path(prepared_dir) / "manifest.parquet")
         classes = dataset_classes(dataset_config, manifest)
         splits = split_datasets(dataset_config.root, manifest, classes, config)
@@ -191,9 +190,8 @@ def _train_classifier_stage(
         save_classifier(model, out / WEIGHTS)
         predictions = predict(model, make_loader(splits["test"], config))
         write_predictions(predictions, out / PREDICTIONS)
-        report = classifier_report(params, dataset, predictions, classes)
+        report = point_report(params, dataset, predictions, classes)
         write_json(out / METRICS, report)
-        run.write_run_file(out)
         mlflow.log_metrics(numeric_metrics(report))
         for name in artifacts:
             mlflow.log_artifact(str(out / name), artifact_path="classifier")
@@ -202,7 +200,7 @@ def _train_classifier_stage(
 
 def train_real_classifier(params: Params, dataset: str, prepared_dir: Path, out_dir: Path) -> Report:
     """Train the real-only classifier on the train split (val for early stopping), predict the test
-    split and write weights, predictions and their fairness report to ``out_dir``; returns the report."""
+    split and write weights, predictions and their `point_report` to ``out_dir``; returns the report."""
     return _train_classifier_stage(params, dataset, prepared_dir, out_dir, None)
 
 
@@ -327,16 +325,20 @@ def evaluate_fairness(
     params: Params, dataset: str, real_dir: Path, augmented_dir: Path | None, out_path: Path
 ) -> Metrics:
     """Write fairness.json, its detail and reasons files and the two plot CSVs beside it from the
-    classifiers' reports and predictions (see the module docstring); returns all the numbers."""
+    classifiers' predictions (see the module docstring); returns all the numbers."""
     out_path = Path(out_path)
     classifier_dirs = {"real": Path(real_dir)} | ({"augmented": Path(augmented_dir)} if augmented_dir else {})
     upstream = {f"train_classifier.{variant}": d for variant, d in classifier_dirs.items()}
-    stage_params = {"dataset": params.dataset(dataset).model_dump()}
-    with stage_run("evaluate_fairness", dataset, params, stage_params, upstream=upstream):
+    stage_params = {"evaluate_fairness": params.evaluate_fairness.model_dump(),
+                    "dataset": params.dataset(dataset).model_dump()}
+    plots = [out_path.parent / PER_FST_PLOT, out_path.parent / ROC_PLOT]
+    with stage_run("evaluate_fairness", dataset, params, stage_params, upstream=upstream,
+                   outs=[out_path, detail_path(out_path), reasons_path(out_path), *plots]):  # fmt: skip
         predictions = {variant: read_predictions(d / PREDICTIONS) for variant, d in classifier_dirs.items()}
-        reports = {variant: with_worst_fst(json.loads((d / METRICS).read_text()))
-                   for variant, d in classifier_dirs.items()}  # fmt: skip
         classes = prediction_classes(predictions["real"])
+        # without NaN values, as written: an undefined metric is a reason, not a NaN in MLflow or a delta
+        reports = {variant: with_worst_fst(standard_json(classifier_report(params, dataset, frame, classes)))
+                   for variant, frame in predictions.items()}  # fmt: skip
         malignant = report_options(params.dataset(dataset), classes)["malignant_classes"]
         metrics = fairness_metrics(reports)
         per_fst = per_fst_table(metrics).to_csv(index=False, lineterminator="\n")

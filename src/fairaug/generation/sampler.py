@@ -15,12 +15,12 @@ from diffusers import (
     PNDMScheduler,
     StableDiffusionPipeline,
 )
-from tqdm.auto import tqdm
 
 from fairaug.config.generation import GenerateConfig
 from fairaug.diffusion.base import load_base_pipeline
 from fairaug.diffusion.lora import trained_weights
 from fairaug.generation import storage
+from fairaug.progress import progress_bar
 
 SCHEDULERS = {
     "dpmsolver++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
@@ -81,7 +81,7 @@ def generate_shards(pipeline: StableDiffusionPipeline, plan: pd.DataFrame, out_d
                for first in range(0, len(to_sample), config.batch_size))
     sampled: dict[str, bytes] = {}  # images sampled for this shard or, at the end of a batch, the next
     written = []
-    with tqdm(total=len(to_sample), desc=f"generate (rank {rank})", unit="img", disable=None) as progress:
+    with progress_bar(total=len(to_sample), desc=f"generate (rank {rank})", unit="img") as progress:
         start = time.perf_counter()
         for shard, rows in mine.groupby("shard"):
             images = storage.read_reusable(reusable[reusable["shard"] == shard])

@@ -134,11 +134,11 @@ def generate_synthetic(params: Params, dataset: str, prepared_dir: Path, base_di
         storage.prepare_resume(out_dir, fingerprint, plan)
     state.wait_for_everyone()
     upstream = {"prepare": prepared_dir, "base_model": base_dir, "train_lora": lora_dir}
-    if classifier_dir is not None and (classifier_dir / "mlflow_run.json").exists():
+    if classifier_dir is not None:
         upstream["train_classifier"] = classifier_dir
-    tracked = (stage_run("generate", dataset, params, {"generate": params.generate.model_dump()}, upstream=upstream)
-               if state.is_main_process else contextlib.nullcontext())
-    with tracked as run:
+    tracked = (stage_run("generate", dataset, params, {"generate": params.generate.model_dump()}, upstream=upstream,
+                         outs=[out_dir]) if state.is_main_process else contextlib.nullcontext())
+    with tracked:
         pipeline = load_sampler(base_dir, lora_dir, params.generate, device=state.device)
         generate_shards(pipeline, plan, out_dir, params.generate, fingerprint, params.prompts.negative,
                         state.process_index, state.num_processes)
@@ -152,5 +152,4 @@ def generate_synthetic(params: Params, dataset: str, prepared_dir: Path, base_di
             if (grid := kept_grid(selected, out_dir)) is not None:
                 mlflow.log_image(grid, "samples/kept.png")
             mlflow.log_artifact(str(out_dir / storage.MANIFEST), artifact_path="synthetic")
-            run.write_run_file(out_dir)
     return out_dir

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from fairaug.errors import DataError
 from fairaug.generation.storage import MANIFEST, read_synthetic
 from fairaug.images import IMAGE_SUFFIXES, read_rgb
 from fairaug.io import atomic_write_bytes
 from fairaug.metrics.extractors import Extractor, Output
+from fairaug.progress import progress_bar
 
 Batches = Iterator[tuple[pd.DataFrame, list[np.ndarray]]]
 
@@ -104,7 +104,7 @@ def extract(
     in that order; ``on_batch`` sees each batch too (per-image metrics that need the pixels)."""
     rows_read: list[pd.DataFrame] = []
     parts: dict[str, list[Output]] = {e.name: [] for e in extractors}
-    with tqdm(total=len(image_set.rows), desc=desc, unit="img", leave=False) as progress:
+    with progress_bar(total=len(image_set.rows), desc=desc, unit="img", leave=False) as progress:
         for rows, images in image_set.batches(batch_size):
             rows_read.append(rows)
             for extractor in extractors:

@@ -28,12 +28,13 @@ from fairaug.config import Params
 from fairaug.config.generation import FilterConfig
 from fairaug.fairness.stages import WEIGHTS
 from fairaug.generation.storage import MANIFEST
+from fairaug.io import reasons_path
 from fairaug.metrics.extractors import build_extractors
 from fairaug.metrics.features import FeatureCache, manifest_set, synthetic_set
 from fairaug.metrics.perceptual import load_lpips
 from fairaug.metrics.report import PREFIX, Report, quality_report
-from fairaug.metrics_files import write_metrics
-from fairaug.tracking import RUN_FILE, numeric_metrics, stage_run
+from fairaug.metrics_files import detail_path, write_metrics
+from fairaug.tracking import numeric_metrics, stage_run
 
 # quality.json's keys, the numbers compared first in `dvc exp show` (quality_detail.json holds the
 # rest): per extractor its distances, IS and realness probe; the per-image and label numbers
@@ -75,12 +76,12 @@ def evaluate_quality(
     the full report."""
     config = params.evaluate_quality
     out_path = Path(out_path)
-    upstream = {stage: Path(d) for stage, d in
-                [("prepare", prepared_dir), ("generate", synthetic_dir), ("train_classifier.evaluator", evaluator_dir)]
-                if (Path(d) / RUN_FILE).is_file()}  # fmt: skip
+    upstream = {"prepare": Path(prepared_dir), "generate": Path(synthetic_dir),
+                "train_classifier.evaluator": Path(evaluator_dir)}
     stage_params = {"evaluate_quality": config.model_dump(), "dataset": params.dataset(dataset).model_dump()}
     synthetic = synthetic_set(synthetic_dir)  # a clean error (no manifest, nothing kept) before any run exists
-    with stage_run("evaluate_quality", dataset, params, stage_params, upstream=upstream):
+    outs = [out_path, detail_path(out_path), reasons_path(out_path)]
+    with stage_run("evaluate_quality", dataset, params, stage_params, upstream=upstream, outs=outs):
         manifest = pd.read_parquet(Path(prepared_dir) / "manifest.parquet")
         real = manifest_set(manifest, params.dataset(dataset).root, config.reference_split)
         extractors = build_extractors(config.extractors, evaluator=Path(evaluator_dir) / WEIGHTS,

@@ -38,10 +38,11 @@ from fairaug.io import reasons_path, write_json
 from fairaug.metrics_files import read_metrics
 from fairaug.registry.gates import GateResult, Verdict, decide, evaluate_gates
 from fairaug.registry.model import lora_candidate, log_lora_model
-from fairaug.tracking import RUN_FILE, configure_tracking, numeric_metrics, read_run_id, stage_run
+from fairaug.tracking import configure_tracking, numeric_metrics, stage_run
 from fairaug.tracking.runs import experiment_name
 from fairaug.tracking.model_registry import promotion_history
 from fairaug.tracking.pipelines import downstream_run_ids
+from fairaug.tracking.search import UPSTREAM_TAG
 from fairaug.tracking.server import check_tracking_server, tracking_errors
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -131,8 +132,8 @@ def register(client: MlflowClient, params: Params, dataset: str, lora_dir: Path,
     run_tags = client.get_run(run_id).data.tags
     tags = {"fairaug.dataset": dataset, "fairaug.lora_sha256": candidate.digest, "fairaug.decision": "pending",
             "fairaug.profile": params.profile, "git.commit": run_tags.get("git.commit", "")}  # fmt: skip
-    if (Path(lora_dir) / RUN_FILE).is_file():
-        lineage = downstream_run_ids(client, experiment_id, read_run_id(lora_dir))
+    if train_lora_run := run_tags.get(f"{UPSTREAM_TAG}train_lora"):  # absent: no run in this store trained it
+        lineage = downstream_run_ids(client, experiment_id, train_lora_run)
         tags |= {f"fairaug.run.{key}": value for key, value in lineage.items()}
         prepare_run = client.get_run(lineage["train_lora"]).data.tags.get("fairaug.upstream.prepare")
         if prepare_run:
@@ -237,10 +238,9 @@ def promote(params: Params, dataset: str, quality_path: Path, fairness_path: Pat
             verdict, champion = judge(client, params, name, number, evidence, force_reason)
             before = int(champion.version) if champion else None
             return Outcome(number, verdict, before, before, registered=False)
-        upstream = {stage: Path(d) for stage, d in (("train_lora", lora_dir), ("base_model", base_dir))
-                    if (Path(d) / RUN_FILE).is_file()}  # fmt: skip
+        upstream = {"train_lora": Path(lora_dir), "base_model": Path(base_dir)}
         with stage_run(STAGE, dataset, params, {"promote": params.promote.model_dump()}, root=root,
-                       upstream=upstream) as run:  # fmt: skip
+                       upstream=upstream, outs=[out_path] if out_path is not None else []) as run:  # fmt: skip
             version, registered = register(client, params, dataset, lora_dir, base_dir, run.run_id,
                                            run.experiment_id)  # fmt: skip
             outcome = _decide_and_record(client, params, name, version, evidence, force_reason, run.run_id,

@@ -4,13 +4,15 @@ the workspace directory holding a run's DVC outs (the images MLflow does not sto
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from ruamel.yaml import YAML, YAMLError
 
-from fairaug.tracking.runs import RUN_FILE, read_run_id
+from fairaug.tracking.runs import DVC_OUT_MD5_TAG
 
 GRID_STEP = re.compile(r"step_(\d+)\.png$")
 
@@ -49,13 +51,23 @@ def validation_grids(client: MlflowClient, run_id: str, folder: str = "samples")
     return dict(sorted(grids.items()))
 
 
-def workspace_out_dir(root: Path, dataset: str, run_id: str) -> Path | None:
-    """The directory under ``root/outputs/<dataset>`` whose run file records ``run_id``: DVC keeps one
-    version of each out in the workspace, so older runs' images are not there (None)."""
-    for run_file in sorted((root / "outputs" / dataset).glob(f"**/{RUN_FILE}")):
-        try:
-            if read_run_id(run_file.parent) == run_id:
-                return run_file.parent
-        except (OSError, ValueError, KeyError):
-            continue
+def locked_outs(root: Path) -> dict[str, str]:
+    """Out path -> DVC md5 as dvc.lock records them: what `dvc repro` left in the workspace."""
+    try:
+        lock = YAML(typ="safe").load((root / "dvc.lock").read_text()) or {}
+    except (OSError, YAMLError):
+        return {}
+    return {out["path"]: out["md5"] for stage in lock.get("stages", {}).values()
+            for out in stage.get("outs", []) if "md5" in out}  # fmt: skip
+
+
+def workspace_out_dir(root: Path, run_tags: Mapping[str, str]) -> Path | None:
+    """The directory under ``root`` holding a run's DVC out as it wrote it (its ``dvc.out_md5.<path>``
+    tag is what dvc.lock records for the path; reading dvc.lock, not hashing a synthetic set per page
+    view). DVC keeps one version of each out in the workspace, so older runs' are not there (None)."""
+    locked = locked_outs(root)
+    for key, md5 in run_tags.items():
+        path = key.removeprefix(DVC_OUT_MD5_TAG)
+        if key.startswith(DVC_OUT_MD5_TAG) and locked.get(path) == md5 and (root / path).is_dir():
+            return root / path
     return None

@@ -1,27 +1,36 @@
 """One MLflow run per pipeline stage, tagged with its lineage.
 
 Tags (DESIGN.md): fairaug.stage, fairaug.dataset, fairaug.profile, git.commit (+ git.dirty),
-dvc.md5.<dep> for every dependency dvc.yaml declares, and fairaug.upstream.<stage> = the run id of
-each upstream stage, read from the run file that stage wrote into its outputs.
+dvc.md5.<dep> for every dependency dvc.yaml declares, dvc.out_md5.<out> for every output the stage
+wrote, and fairaug.upstream.<role> = the run id of each upstream stage run.
+
+An upstream run is found in MLflow by the DVC md5 of the dependency it produced: the newest finished
+run whose dvc.out_md5.<path> tag is that md5. Nothing is written into the DVC outs, so a rerun with
+byte-identical outputs leaves them (and every stage below) up to date, and a stage DVC skipped or
+restored from its run cache is still found. Where no run in the store wrote those bytes (a clone
+whose outputs came from `dvc pull`, another tracking store), the lineage tag is left out and
+fairaug.upstream_missing.<role> says why.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fairaug.config.models import Params
-from fairaug.io import write_json
-from fairaug.tracking.lineage import dvc_md5, git_commit, stage_deps
+from mlflow import MlflowClient
 
-RUN_FILE = "mlflow_run.json"
+from fairaug.config.models import Params
+from fairaug.tracking.lineage import dvc_md5, git_commit, stage_deps
+from fairaug.tracking.search import NEWEST_FIRST, UPSTREAM_TAG, quoted
+
 DEFAULT_STORE = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 DVC_MD5_TAG = "dvc.md5."
+DVC_OUT_MD5_TAG = "dvc.out_md5."
+UPSTREAM_MISSING_TAG = "fairaug.upstream_missing."
 # MLflow 3 opens experiments without this tag in its GenAI view (traces, token usage); this one
 # selects the model training view, whose runs table has the Dataset column.
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
@@ -84,22 +93,52 @@ def numeric_metrics(report: Mapping[str, object]) -> dict[str, float]:
             if isinstance(value, int | float) and not isinstance(value, bool)}  # fmt: skip
 
 
-def read_run_id(out_dir: Path) -> str:
-    """The MLflow run id an upstream stage recorded in its outputs."""
-    return json.loads((Path(out_dir) / RUN_FILE).read_text())["run_id"]
-
-
 @dataclass(frozen=True)
 class StageRun:
     run_id: str
     experiment_id: str
 
-    def write_run_file(self, out_dir: Path) -> Path:
-        """Record the run id in the stage's outputs so downstream stages can link to it."""
-        return write_json(Path(out_dir) / RUN_FILE, {"run_id": self.run_id, "experiment_id": self.experiment_id})
+
+def dvc_path(path: Path, root: Path) -> str:
+    """``path`` as dvc.yaml names it: relative to the project root, with forward slashes (absolute
+    outside the root)."""
+    absolute = (root / path).resolve()
+    return absolute.relative_to(root).as_posix() if absolute.is_relative_to(root) else absolute.as_posix()
 
 
-def lineage_tags(stage: str, dataset: str, params: Params, root: Path, upstream: Mapping[str, Path]) -> dict:
+def producer_run_id(client: MlflowClient, experiment_id: str, path: str, md5: str) -> str | None:
+    """The newest finished run of the experiment that wrote ``path`` (dvc.yaml's name) with DVC md5
+    ``md5``; None when none did."""
+    runs = client.search_runs([experiment_id],
+                              f"tags.`{DVC_OUT_MD5_TAG}{path}` = {quoted(md5)} AND attributes.status = 'FINISHED'",
+                              order_by=list(NEWEST_FIRST), max_results=1)  # fmt: skip
+    return runs[0].info.run_id if runs else None
+
+
+def upstream_tags(experiment_id: str, root: Path, upstream: Mapping[str, Path],
+                  dep_tags: Mapping[str, str]) -> dict[str, str]:  # fmt: skip
+    """``fairaug.upstream.<role>``: the run that wrote each upstream output as it is now, or
+    ``fairaug.upstream_missing.<role>``: why there is none. ``dep_tags``: the `lineage_tags` already
+    made, whose md5s are not computed twice (a synthetic set takes a while to hash)."""
+    client = MlflowClient()
+    tags = {}
+    for role, out in upstream.items():
+        path = dvc_path(out, root)
+        if not (root / path).exists():
+            tags[f"{UPSTREAM_MISSING_TAG}{role}"] = f"{path} does not exist"
+            continue
+        md5 = dep_tags.get(f"{DVC_MD5_TAG}{path}") or dvc_md5(root / path)
+        if run_id := producer_run_id(client, experiment_id, path, md5):
+            tags[f"{UPSTREAM_TAG}{role}"] = run_id
+        else:
+            tags[f"{UPSTREAM_MISSING_TAG}{role}"] = (
+                f"no finished run in this tracking store wrote {path} as it is now (DVC md5 {md5}), "
+                "e.g. outputs from `dvc pull` or a run logged to another store")
+    return tags
+
+
+def lineage_tags(dvc_stage: str, stage: str, dataset: str, params: Params, root: Path) -> dict:
+    """The run's tags but its upstream runs: stage, data set, profile, commit, deps' DVC md5s."""
     commit, dirty = git_commit(root)
     tags = {
         "fairaug.stage": stage,
@@ -108,11 +147,9 @@ def lineage_tags(stage: str, dataset: str, params: Params, root: Path, upstream:
         "git.commit": commit,
         "git.dirty": str(dirty).lower(),
     }
-    for dep in stage_deps(f"{stage}@{dataset}", root):
+    for dep in stage_deps(dvc_stage, root):
         if (root / dep).exists():
             tags[f"{DVC_MD5_TAG}{dep}"] = dvc_md5(root / dep)
-    for upstream_stage, out_dir in upstream.items():
-        tags[f"fairaug.upstream.{upstream_stage}"] = read_run_id(root / out_dir)
     return tags
 
 
@@ -125,20 +162,34 @@ def stage_run(
     *,
     root: Path | None = None,
     upstream: Mapping[str, Path] | None = None,
+    outs: Sequence[Path] = (),
+    dvc_stage: str | None = None,
 ) -> Iterator[StageRun]:
     """Open the MLflow run of ``stage@dataset`` with lineage tags and the stage's params logged.
+
+    Args:
+        upstream: role (``prepare``, ``train_classifier.real``) -> the upstream output this stage
+            reads; tagged with the run that wrote it (module docstring).
+        outs: what this stage writes (final paths, not temporary ones), tagged with their DVC md5
+            when the block ends, so that downstream stages find this run.
+        dvc_stage: the DVC stage name when it is not ``<stage>@<dataset>`` (a matrix item); the run
+            is named after it and its deps are looked up under it.
 
     The run ends FAILED if the block raises, so a failed stage is visible in the UI.
     """
     import mlflow
 
     root = (root or Path.cwd()).resolve()
+    dvc_stage = dvc_stage or f"{stage}@{dataset}"
     embedded_store = configure_tracking(root)
     experiment_id = ensure_experiment(experiment_name(params, dataset), root, embedded_store)
-    tags = lineage_tags(stage, dataset, params, root, upstream or {})
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{stage}@{dataset}", tags=tags) as run:
+    tags = lineage_tags(dvc_stage, stage, dataset, params, root)
+    tags |= upstream_tags(experiment_id, root, upstream or {}, tags)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=dvc_stage, tags=tags) as run:
         mlflow.log_params(flatten(stage_params))
         yield StageRun(run.info.run_id, experiment_id)
+        written = [dvc_path(out, root) for out in outs]
+        mlflow.set_tags({f"{DVC_OUT_MD5_TAG}{path}": dvc_md5(root / path) for path in written if (root / path).exists()})
         log_data_inputs(mlflow.MlflowClient().get_run(run.info.run_id).data.tags)
 
 

@@ -82,10 +82,11 @@ def fairness_source(pipeline: Pipeline, variant: str) -> tuple[Mapping[str, floa
 
 def fairness_fst_table(pipeline: Pipeline, variant: str, name: str) -> pd.DataFrame:
     """Per-FST table of fairness metric ``name`` (``auroc``) for a classifier variant; the
-    small-group flag uses the test rows per FST and the run's evaluate_fairness.min_group_size."""
+    small-group flag uses the test rows per FST and the evaluate_fairness.min_group_size the
+    pipeline ran with (logged by evaluate_fairness; by the classifiers in runs made before it was)."""
     metrics, prefix = fairness_source(pipeline, variant)
     sizes = {k: metrics.get(metric_key(f"fst{k}.n", prefix), NAN) for k in FST_VALUES}
-    min_size = _int_param(pipeline, [f"train_classifier.{variant}", "train_classifier.real"],
+    min_size = _int_param(pipeline, [FAIRNESS_STAGE, f"train_classifier.{variant}", "train_classifier.real"],
                           "evaluate_fairness.min_group_size", FairnessConfig().min_group_size)  # fmt: skip
     return fst_table(metrics, metric_key(name, prefix), sizes, min_size)
 
