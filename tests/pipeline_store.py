@@ -15,7 +15,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from fairaug.data.labels import FST_VALUES
-from fairaug.fairness.metrics import fairness_report, score_column
+from fairaug.fairness.predictions import score_column
+from fairaug.fairness.report import fairness_report
 from fairaug.fairness.stages import ROC_PLOT, fairness_metrics, roc_table
 from fairaug.generation import storage
 from fairaug.tracking.lineage import dvc_md5

@@ -3,7 +3,7 @@ per-FST fairness (real-only vs augmented) and quality with intervals and group s
 
 import streamlit as st
 
-from fairaug.fairness.metrics import NAMESPACE, bare_name
+from fairaug.names import NAMESPACE, bare_name
 from fairaug.tracking import tables
 from fairaug.tracking.search import STAGES
 from views.common import fst_chart, fst_values_table, pick_dataset, pick_pipelines, store_uri

@@ -243,7 +243,8 @@ def fairness_report_command(
 ) -> None:
     """Per-FST metrics, gaps and bootstrap intervals of any prediction table, in one file under the
     names of fairness.json and fairness_detail.json."""
-    from fairaug.fairness.metrics import fairness_report, prediction_classes, read_predictions
+    from fairaug.fairness.predictions import prediction_classes, read_predictions
+    from fairaug.fairness.report import fairness_report
     from fairaug.io import write_json
 
     frame = read_predictions(predictions)

@@ -14,18 +14,10 @@ from fairaug.data.fixtures import write_derm_fixture
 from fairaug.data.labels import HAM10000_DX, MALIGNANT_DX
 from fairaug.data.prepare import prepare_dataset
 from fairaug.errors import DataError
-from fairaug.fairness.classifier import (
-    ManifestDataset,
-    build_classifier,
-    inverse_frequency_weights,
-    load_classifier,
-    make_loader,
-    predict,
-    save_classifier,
-    split_datasets,
-    train_classifier,
-)
-from fairaug.fairness.metrics import read_predictions, write_predictions
+from fairaug.fairness.data import ManifestDataset, make_loader, split_datasets
+from fairaug.fairness.model import build_classifier, load_classifier, save_classifier
+from fairaug.fairness.predictions import read_predictions, write_predictions
+from fairaug.fairness.training import inverse_frequency_weights, predict, train_classifier
 
 CLASSES = list(HAM10000_DX)
 # 12 epochs at 32 px: a few seconds on 2 cores for the 160-image fixture
@@ -215,7 +207,8 @@ def test_real_only_classifier_is_worse_on_dark_skin_with_intervals(tmp_path):
     per-FST value comes with its bootstrap interval and n (small groups reported, not dropped).
     Measured (12 epochs, leak-free split): AUROC I-IV 1.0 vs V 0.67 [0.5, 1] (n 4, small), VI 0.55
     [0.33, 1] (n 6). Which dark group is small depends on the split, so the test asserts the rule."""
-    from fairaug.fairness.metrics import auroc_malignant, fairness_report
+    from fairaug.fairness.functional import auroc_malignant
+    from fairaug.fairness.report import fairness_report
 
     root = tmp_path / "ham10000"
     write_derm_fixture(root, n=600, seed=0)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from fairaug.config.fairness import ClassifierConfig, MixConfig
 from fairaug.errors import DataError
-from fairaug.fairness.classifier import ManifestDataset, split_datasets
+from fairaug.fairness.data import ManifestDataset, split_datasets
 from fairaug.fairness.mix import (
     MixedDataset,
     mix_counts,

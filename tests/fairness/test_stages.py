@@ -17,10 +17,13 @@ from fairaug.data.labels import FST_VALUES, HAM10000_DX, MALIGNANT_DX
 from fairaug.data.prepare import prepare_dataset
 from fairaug.errors import DataError
 from fairaug.io import reasons_path, standard_json
-from fairaug.fairness.classifier import load_classifier, make_loader, predict, split_datasets
-from fairaug.fairness.metrics import fairness_report, read_predictions, score_column, write_predictions
+from fairaug.fairness.data import make_loader, split_datasets
+from fairaug.fairness.model import load_classifier
+from fairaug.fairness.predictions import read_predictions, score_column, write_predictions
+from fairaug.fairness.report import fairness_report
+from fairaug.fairness.training import predict
 from fairaug.fairness import stages
-from fairaug.fairness.classifier import ManifestDataset
+from fairaug.fairness.data import ManifestDataset
 from fairaug.fairness.mix import MixedDataset, mix_counts
 from fairaug.fairness.stages import (
     HEADLINE,

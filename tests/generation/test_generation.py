@@ -20,7 +20,7 @@ from skimage.metrics import structural_similarity
 from fairaug.config import Params
 from fairaug.config.generation import FilterConfig, GenerateConfig
 from fairaug.errors import exit_on_user_error
-from fairaug.fairness.classifier import build_classifier, save_classifier
+from fairaug.fairness.model import build_classifier, save_classifier
 from fairaug.generation import sampler, storage
 from fairaug.generation.filter import RealNeighbours, select
 from fairaug.generation.plan import build_plan, image_seed

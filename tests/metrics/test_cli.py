@@ -58,7 +58,7 @@ def test_a_folder_against_itself_and_a_colour_shifted_copy(folders, tmp_path, mo
 
 
 def test_extractor_choice_and_classifier(folders, tmp_path):
-    from fairaug.fairness.classifier import build_classifier, save_classifier
+    from fairaug.fairness.model import build_classifier, save_classifier
 
     real, shifted = folders
     model = save_classifier(build_classifier("small_cnn", ["mel", "nv"], 32), tmp_path / "model.safetensors")

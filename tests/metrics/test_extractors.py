@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fairaug.errors import DataError
-from fairaug.fairness.classifier import build_classifier, save_classifier
+from fairaug.fairness.model import build_classifier, save_classifier
 from fairaug.metrics.extractors import INCEPTION_WEIGHTS_FILE, build_extractors, evaluator_extractor, inception_extractor
 from fairaug.metrics.features import FeatureCache, extract, folder_set
 from fairaug.metrics.perceptual import load_lpips, lpips_from_module

@@ -17,7 +17,7 @@ from fairaug.config import load_params
 from fairaug.config.quality import EvaluateQualityConfig
 from fairaug.data.labels import FST_VALUES
 from fairaug.errors import exit_on_user_error
-from fairaug.fairness.classifier import build_classifier, save_classifier
+from fairaug.fairness.model import build_classifier, save_classifier
 from fairaug.generation.storage import MANIFEST, png_bytes, shard_path, write_shard
 from fairaug.images import read_rgb
 from fairaug.io import reasons_path

@@ -21,7 +21,7 @@ from PIL import Image
 from fairaug.config.fairness import MixConfig
 from fairaug.data.labels import FST_VALUES
 from fairaug.errors import DataError
-from fairaug.fairness.classifier import ManifestDataset
+from fairaug.fairness.data import ManifestDataset
 from fairaug.generation import storage
 
 REAL, SYNTHETIC = "real", "synthetic"

@@ -57,26 +57,15 @@ from sklearn.metrics import roc_curve
 
 from fairaug.config import DatasetConfig, Params
 from fairaug.data.labels import FST_VALUES, MALIGNANT_DX
-from fairaug.fairness.classifier import (
-    make_loader,
-    predict,
-    save_classifier,
-    split_datasets,
-    train_classifier,
-)
-from fairaug.fairness.metrics import (
-    bare_name,
-    delta_report,
-    fairness_report,
-    metric_key,
-    prediction_classes,
-    read_predictions,
-    score_column,
-    write_predictions,
-)
+from fairaug.fairness.data import make_loader, split_datasets
 from fairaug.fairness.mix import mix_record, mixed_train_set, read_synthetic_manifest
+from fairaug.fairness.model import save_classifier
+from fairaug.fairness.predictions import prediction_classes, read_predictions, score_column, write_predictions
+from fairaug.fairness.report import delta_report, fairness_report
+from fairaug.fairness.training import predict, train_classifier
 from fairaug.io import atomic_dir, atomic_write_text, reasons_path, standard_json, write_json
 from fairaug.metrics_files import WORST_FST, detail_path, worst_fst, write_metrics
+from fairaug.names import bare_name, metric_key
 from fairaug.tracking import numeric_metrics, stage_run
 
 WEIGHTS = "model.safetensors"

@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from fairaug.config.generation import FilterConfig
-from fairaug.fairness.classifier import Classifier, image_transform
+from fairaug.fairness.data import image_transform
+from fairaug.fairness.model import Classifier
 from fairaug.images import read_rgb, resized
 from fairaug.metrics.functional import nearest_distances, ssim
 

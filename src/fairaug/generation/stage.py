@@ -21,7 +21,7 @@ from PIL import Image
 
 from fairaug.config import Params
 from fairaug.errors import ConfigError, DataError
-from fairaug.fairness.classifier import Classifier, load_classifier
+from fairaug.fairness.model import Classifier, load_classifier
 from fairaug.generation import storage
 from fairaug.generation.filter import RealNeighbours, label_confidence, select
 from fairaug.generation.plan import build_plan

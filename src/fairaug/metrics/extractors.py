@@ -72,7 +72,8 @@ def pixels_extractor() -> Extractor:
 
 def evaluator_extractor(classifier_path: str | Path | None, device: str = "cpu") -> Extractor:
     """Penultimate-layer features and class logits of the evaluator classifier."""
-    from fairaug.fairness.classifier import image_transform, load_classifier
+    from fairaug.fairness.data import image_transform
+    from fairaug.fairness.model import load_classifier
 
     if classifier_path is None or not Path(classifier_path).is_file():
         where = f" at {classifier_path}" if classifier_path else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch import nn
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance, poly_kernel
 
-from fairaug.fairness.metrics import UndefinedMetricError, percentile_interval
+from fairaug.stats import UndefinedMetricError
 
 Array = NDArray[np.float64]
 BLOCK = 1 << 16  # entries of a pairwise distance / kernel block (512 KiB): bounded memory for any set size
@@ -226,27 +226,3 @@ def within_one_type(estimated: Sequence[int], requested: Sequence[int]) -> NDArr
     """Per image: is the ITA-estimated FST within one type of the requested one?"""
     return np.abs(np.asarray(estimated) - np.asarray(requested)) <= 1
 
-
-def bootstrap_interval(
-    statistic: Callable[..., float],
-    samples: Sequence[np.ndarray],
-    n_bootstrap: int,
-    confidence: float = 0.95,
-    seed: int = 0,
-    distinct: bool = False,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(*samples)``, each sample's rows resampled with
-    replacement independently; resamples where the statistic is undefined are skipped.
-    ``distinct``: keep each drawn row once (set metrics: a repeated image shrinks FID's covariance
-    and adds k(x, x) terms to KID's off-diagonal sums, biasing both upwards); the interval is then
-    that of ~63% of the rows, slightly wide."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_bootstrap):
-        draws = [rng.integers(0, len(sample), len(sample)) for sample in samples]
-        resampled = [sample[np.unique(d) if distinct else d] for sample, d in zip(samples, draws, strict=True)]
-        try:
-            values.append(statistic(*resampled))
-        except UndefinedMetricError:
-            continue
-    return percentile_interval(values, confidence)

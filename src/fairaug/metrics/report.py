@@ -40,14 +40,13 @@ Beside each value: ``.n`` (synthetic images) and, with bootstrapping, ``.ci_low`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from fairaug.config.quality import EvaluateQualityConfig
 from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
-from fairaug.fairness.metrics import UndefinedMetricError
 from fairaug.generation.filter import thumbnail_features
 from fairaug.images import resized
 from fairaug.metrics import functional as F
@@ -55,36 +54,21 @@ from fairaug.metrics.extractors import Extractor, Output, pixels_extractor
 from fairaug.metrics.features import FeatureCache, ImageSet, extract
 from fairaug.metrics.perceptual import Lpips
 from fairaug.skin.ita import estimate_fst
+from fairaug.stats import ReportWriter, Rows, UndefinedMetricError, bootstrap_indices
 
 PREFIX = "quality/"
 Report = dict[str, float | int | bool | str]
 
 
-class _Writer:
-    """Puts a value with its n, bootstrap interval or reason into the report."""
+def _writer(config: EvaluateQualityConfig) -> ReportWriter:
+    """The report's writer: both sets of a statistic resampled independently, the draws seeded
+    afresh for each statistic; an undefined value has only its reason."""
 
-    def __init__(self, config: EvaluateQualityConfig):
-        self.config, self.report = config, {}
+    def resamples(samples: Sequence[np.ndarray]) -> list[Rows]:
+        return bootstrap_indices([len(sample) for sample in samples], config.n_bootstrap, config.seed,
+                                 resample_by_resample=True)  # fmt: skip
 
-    def put(self, name: str, statistic: Callable[..., float], samples: Sequence[np.ndarray], n: int,
-            interval: bool = True, resample: Callable[..., float] | None = None, distinct: bool = False) -> None:
-        """``resample``: the statistic to use on bootstrap resamples (default ``statistic``);
-        ``distinct``: see `bootstrap_interval`."""
-        key = PREFIX + name
-        try:
-            self.report[key] = statistic(*samples)
-        except UndefinedMetricError as err:
-            self.unavailable(name, str(err))
-            return
-        self.report[f"{key}.n"] = n
-        if interval and self.config.n_bootstrap:
-            low, high = F.bootstrap_interval(resample or statistic, samples, self.config.n_bootstrap,
-                                             self.config.confidence, self.config.seed, distinct)  # fmt: skip
-            self.report[f"{key}.ci_low"], self.report[f"{key}.ci_high"] = low, high
-
-    def unavailable(self, name: str, reason: str) -> None:
-        self.report[PREFIX + name] = float("nan")
-        self.report[f"{PREFIX}{name}.reason"] = reason
+    return ReportWriter(PREFIX, resamples if config.n_bootstrap else None, config.confidence)
 
 
 def _mean(values: np.ndarray) -> float:
@@ -184,14 +168,16 @@ def quality_report(
     per_image = _PerImage(real, real_out[matcher.name].features, lpips, config.lpips_max_per_cell)
     synthetic_rows, synthetic_out = extract(synthetic, available, config.batch_size, on_batch=per_image,
                                             desc="synthetic features")  # fmt: skip
-    writer = _Writer(config)
+    writer = _writer(config)
     cells, real_cells = _cells(synthetic_rows), _cells(real.rows)
     groups = _groups(real.rows, synthetic_rows)
     n = len(synthetic_rows)
-    writer.report |= {f"{PREFIX}n_real": len(real.rows), f"{PREFIX}n_synthetic": n}
+    writer.set("n_real", len(real.rows))
+    writer.set("n_synthetic", n)
     for group, (real_rows, rows) in groups.items():
-        writer.report |= {f"{PREFIX}n_real.{group}": len(real_rows), f"{PREFIX}n_synthetic.{group}": len(rows),
-                          f"{PREFIX}{group}.small_group": bool(min(len(real_rows), len(rows)) < config.min_group_size)}
+        writer.set(f"n_real.{group}", len(real_rows))
+        writer.set(f"n_synthetic.{group}", len(rows))
+        writer.set(f"{group}.small_group", bool(min(len(real_rows), len(rows)) < config.min_group_size))
 
     labels = synthetic_rows["label"].to_numpy() if "label" in synthetic_rows else None
     for extractor in extractors:
@@ -225,7 +211,7 @@ def quality_report(
 
 
 def _extractor_metrics(
-    writer: _Writer,
+    writer: ReportWriter,
     extractor: Extractor,
     real: Output | None,
     fake: Output | None,
@@ -296,7 +282,7 @@ def _extractor_metrics(
 
 
 def _label_metrics(
-    writer: _Writer,
+    writer: ReportWriter,
     extractor: Extractor,
     fake: Output | None,
     labels: np.ndarray | None,
@@ -325,7 +311,7 @@ def _label_metrics(
 
 
 def _lpips_metrics(
-    writer: _Writer,
+    writer: ReportWriter,
     lpips: Lpips,
     values: np.ndarray,
     kept: dict[tuple, list[np.ndarray]],

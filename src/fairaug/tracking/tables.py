@@ -16,7 +16,7 @@ import pandas as pd
 from fairaug.config.fairness import FairnessConfig
 from fairaug.config.quality import EvaluateQualityConfig
 from fairaug.data.labels import FST_VALUES
-from fairaug.fairness.metrics import metric_key
+from fairaug.names import metric_key
 from fairaug.tracking.pipelines import Pipeline
 
 NAN = float("nan")
