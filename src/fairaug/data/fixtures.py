@@ -25,9 +25,9 @@ import pandas as pd
 from PIL import Image
 from skimage.color import lab2rgb
 
-from fairaug.data.labels import WOUND_PHASES
 from fairaug.errors import FairaugError
 from fairaug.io import atomic_dir, atomic_write_text
+from fairaug.labels import WOUND_PHASES
 from fairaug.progress import progress_bar
 from fairaug.skin.ita import ITA_RANGE
 

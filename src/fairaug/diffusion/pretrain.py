@@ -24,7 +24,6 @@ from torch.utils.data import ConcatDataset, Dataset
 from fairaug.config.diffusion import BaseConfig, PretrainConfig, PromptsConfig
 from fairaug.config.models import DatasetConfig
 from fairaug.data.fixtures import _sample_skin, _skin_canvas, _to_rgb
-from fairaug.data.labels import FST_VALUES
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
 from fairaug.diffusion.loss import PosteriorCache, denoising_loss, draw_step_noise
@@ -32,6 +31,7 @@ from fairaug.diffusion.optim import adamw
 from fairaug.diffusion.prompts import all_prompts, build_prompt, promptable
 from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.progress import progress_bar
+from fairaug.skin.types import FST_VALUES
 
 KL_WEIGHT = 1e-6  # as SD's VAE: a nearly deterministic autoencoder whose latents stay well-scaled
 SNR_GAMMA = 5.0

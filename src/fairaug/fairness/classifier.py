@@ -35,11 +35,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from fairaug.config.fairness import ClassifierArch, ClassifierConfig
-from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
 from fairaug.errors import DataError
 from fairaug.fairness.metrics import score_column
 from fairaug.io import atomic_write_bytes
 from fairaug.progress import progress_bar
+from fairaug.skin.types import FST_UNKNOWN, FST_VALUES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

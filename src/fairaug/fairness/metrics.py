@@ -43,9 +43,9 @@ from fairlearn.metrics import demographic_parity_difference, equalized_odds_diff
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import rankdata
 
-from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
 from fairaug.errors import DataError
 from fairaug.io import atomic_write_bytes
+from fairaug.skin.types import FST_UNKNOWN, FST_VALUES
 
 SCORE_PREFIX = "score_"
 NAMESPACE = "fairness/"

@@ -56,7 +56,8 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from fairaug.config import DatasetConfig, Params
-from fairaug.data.labels import FST_VALUES, MALIGNANT_DX
+from fairaug.labels import MALIGNANT_DX
+from fairaug.skin.types import FST_VALUES
 from fairaug.fairness.classifier import (
     make_loader,
     predict,
