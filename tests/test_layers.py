@@ -120,6 +120,13 @@ def test_no_package_imports_a_higher_floor():
     assert not found, "upward imports:\n" + "\n".join(found)
 
 
+def test_the_library_imports_neither_pipelines_nor_dashboards():
+    found = [f"{module_name(path, PACKAGE)}:{line} imports {imported}" for path in sorted(PACKAGE.rglob("*.py"))
+             for imported, line in imports(path, module_name(path, PACKAGE))
+             if imported.split(".")[0] in ("pipelines", "dashboards")]  # fmt: skip
+    assert not found, found
+
+
 # The upward imports fairaug had before issue 16 (commit 62980b9), as this test would have reported them.
 BEFORE = [
     ("fairaug.config.diffusion", "fairaug.diffusion.prompts"),  # prompt templates
