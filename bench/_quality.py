@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from fairaug.data.fixtures import write_derm_fixture
+from fairaug.data.storage import MANIFEST, png_bytes, shard_path, write_shard
 from fairaug.fairness.model import build_classifier, save_classifier
-from fairaug.generation.storage import MANIFEST, png_bytes, shard_path, write_shard
 from fairaug.metrics.features import manifest_set
 
 LABELS = ["bkl", "mel", "nv"]

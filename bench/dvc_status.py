@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from fairaug.generation.storage import write_shard
+from fairaug.data.storage import write_shard
 
 N_IMAGES, SHARD_SIZE = int(os.environ.get("BENCH_N_IMAGES", 60_000)), 64
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1"}

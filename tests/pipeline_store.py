@@ -14,11 +14,11 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from fairaug.data.labels import FST_VALUES
+from fairaug.data import storage
 from fairaug.fairness.predictions import score_column
 from fairaug.fairness.report import fairness_report
 from fairaug.fairness.stages import ROC_PLOT, fairness_metrics, roc_table
-from fairaug.generation import storage
+from fairaug.skin.types import FST_VALUES
 from fairaug.tracking.lineage import dvc_md5
 from fairaug.tracking.runs import DVC_OUT_MD5_TAG, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, numeric_metrics
 from synthetic_set import synthetic_image, write_synthetic_set

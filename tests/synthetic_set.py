@@ -1,5 +1,5 @@
 """A small synthetic set in the generate stage's layout (shards of PNG bytes + manifest.parquet),
-written directly with `fairaug.generation.storage`: no diffusion model needed."""
+written directly with `fairaug.data.storage`: no diffusion model needed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairaug.generation import storage
+from fairaug.data import storage
 
 MANIFEST_COLUMNS = ["path", "id", "fst", "label", "prompt", "seed", "index", "confidence", "ssim_to_real",
                     "nearest_real", "kept", "reason"]  # fmt: skip

@@ -4,7 +4,7 @@ cell, with their filter scores (rejected ones on request), and the LoRA's valida
 import pandas as pd
 import streamlit as st
 
-from fairaug.generation import storage
+from fairaug.data import storage
 from fairaug.tracking.artifacts import validation_grids, workspace_out_dir
 from fairaug.tracking.search import RunFilter, upstream_ids
 from views.common import artifact_file, artifact_table, client, pick_dataset, project_root, runs_page, store_uri

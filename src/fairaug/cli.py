@@ -69,9 +69,9 @@ def validate(
     min_image_size: Annotated[int, typer.Option(min=1, help="smallest accepted image side")] = 32,
 ) -> None:
     """Check a data set (schema, labels, FST, ids, image files): exit 0 when valid, 2 naming the problem."""
-    from fairaug.data.labels import FST_UNKNOWN
     from fairaug.data.prepare import validate_dataset
     from fairaug.data.report import counts_text
+    from fairaug.skin.types import FST_UNKNOWN
 
     allowed = [label.strip() for label in labels.split(",")] if labels else None
     validated = validate_dataset(root, format.value, allowed, min_image_size)

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fairaug.data.labels import FST_VALUES
 from fairaug.io import reasons_path, write_json
+from fairaug.skin.types import FST_VALUES
 
 BESIDE_A_VALUE = (".ci_low", ".ci_high", ".n")
 WORST_FST = ".worst_fst"

@@ -8,9 +8,10 @@ from PIL import Image
 from skimage.color import rgb2lab
 
 from fairaug.data.fixtures import write_derm_fixture, write_wound_fixture
-from fairaug.data.labels import FST_VALUES, HAM10000_DX, WOUND_PHASES
 from fairaug.errors import FairaugError
+from fairaug.labels import HAM10000_DX, WOUND_PHASES
 from fairaug.skin.ita import estimate_fst, skin_mask
+from fairaug.skin.types import FST_VALUES
 
 HAM_COLUMNS = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization", "fitzpatrick"]
 N = 300

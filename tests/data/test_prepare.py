@@ -11,10 +11,10 @@ from PIL import Image
 
 from fairaug.config import DatasetConfig, PrepareConfig
 from fairaug.data.fixtures import write_derm_fixture
-from fairaug.data.labels import FST_ROMAN, FST_UNKNOWN
 from fairaug.data.prepare import MANIFEST_COLUMNS, prepare_dataset
 from fairaug.data.report import render_validation_html
 from fairaug.errors import DataError
+from fairaug.skin.types import FST_ROMAN, FST_UNKNOWN
 
 DESIGN_COLUMNS = ["path", "sha256", "label", "fst", "fst_source", "group_id", "split"]
 

@@ -13,16 +13,16 @@ from diffusers import StableDiffusionPipeline
 from PIL import Image
 
 from fairaug.config import load_params
-from fairaug.config.diffusion import BaseConfig, PretrainConfig
+from fairaug.config.diffusion import DEFAULT_TEMPLATES, BaseConfig, PretrainConfig
 from fairaug.config.loader import render_params
-from fairaug.data.labels import HAM10000_DX
 from fairaug.diffusion.base import BASE_FILE, build_tiny_pipeline, load_base_pipeline, resolve_base, save_tiny_base
 from fairaug.diffusion.base import weight_hashes
 from fairaug.diffusion.loss import encode_latents
 from fairaug.diffusion.pretrain import pretrain_tiny, pretraining_images
-from fairaug.diffusion.prompts import DEFAULT_TEMPLATES, all_prompts
+from fairaug.diffusion.prompts import all_prompts
 from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.errors import ConfigError, exit_on_user_error
+from fairaug.labels import HAM10000_DX
 from fairaug.tracking.lineage import dvc_md5
 
 from conftest import run

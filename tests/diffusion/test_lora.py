@@ -19,7 +19,7 @@ from fairaug.diffusion import checkpoints
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import StepBatchSampler, balanced_weights, hflip
 from fairaug.diffusion.finetune import finetune_lora, lora_data
-from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraTrainer, trained_weights
+from fairaug.diffusion.lora import EMA_STATE, EMA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraTrainer, trained_weights
 from fairaug.diffusion.loss import PosteriorCache, draw_step_noise, encode_latents
 from fairaug.diffusion.prompts import all_prompts
 from fairaug.diffusion.tokenizer import build_tokenizer
@@ -72,6 +72,18 @@ def test_checkpoints_are_fingerprinted_atomic_and_pruned(tmp_path):
     assert len(removed) == 4 and not any(tmp_path.iterdir())
     with pytest.raises(ConfigError, match="no such directory"):
         checkpoints.find_checkpoint(tmp_path, tmp_path / "nope", "a")
+
+
+def test_checkpoints_of_an_older_layout_are_never_resumed(tmp_path):
+    old = checkpoints.write_checkpoint(tmp_path, 2, {"fingerprint": "a"}, lambda d: None, limit=2)
+    state = checkpoints.read_state(old)
+    assert state["layout"] == checkpoints.LAYOUT
+    del state["layout"]  # as fairaug wrote them before the EMA was saved through EMAModel.state_dict()
+    (old / checkpoints.STATE_FILE).write_text(json.dumps(state))
+    assert checkpoints.find_checkpoint(tmp_path, "latest", "a") is None
+    with pytest.raises(ConfigError, match="written by an older fairaug .layout 1, this one reads 2.; start over"):
+        checkpoints.find_checkpoint(tmp_path, old, "a")
+    assert checkpoints.remove_stale(tmp_path, "a") == [old]
 
 
 @pytest.fixture(scope="module")
@@ -268,9 +280,9 @@ def test_bad_resume_and_lora_settings_are_one_line(lora_stage, tmp_path, capsys)
     assert f"--resume {checkpoint}: a checkpoint of another training" in stderr
 
     elsewhere = shutil.copytree(checkpoint, tmp_path / "elsewhere")
-    (elsewhere / "ema.safetensors").unlink()
+    (elsewhere / EMA_STATE).unlink()
     stderr = one_error_line(capsys, lambda: lora_stage(elsewhere, max_steps=1))
-    assert f"{elsewhere}: incomplete checkpoint, ema.safetensors missing" in stderr
+    assert f"{elsewhere}: incomplete checkpoint, {EMA_STATE} missing" in stderr
 
     params_file = tmp_path / "params.yaml"
     params_file.write_text(render_params(Params()).replace("rank: 8", "rank: 0"))

@@ -3,9 +3,10 @@
 import pytest
 from transformers import CLIPTokenizer
 
-from fairaug.data.labels import HAM10000_DX, WOUND_PHASES
-from fairaug.diffusion.prompts import DEFAULT_TEMPLATES, all_prompts
+from fairaug.config.diffusion import DEFAULT_TEMPLATES
+from fairaug.diffusion.prompts import all_prompts
 from fairaug.diffusion.tokenizer import BOS, EOS, MAX_PROMPT_TOKENS, build_tokenizer, corpus_words
+from fairaug.labels import HAM10000_DX, WOUND_PHASES
 
 CORPUS = all_prompts(DEFAULT_TEMPLATES, {"derm": list(HAM10000_DX), "wound": list(WOUND_PHASES)})
 

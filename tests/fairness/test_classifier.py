@@ -11,9 +11,9 @@ from sklearn.utils.class_weight import compute_class_weight
 from fairaug.config import DatasetConfig, PrepareConfig
 from fairaug.config.fairness import ClassifierConfig
 from fairaug.data.fixtures import write_derm_fixture
-from fairaug.data.labels import HAM10000_DX, MALIGNANT_DX
 from fairaug.data.prepare import prepare_dataset
 from fairaug.errors import DataError
+from fairaug.labels import HAM10000_DX, MALIGNANT_DX
 from fairaug.fairness.data import ManifestDataset, make_loader, split_datasets
 from fairaug.fairness.model import build_classifier, load_classifier, save_classifier
 from fairaug.fairness.predictions import read_predictions, write_predictions

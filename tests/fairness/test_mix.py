@@ -20,7 +20,7 @@ from fairaug.fairness.mix import (
     read_synthetic_manifest,
     select_synthetic,
 )
-from fairaug.generation import storage
+from fairaug.data import storage
 
 from synthetic_set import synthetic_image, write_synthetic_set
 

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from fairaug.cli import app
 from fairaug.config import DatasetConfig, Params, PrepareConfig
 from fairaug.config.fairness import ClassifierConfig, FairnessConfig
-from fairaug.data.labels import FST_VALUES, HAM10000_DX, MALIGNANT_DX
 from fairaug.data.prepare import prepare_dataset
 from fairaug.errors import DataError
 from fairaug.io import reasons_path, standard_json
@@ -25,6 +24,8 @@ from fairaug.fairness.training import predict
 from fairaug.fairness import stages
 from fairaug.fairness.data import ManifestDataset
 from fairaug.fairness.mix import MixedDataset, mix_counts
+from fairaug.labels import HAM10000_DX, MALIGNANT_DX
+from fairaug.skin.types import FST_VALUES
 from fairaug.fairness.stages import (
     HEADLINE,
     METRICS,

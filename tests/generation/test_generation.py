@@ -19,9 +19,10 @@ from skimage.metrics import structural_similarity
 
 from fairaug.config import Params
 from fairaug.config.generation import FilterConfig, GenerateConfig
+from fairaug.data import storage
 from fairaug.errors import exit_on_user_error
 from fairaug.fairness.model import build_classifier, save_classifier
-from fairaug.generation import sampler, storage
+from fairaug.generation import sampler
 from fairaug.generation.filter import RealNeighbours, select
 from fairaug.generation.plan import build_plan, image_seed
 from fairaug.generation.sampler import sample_batch
@@ -35,8 +36,8 @@ import sys
 from pathlib import Path
 from accelerate import PartialState
 from fairaug.config.generation import GenerateConfig
+from fairaug.data import storage
 from fairaug.generation.plan import build_plan
-from fairaug.generation import storage
 from fairaug.generation.sampler import generate_shards, load_sampler
 
 config = GenerateConfig(fsts=[1, 6], per_cell=int(sys.argv[3]), overgenerate=1.0, steps=3, batch_size=2,

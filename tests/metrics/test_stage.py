@@ -15,14 +15,14 @@ import pytest
 
 from fairaug.config import load_params
 from fairaug.config.quality import EvaluateQualityConfig
-from fairaug.data.labels import FST_VALUES
+from fairaug.data.storage import MANIFEST, png_bytes, shard_path, write_shard
 from fairaug.errors import exit_on_user_error
 from fairaug.fairness.model import build_classifier, save_classifier
-from fairaug.generation.storage import MANIFEST, png_bytes, shard_path, write_shard
 from fairaug.images import read_rgb
 from fairaug.io import reasons_path
 from fairaug.metrics.stage import HEADLINE, evaluate_quality
 from fairaug.metrics_files import detail_path, read_metrics, split_headline
+from fairaug.skin.types import FST_VALUES
 
 DATASET = "ham10000"
 

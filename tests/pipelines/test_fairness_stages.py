@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from fairaug.config import load_params
-from fairaug.data.labels import HAM10000_DX
+from fairaug.labels import HAM10000_DX
 from fairaug.metrics_files import read_metrics
 from fairaug.tracking import stage_run
 

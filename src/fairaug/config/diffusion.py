@@ -8,7 +8,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from fairaug.config.base import StrictModel
-from fairaug.diffusion.prompts import DEFAULT_TEMPLATES
+
+# Skin type first: on the tiny model, the first tokens of a prompt weigh most (DESIGN.md).
+DEFAULT_TEMPLATES: dict[str, str] = {
+    "derm": "fitzpatrick skin type {fst}, dermoscopic image of {label_name}",
+    "wound": "fitzpatrick skin type {fst}, photo of a wound in the {label_name} healing phase",
+    "skin": "fitzpatrick skin type {fst}, photo of healthy skin",
+}
 
 
 class PromptsConfig(StrictModel):

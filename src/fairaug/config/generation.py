@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from fairaug.config.base import StrictModel
-from fairaug.data.labels import FST_VALUES
+from fairaug.skin.types import FST_VALUES
 
 
 class FilterConfig(StrictModel):

@@ -18,7 +18,7 @@ from fairaug.config.fairness import ClassifierConfig, FairnessConfig, MixConfig
 from fairaug.config.generation import GenerateConfig
 from fairaug.config.quality import EvaluateQualityConfig
 from fairaug.config.registry import PromoteConfig
-from fairaug.data.labels import HAM10000_DX, WOUND_PHASES
+from fairaug.labels import HAM10000_DX, WOUND_PHASES
 from fairaug.skin.ita import DEFAULT_MIN_SKIN_FRACTION
 
 DatasetFormat = Literal["ham10000", "fitzpatrick17k", "ddi", "csv", "imagefolder"]

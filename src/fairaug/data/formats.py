@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from fairaug.data.labels import HAM10000_DX
 from fairaug.errors import DataError
 from fairaug.images import IMAGE_SUFFIXES
+from fairaug.labels import HAM10000_DX
 
 RECORD_COLUMNS = ["path", "label", "fst_label", "group_id", "source_file", "source_row"]
 HEADER_LINES = 1  # CSV data rows start on line 2

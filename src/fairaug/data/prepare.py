@@ -15,9 +15,9 @@ from sklearn.metrics import confusion_matrix
 
 from fairaug.config.models import DatasetConfig, PrepareConfig
 from fairaug.data.formats import FORMAT_NAMES, FORMATS, read_imagefolder, read_table, records_from_table
-from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
 from fairaug.data.scan import scan_images
 from fairaug.data.splits import assign_splits, near_duplicates_across_splits, split_groups, stratified_subsample
+from fairaug.skin.types import FST_UNKNOWN, FST_VALUES
 from fairaug.data.validation import (
     CheckResult,
     image_checks,

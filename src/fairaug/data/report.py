@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from fairaug.data.labels import FST_ROMAN, FST_UNKNOWN, FST_VALUES
 from fairaug.data.scan import ITA_MAX_SIDE
 from fairaug.skin.ita import estimate_skin
+from fairaug.skin.types import FST_ROMAN, FST_UNKNOWN, FST_VALUES
 
 EXAMPLE_SIDE = 96  # pixels per example image in the report
 EXAMPLES_PER_GROUP = 4

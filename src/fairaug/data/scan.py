@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from fairaug.data.labels import FST_UNKNOWN
 from fairaug.io import path_escape
 from fairaug.progress import progress_bar
 from fairaug.skin.ita import DEFAULT_MIN_SKIN_FRACTION, estimate_skin
+from fairaug.skin.types import FST_UNKNOWN
 
 SCAN_COLUMNS = ["file_status", "sha256", "width", "height", "min_side", "phash", "ita", "fst_ita", "skin_fraction"]
 # ITA is a median over skin pixels: a 256 px thumbnail gives the same estimate at a fraction of the cost.

@@ -2,21 +2,29 @@
 
 A checkpoint is a directory `checkpoint-<step>` written under a temporary name and renamed when
 complete, so a kill never leaves a half-written one. Its `state.json` records a fingerprint of what
-the training depends on (params, base model, data); checkpoints of another fingerprint are never
-resumed from, since DVC keeps them (a persist out) across parameter changes.
+the training depends on (params, base model, data) and the layout of its files; checkpoints of
+another fingerprint or layout are never resumed from, since DVC keeps them (a persist out) across
+parameter changes and fairaug versions.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from fairaug.errors import ConfigError
 
 STATE_FILE = "state.json"
 PREFIX = "checkpoint-"
+# The files a checkpoint holds. 1 (state.json without "layout"): the EMA as hand-named p{i} tensors;
+# 2: the EMA as diffusers' EMAModel.state_dict().
+LAYOUT = 2
 
 
 def _step_of(path: Path) -> int | None:
@@ -36,6 +44,11 @@ def read_state(checkpoint: Path) -> dict:
     return json.loads((checkpoint / STATE_FILE).read_text())
 
 
+def _of_run(checkpoint: Path, fingerprint: str) -> bool:
+    state = read_state(checkpoint)
+    return state.get("fingerprint") == fingerprint and state.get("layout", 1) == LAYOUT
+
+
 def find_checkpoint(root: Path, resume: str | os.PathLike | None, fingerprint: str) -> Path | None:
     """The checkpoint to resume from: ``"latest"`` of this fingerprint, an explicit path, or None."""
     if resume is None:
@@ -49,8 +62,11 @@ def find_checkpoint(root: Path, resume: str | os.PathLike | None, fingerprint: s
         if read_state(path).get("fingerprint") != fingerprint:
             raise ConfigError(f"--resume {path}: a checkpoint of another training (other params, base model or "
                               "data); resuming it would not train this LoRA")
+        if read_state(path).get("layout", 1) != LAYOUT:
+            raise ConfigError(f"--resume {path}: a checkpoint written by an older fairaug (layout "
+                              f"{read_state(path).get('layout', 1)}, this one reads {LAYOUT}); start over (--resume none)")
         return path
-    matching = [p for p in complete_checkpoints(root) if read_state(p).get("fingerprint") == fingerprint]
+    matching = [p for p in complete_checkpoints(root) if _of_run(p, fingerprint)]
     return matching[-1] if matching else None
 
 
@@ -59,7 +75,7 @@ def remove_stale(root: Path, fingerprint: str) -> list[Path]:
     if not root.is_dir():
         return []
     stale = [p for p in root.iterdir() if p.is_dir() and (
-        _step_of(p) is None or not (p / STATE_FILE).is_file() or read_state(p).get("fingerprint") != fingerprint
+        _step_of(p) is None or not (p / STATE_FILE).is_file() or not _of_run(p, fingerprint)
     )]
     for path in stale:
         shutil.rmtree(path)
@@ -76,9 +92,27 @@ def write_checkpoint(root: Path, step: int, state: dict, write_files, limit: int
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write_files(tmp)
-    (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}, indent=1))
+    (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step, "layout": LAYOUT}, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in complete_checkpoints(root)[:-limit]:
         shutil.rmtree(old)
     return final
+
+
+def rng_states() -> dict:
+    """Global RNG states as tensors and numbers, so they load with torch.load(weights_only=True)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, python_state, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(keys.astype(np.int64)),
+            "numpy_extra": [int(pos), int(has_gauss), float(cached)],
+            "python": torch.tensor(python_state, dtype=torch.int64), "python_extra": [version, gauss_next]}
+
+
+def restore_rng_states(states: dict) -> None:
+    """Set the global torch, numpy and Python RNGs to what `rng_states` returned."""
+    torch.set_rng_state(states["torch"])
+    pos, has_gauss, cached = states["numpy_extra"]
+    np.random.set_state(("MT19937", states["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, gauss_next = states["python_extra"]
+    random.setstate((version, tuple(states["python"].tolist()), gauss_next))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,7 @@ from fairaug.diffusion import checkpoints
 from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
 from fairaug.diffusion.loss import (PosteriorCache, StepNoise, denoising_loss, draw_step_noise, encode_latents,
                                    encode_prompts)
-from fairaug.diffusion.optim import adamw
+from fairaug.diffusion.optim import lora_optimizer
 from fairaug.errors import ConfigError, DataError
 from fairaug.io import sha256_file, verify_sha256, write_json
 from fairaug.progress import progress_bar
@@ -49,6 +48,7 @@ WEIGHTS_BY_CHOICE = {"ema": EMA_WEIGHTS, "final": LORA_WEIGHTS}  # generate.lora
 # not proof that this run wrote it
 WEIGHTS_RECORD = "lora.json"
 CHECKPOINTS = "checkpoints"
+EMA_STATE = "ema.pt"  # in a checkpoint: diffusers EMAModel.state_dict() (shadow weights, step, decay)
 VALIDATION_STREAM = 7  # seed stream of the fixed validation noise, apart from training steps
 DROPOUT_STREAM = 2
 ENCODE_BATCH = 64  # images per VAE call when caching latents
@@ -131,36 +131,6 @@ def trained_weights(lora_dir: Path, choice: str) -> Path:
     return path
 
 
-def _make_optimizer(params, config: TrainLoraConfig):
-    if config.use_8bit_adam:
-        try:
-            import bitsandbytes as bnb
-
-            return bnb.optim.AdamW8bit(params, lr=config.lr, weight_decay=config.weight_decay)
-        except ImportError:
-            import warnings
-
-            warnings.warn("use_8bit_adam: bitsandbytes is not installed, using torch AdamW", stacklevel=2)
-    return adamw(params, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def _rng_states() -> dict:
-    """Global RNG states as tensors and numbers, so they load with torch.load(weights_only=True)."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    version, python_state, gauss_next = random.getstate()
-    return {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(keys.astype(np.int64)),
-            "numpy_extra": [int(pos), int(has_gauss), float(cached)],
-            "python": torch.tensor(python_state, dtype=torch.int64), "python_extra": [version, gauss_next]}
-
-
-def _restore_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    pos, has_gauss, cached = states["numpy_extra"]
-    np.random.set_state(("MT19937", states["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, gauss_next = states["python_extra"]
-    random.setstate((version, tuple(states["python"].tolist()), gauss_next))
-
-
 class LoraTrainer:
     """Trains a LoRA on ``pipeline.unet``; text encoder and VAE stay frozen."""
 
@@ -179,7 +149,8 @@ class LoraTrainer:
         if config.gradient_checkpointing:
             pipeline.unet.enable_gradient_checkpointing()
         self.ema = EMAModel(self.params, decay=config.ema.decay) if config.ema.enabled else None
-        self.unet, self.optimizer = accelerator.prepare(pipeline.unet, _make_optimizer(self.params, config))
+        optimizer = lora_optimizer(self.params, config.lr, config.weight_decay, config.use_8bit_adam)
+        self.unet, self.optimizer = accelerator.prepare(pipeline.unet, optimizer)
         # stepped by hand once per optimizer step: accelerate's wrapper would step it once per process
         self.lr_scheduler = get_scheduler(config.lr_scheduler, self.optimizer.optimizer,
                                           num_warmup_steps=config.lr_warmup_steps, num_training_steps=config.max_steps)
@@ -199,17 +170,14 @@ class LoraTrainer:
         def write(tmp: Path) -> None:
             save_file(lora_state(self.accelerator.unwrap_model(self.unet)), str(tmp / "lora.safetensors"))
             if self.ema is not None:
-                names = [f"p{i}" for i in range(len(self.ema.shadow_params))]
-                save_file({n: p.contiguous() for n, p in zip(names, self.ema.shadow_params, strict=True)},
-                          str(tmp / "ema.safetensors"))
+                torch.save(self.ema.state_dict(), tmp / EMA_STATE)
             if self.best_state is not None:
                 save_file(self.best_state, str(tmp / "best.safetensors"))
             torch.save({"optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
-                        "rng": _rng_states()}, tmp / "training_state.pt")
+                        "rng": checkpoints.rng_states()}, tmp / "training_state.pt")
 
         if self.accelerator.is_main_process:
-            state = {"fingerprint": self.fingerprint, "ema_step": self.ema.optimization_step if self.ema else 0,
-                     **asdict(self.state)}
+            state = {"fingerprint": self.fingerprint, **asdict(self.state)}
             checkpoints.write_checkpoint(self.checkpoint_root, self.state.step, state, write, self.config.checkpoint_limit)
         self.accelerator.wait_for_everyone()
 
@@ -221,7 +189,7 @@ class LoraTrainer:
         found = checkpoints.find_checkpoint(self.checkpoint_root, resume, self.fingerprint)
         if found is None:
             return 0
-        needed = ["lora.safetensors", "training_state.pt"] + (["ema.safetensors"] if self.ema is not None else [])
+        needed = ["lora.safetensors", "training_state.pt"] + ([EMA_STATE] if self.ema is not None else [])
         missing = [name for name in needed if not (found / name).is_file()]
         if missing:
             raise DataError(f"incomplete checkpoint, {', '.join(missing)} missing; resume another one "
@@ -231,11 +199,9 @@ class LoraTrainer:
         training = torch.load(found / "training_state.pt", weights_only=True)
         self.optimizer.load_state_dict(training["optimizer"])
         self.lr_scheduler.load_state_dict(training["lr_scheduler"])
-        _restore_rng_states(training["rng"])
+        checkpoints.restore_rng_states(training["rng"])
         if self.ema is not None:
-            shadow = load_file(str(found / "ema.safetensors"))
-            self.ema.shadow_params = [shadow[f"p{i}"] for i in range(len(shadow))]
-            self.ema.optimization_step = saved["ema_step"]
+            self.ema.load_state_dict(torch.load(found / EMA_STATE, weights_only=True))
         if (found / "best.safetensors").exists():
             self.best_state = load_file(str(found / "best.safetensors"))
         fields_ = TrainingState.__dataclass_fields__

@@ -23,8 +23,6 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from fairaug.config.diffusion import BaseConfig, PretrainConfig, PromptsConfig
 from fairaug.config.models import DatasetConfig
-from fairaug.data.fixtures import _sample_skin, _skin_canvas, _to_rgb
-from fairaug.data.labels import FST_VALUES
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
 from fairaug.diffusion.loss import PosteriorCache, denoising_loss, draw_step_noise
@@ -32,6 +30,8 @@ from fairaug.diffusion.optim import adamw
 from fairaug.diffusion.prompts import all_prompts, build_prompt, promptable
 from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.progress import progress_bar
+from fairaug.skin.render import sample_skin, skin_canvas, to_rgb
+from fairaug.skin.types import FST_VALUES
 
 KL_WEIGHT = 1e-6  # as SD's VAE: a nearly deterministic autoencoder whose latents stay well-scaled
 SNR_GAMMA = 5.0
@@ -49,8 +49,8 @@ class GenericSkinImages(Dataset):
         pixels = []
         for index, fst in enumerate(self.fst):
             rng = np.random.default_rng(step_seed(seed, index, GENERIC_SKIN_STREAM))
-            canvas, _, _ = _skin_canvas(rng, resolution, _sample_skin(rng, int(fst)))
-            pixels.append(torch.from_numpy(_to_rgb(canvas.lab)).permute(2, 0, 1).float() / 127.5 - 1.0)
+            canvas, _, _ = skin_canvas(rng, resolution, sample_skin(rng, int(fst)))
+            pixels.append(torch.from_numpy(to_rgb(canvas.lab)).permute(2, 0, 1).float() / 127.5 - 1.0)
         self.pixels = torch.stack(pixels) if pixels else torch.empty(0, 3, resolution, resolution)
 
     def __len__(self) -> int:

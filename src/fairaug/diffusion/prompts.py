@@ -6,14 +6,9 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from fairaug.data.labels import FST_ROMAN, FST_UNKNOWN, FST_VALUES, HAM10000_DX, WOUND_PHASES
+from fairaug.labels import HAM10000_DX, WOUND_PHASES
+from fairaug.skin.types import FST_ROMAN, FST_UNKNOWN, FST_VALUES
 
-# Skin type first: on the tiny model, the first tokens of a prompt weigh most (DESIGN.md).
-DEFAULT_TEMPLATES: dict[str, str] = {
-    "derm": "fitzpatrick skin type {fst}, dermoscopic image of {label_name}",
-    "wound": "fitzpatrick skin type {fst}, photo of a wound in the {label_name} healing phase",
-    "skin": "fitzpatrick skin type {fst}, photo of healthy skin",
-}
 LABEL_NAMES: dict[str, dict[str, str]] = {"derm": HAM10000_DX, "wound": WOUND_PHASES, "skin": {}}
 
 

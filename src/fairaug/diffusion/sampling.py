@@ -15,11 +15,10 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 from PIL import Image, ImageDraw
 
-from fairaug.data.labels import FST_ROMAN, FST_VALUES
 from fairaug.diffusion.prompts import build_prompt
-from fairaug.metrics.functional import within_one_type
 from fairaug.progress import progress_bar
 from fairaug.skin.ita import estimate_fst
+from fairaug.skin.types import FST_ROMAN, FST_VALUES, within_one_type
 
 LABEL_WIDTH = 48
 

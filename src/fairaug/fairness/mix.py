@@ -3,7 +3,7 @@ FST-dependent synthetic ratios (`fairaug.config.fairness.MixConfig` defines the 
 
 Only the train split is mixed: validation (early stopping) and test (the fairness report) stay
 real-only, because they measure the effect on real patients. The synthetic set is read through
-`fairaug.generation.storage`: the choice needs only its manifest, and only the PNG bytes of the
+`fairaug.data.storage`: the choice needs only its manifest, and only the PNG bytes of the
 chosen images are held (compressed, decoded one image at a time when the loader asks for it).
 """
 
@@ -19,10 +19,10 @@ import pandas as pd
 from PIL import Image
 
 from fairaug.config.fairness import MixConfig
-from fairaug.data.labels import FST_VALUES
+from fairaug.data import storage
 from fairaug.errors import DataError
 from fairaug.fairness.data import ManifestDataset
-from fairaug.generation import storage
+from fairaug.skin.types import FST_VALUES
 
 REAL, SYNTHETIC = "real", "synthetic"
 SYNTHETIC_COLUMNS = ("path", "id", "fst", "label", "kept")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
+from fairaug.skin.types import FST_UNKNOWN, FST_VALUES
 from fairaug.errors import DataError
 from fairaug.io import atomic_write_bytes
 

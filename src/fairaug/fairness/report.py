@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
+from fairaug.skin.types import FST_UNKNOWN, FST_VALUES
 from fairaug.fairness.functional import (
     Metric,
     accuracy,

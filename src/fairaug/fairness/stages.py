@@ -56,7 +56,8 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from fairaug.config import DatasetConfig, Params
-from fairaug.data.labels import FST_VALUES, MALIGNANT_DX
+from fairaug.labels import MALIGNANT_DX
+from fairaug.skin.types import FST_VALUES
 from fairaug.fairness.data import make_loader, split_datasets
 from fairaug.fairness.mix import mix_record, mixed_train_set, read_synthetic_manifest
 from fairaug.fairness.model import save_classifier

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fairaug.config.fairness import ClassifierConfig
-from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
+from fairaug.skin.types import FST_UNKNOWN, FST_VALUES
 from fairaug.errors import DataError
 from fairaug.fairness.data import ManifestDataset, make_loader
 from fairaug.fairness.model import Classifier, build_classifier

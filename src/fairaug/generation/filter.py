@@ -15,24 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from fairaug.config.generation import FilterConfig
 from fairaug.fairness.data import image_transform
 from fairaug.fairness.model import Classifier
 from fairaug.images import read_rgb, resized
+from fairaug.metrics.extractors import thumbnail_features
 from fairaug.metrics.functional import nearest_distances, ssim
-
-FEATURE_SIZE = 16
-
-
-def thumbnail_features(images: list[np.ndarray]) -> np.ndarray:
-    """Standardised 16x16 RGB thumbnails, flattened: a pixel-space embedding for nearest neighbours
-    (computed in float32, returned as float64, the dtype of the distance functions)."""
-    small = np.stack([np.asarray(Image.fromarray(i).resize((FEATURE_SIZE, FEATURE_SIZE), Image.Resampling.BOX),
-                                 dtype=np.float32).ravel() for i in images])
-    return ((small - small.mean(axis=1, keepdims=True)) / (small.std(axis=1, keepdims=True) + 1e-6)).astype(np.float64)
-
 
 class RealNeighbours:
     """The nearest real training image of synthetic images, and the SSIM between them.

@@ -17,9 +17,9 @@ from diffusers import (
 )
 
 from fairaug.config.generation import GenerateConfig
+from fairaug.data import storage
 from fairaug.diffusion.base import load_base_pipeline
 from fairaug.diffusion.lora import trained_weights
-from fairaug.generation import storage
 from fairaug.progress import progress_bar
 
 SCHEDULERS = {

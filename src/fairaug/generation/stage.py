@@ -2,7 +2,7 @@
 
 outputs/<d>/synthetic is a DVC `persist` out: finished shards survive a kill, and a rerun (also
 with more or fewer images per cell, or other batch or shard sizes) samples only the images it does
-not have yet (`fairaug.generation.storage`). The manifest is rebuilt from the shards on disk every
+not have yet (`fairaug.data.storage`). The manifest is rebuilt from the shards on disk every
 time, so it never lists an image that is not there, nor one twice.
 """
 
@@ -20,9 +20,9 @@ from accelerate import PartialState
 from PIL import Image
 
 from fairaug.config import Params
+from fairaug.data import storage
 from fairaug.errors import ConfigError, DataError
 from fairaug.fairness.model import Classifier, load_classifier
-from fairaug.generation import storage
 from fairaug.generation.filter import RealNeighbours, label_confidence, select
 from fairaug.generation.plan import build_plan
 from fairaug.generation.sampler import generate_shards, load_sampler

@@ -26,13 +26,21 @@ import torch
 from PIL import Image
 
 from fairaug.errors import DataError
-from fairaug.generation.filter import thumbnail_features
 
 ExtractorName = Literal["inception", "evaluator", "pixels"]
 EXTRACTORS: tuple[ExtractorName, ...] = ("inception", "evaluator", "pixels")
 # torch-fidelity's FID weights (converted from TF's 2015-12-05 Inception), as its download names them
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 SIDE = 299  # Inception-v3 input side
+THUMBNAIL_SIZE = 16  # the pixels extractor's side
+
+
+def thumbnail_features(images: list[np.ndarray]) -> np.ndarray:
+    """Standardised 16x16 RGB thumbnails, flattened: a pixel-space embedding for nearest neighbours
+    (computed in float32, returned as float64, the dtype of the distance functions)."""
+    small = np.stack([np.asarray(Image.fromarray(i).resize((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BOX),
+                                 dtype=np.float32).ravel() for i in images])
+    return ((small - small.mean(axis=1, keepdims=True)) / (small.std(axis=1, keepdims=True) + 1e-6)).astype(np.float64)
 
 
 class Output(NamedTuple):

@@ -222,7 +222,3 @@ def ssim(image: NDArray[np.uint8], reference: NDArray[np.uint8]) -> float:
     return float(structural_similarity(image, reference, channel_axis=2, data_range=255))
 
 
-def within_one_type(estimated: Sequence[int], requested: Sequence[int]) -> NDArray[np.bool_]:
-    """Per image: is the ITA-estimated FST within one type of the requested one?"""
-    return np.abs(np.asarray(estimated) - np.asarray(requested)) <= 1
-

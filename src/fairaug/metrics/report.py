@@ -46,11 +46,10 @@ import numpy as np
 import pandas as pd
 
 from fairaug.config.quality import EvaluateQualityConfig
-from fairaug.data.labels import FST_UNKNOWN, FST_VALUES
-from fairaug.generation.filter import thumbnail_features
+from fairaug.skin.types import FST_UNKNOWN, FST_VALUES, within_one_type
 from fairaug.images import resized
 from fairaug.metrics import functional as F
-from fairaug.metrics.extractors import Extractor, Output, pixels_extractor
+from fairaug.metrics.extractors import Extractor, Output, pixels_extractor, thumbnail_features
 from fairaug.metrics.features import FeatureCache, ImageSet, extract
 from fairaug.metrics.perceptual import Lpips
 from fairaug.skin.ita import estimate_fst
@@ -198,7 +197,7 @@ def quality_report(
     if per_image.estimated_fst:
         estimated = np.asarray(per_image.estimated_fst)
         estimated_rows = np.flatnonzero(estimated != FST_UNKNOWN)
-        within = F.within_one_type(estimated, synthetic_rows["fst"]).astype(float)
+        within = within_one_type(estimated, synthetic_rows["fst"]).astype(float)
         writer.put("fst_fidelity.abstention", _mean, [(estimated == FST_UNKNOWN).astype(float)], n)
         writer.put("fst_fidelity", _mean, [within[estimated_rows]], len(estimated_rows))
         for group, (_, rows) in groups.items():

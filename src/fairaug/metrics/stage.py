@@ -26,8 +26,8 @@ import pandas as pd
 
 from fairaug.config import Params
 from fairaug.config.generation import FilterConfig
+from fairaug.data.storage import MANIFEST
 from fairaug.fairness.stages import WEIGHTS
-from fairaug.generation.storage import MANIFEST
 from fairaug.io import reasons_path
 from fairaug.metrics.extractors import build_extractors
 from fairaug.metrics.features import FeatureCache, manifest_set, synthetic_set

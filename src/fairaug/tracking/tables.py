@@ -15,8 +15,8 @@ import pandas as pd
 
 from fairaug.config.fairness import FairnessConfig
 from fairaug.config.quality import EvaluateQualityConfig
-from fairaug.data.labels import FST_VALUES
 from fairaug.names import metric_key
+from fairaug.skin.types import FST_VALUES
 from fairaug.tracking.pipelines import Pipeline
 
 NAN = float("nan")
