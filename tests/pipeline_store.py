@@ -16,7 +16,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from fairaug.data.labels import FST_VALUES
 from fairaug.fairness.metrics import fairness_report, score_column
-from fairaug.fairness.stages import ROC_PLOT, fairness_metrics, roc_table
+from fairaug.fairness.stage import ROC_PLOT, fairness_metrics, roc_table
 from fairaug.generation import storage
 from fairaug.tracking.lineage import dvc_md5
 from fairaug.tracking.runs import DVC_OUT_MD5_TAG, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, numeric_metrics

@@ -19,10 +19,10 @@ from fairaug.errors import DataError
 from fairaug.io import reasons_path, standard_json
 from fairaug.fairness.classifier import load_classifier, make_loader, predict, split_datasets
 from fairaug.fairness.metrics import fairness_report, read_predictions, score_column, write_predictions
-from fairaug.fairness import stages
+from fairaug.fairness import stage
 from fairaug.fairness.classifier import ManifestDataset
 from fairaug.fairness.mix import MixedDataset, mix_counts
-from fairaug.fairness.stages import (
+from fairaug.fairness.stage import (
     HEADLINE,
     METRICS,
     MIX,
@@ -240,13 +240,13 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
         synthetic_manifest = write_synthetic_set(synthetic, cells, CLASSES)
 
     seen = {}
-    real_train = stages.train_classifier
+    real_train = stage.train_classifier
 
     def spy(train_set, val_set, config):
         seen.update(train=train_set, val=val_set)
         return real_train(train_set, val_set, config)
 
-    monkeypatch.setattr(stages, "train_classifier", spy)
+    monkeypatch.setattr(stage, "train_classifier", spy)
     out = tmp_path / "outputs" / "ham10000" / "classifier" / "augmented"
     augmented_report = train_augmented_classifier(params, "ham10000", prepared, synthetic, out)
     assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS, PREDICTIONS, METRICS, MIX])

@@ -28,7 +28,7 @@ from fairaug.config.diffusion import TrainLoraConfig
 from fairaug.diffusion.base import BASE_FILE
 from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, add_lora, lora_state, record_weights, save_lora
 from fairaug.errors import ConfigError, DataError
-from fairaug.fairness.stages import HEADLINE as FAIRNESS_HEADLINE
+from fairaug.fairness.stage import HEADLINE as FAIRNESS_HEADLINE
 from fairaug.io import write_json
 from fairaug.metrics.stage import HEADLINE as QUALITY_HEADLINE
 from fairaug.metrics_files import write_metrics as write_metrics_files

@@ -26,7 +26,7 @@ import pandas as pd
 
 from fairaug.config import Params
 from fairaug.config.generation import FilterConfig
-from fairaug.fairness.stages import WEIGHTS
+from fairaug.fairness.stage import WEIGHTS
 from fairaug.generation.storage import MANIFEST
 from fairaug.io import reasons_path
 from fairaug.metrics.extractors import build_extractors
