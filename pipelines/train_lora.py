@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fairaug.errors import exit_on_user_error
 from fairaug.config import load_params
-from fairaug.diffusion.finetune import finetune_lora
+from fairaug.diffusion.stage import finetune_lora
 from fairaug.progress import quiet_library_bars
 
 

@@ -18,7 +18,7 @@ from fairaug.data.prepare import prepare_dataset
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import StepBatchSampler, balanced_weights, hflip
-from fairaug.diffusion.finetune import finetune_lora, lora_data
+from fairaug.diffusion.stage import finetune_lora, lora_data
 from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraTrainer, trained_weights
 from fairaug.diffusion.loss import PosteriorCache, draw_step_noise, encode_latents
 from fairaug.diffusion.prompts import all_prompts
