@@ -18,7 +18,7 @@ from fairaug.data.prepare import prepare_dataset
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import StepBatchSampler, balanced_weights, hflip
-from fairaug.diffusion.stage import finetune_lora, lora_data
+from fairaug.diffusion.stage import lora_data, train_lora
 from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraTrainer, trained_weights
 from fairaug.diffusion.loss import PosteriorCache, draw_step_noise, encode_latents
 from fairaug.diffusion.prompts import all_prompts
@@ -194,7 +194,7 @@ def test_early_stopping_kohya_export_and_8bit_fallback(fixture_data, derm_manife
 
 @pytest.fixture
 def lora_stage(fixture_data, derm_manifest, tiny_base, tmp_path, mlflow_uri, monkeypatch):
-    """Runs finetune_lora (two steps, one checkpoint per step) into tmp_path/lora; returns the out."""
+    """Runs train_lora (two steps, one checkpoint per step) into tmp_path/lora; returns the out."""
     monkeypatch.chdir(tmp_path)
     prepared, base = tmp_path / "prepared", shutil.copytree(tiny_base, tmp_path / "base")
     prepared.mkdir()
@@ -204,7 +204,7 @@ def lora_stage(fixture_data, derm_manifest, tiny_base, tmp_path, mlflow_uri, mon
     def run(resume="latest", **train_lora):
         params = tiny_params(fixture_data, **{"max_steps": 2, "checkpoint_every": 1, "validate_every": 2,
                                               "validation_images": 4, "sample_steps": 1, **train_lora})
-        return finetune_lora(params, "ham10000", prepared, base, out, resume)
+        return train_lora(params, "ham10000", prepared, base, out, resume)
 
     run.out, run.base = out, base
     return run
