@@ -143,7 +143,8 @@ def promote_command(
 ) -> None:
     """Register the data set's LoRA, judge it by the gates (params `promote`) and move the aliases."""
     from fairaug.config import load_params
-    from fairaug.registry.promote import promote, promote_version
+    from fairaug.registry.promote import promote_version
+    from fairaug.registry.stage import promote
 
     if force != bool(reason):
         raise FairaugError("--force and --reason go together: say why the gates are overridden")

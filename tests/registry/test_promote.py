@@ -34,6 +34,7 @@ from fairaug.metrics.stage import HEADLINE as QUALITY_HEADLINE
 from fairaug.metrics_files import write_metrics as write_metrics_files
 from fairaug.registry import promote as registry
 from fairaug.registry.model import lora_candidate, log_lora_model
+from fairaug.registry.stage import promote as promote_stage
 from fairaug.tracking import stage_run
 
 DATASET = "ham10000"
@@ -106,7 +107,7 @@ def write_metrics(root: Path, metrics: dict, reasons: dict = REASONS) -> None:
 
 def promote(root: Path, params: Params | None = None, **options) -> registry.Outcome:
     outputs = root / "outputs" / DATASET
-    return registry.promote(params or Params(), DATASET, outputs / "metrics" / "quality.json",
+    return promote_stage(params or Params(), DATASET, outputs / "metrics" / "quality.json",
                             outputs / "metrics" / "fairness.json", outputs / "models" / "lora",
                             outputs / "models" / "base", outputs / "metrics" / "promotion.json", root=root, **options)
 
