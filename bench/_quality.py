@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairaug.data.files import MANIFEST
 from fairaug.data.fixtures import write_derm_fixture
 from fairaug.fairness.classifier import build_classifier, save_classifier
-from fairaug.generation.storage import MANIFEST, png_bytes, shard_path, write_shard
+from fairaug.generation.storage import png_bytes, shard_path, write_shard
 from fairaug.metrics.features import manifest_set
 
 LABELS = ["bkl", "mel", "nv"]

@@ -16,6 +16,11 @@ from pathlib import Path
 from fairaug.errors import ConfigError
 
 STATE_FILE = "state.json"
+# what the LoRA trainer writes into a checkpoint beside STATE_FILE
+LORA_STATE = "lora.safetensors"
+EMA_STATE = "ema.safetensors"  # with EMA
+BEST_STATE = "best.safetensors"  # once a validation loss was measured
+TRAINING_STATE = "training_state.pt"  # optimizer, lr scheduler, RNG states
 PREFIX = "checkpoint-"
 
 

@@ -56,6 +56,7 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from fairaug.config import DatasetConfig, Params
+from fairaug.data.files import MANIFEST
 from fairaug.data.labels import FST_VALUES, MALIGNANT_DX
 from fairaug.fairness.classifier import (
     make_loader,
@@ -64,6 +65,7 @@ from fairaug.fairness.classifier import (
     split_datasets,
     train_classifier,
 )
+from fairaug.fairness.files import METRICS, MIX, PER_FST_PLOT, PREDICTIONS, ROC_PLOT, WEIGHTS
 from fairaug.fairness.metrics import (
     bare_name,
     delta_report,
@@ -79,12 +81,6 @@ from fairaug.io import atomic_dir, atomic_write_text, reasons_path, standard_jso
 from fairaug.metrics_files import WORST_FST, detail_path, worst_fst, write_metrics
 from fairaug.tracking import numeric_metrics, stage_run
 
-WEIGHTS = "model.safetensors"
-PREDICTIONS = "predictions.parquet"
-METRICS = "metrics.json"
-MIX = "mix.json"
-PER_FST_PLOT = "fairness_per_fst.csv"
-ROC_PLOT = "roc_per_fst.csv"
 ROC_GRID = np.linspace(0.0, 1.0, 101)
 Report = dict[str, float | int | bool | str]  # fairness_report's output, reasons included
 Metrics = dict[str, float | int | bool]  # fairness.json and fairness_detail.json
@@ -171,7 +167,7 @@ def _train_classifier_stage(
     with stage_run("train_classifier", dataset, params, stage_params, upstream=upstream, outs=[out_dir],
                    dvc_stage=classifier_stage(dataset, variant)), atomic_dir(out_dir) as out:  # fmt: skip
         mlflow.set_tag("fairaug.variant", variant)
-        manifest = pd.read_parquet(Path(prepared_dir) / "manifest.parquet")
+        manifest = pd.read_parquet(Path(prepared_dir) / MANIFEST)
         classes = dataset_classes(dataset_config, manifest)
         splits = split_datasets(dataset_config.root, manifest, classes, config)
         artifacts = [WEIGHTS, PREDICTIONS, METRICS]

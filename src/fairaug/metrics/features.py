@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairaug.data.files import MANIFEST
 from fairaug.errors import DataError
-from fairaug.generation.storage import MANIFEST, read_synthetic
+from fairaug.generation.storage import read_synthetic
 from fairaug.images import IMAGE_SUFFIXES, read_rgb
 from fairaug.io import atomic_write_bytes
 from fairaug.metrics.extractors import Extractor, Output
