@@ -14,9 +14,12 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from fairaug.data.files import MANIFEST
 from fairaug.data.labels import FST_VALUES
+from fairaug.diffusion.stage import SAMPLES
 from fairaug.fairness.metrics import fairness_report, score_column
-from fairaug.fairness.stage import ROC_PLOT, fairness_metrics, roc_table
+from fairaug.fairness.files import ROC_PLOT
+from fairaug.fairness.stage import fairness_metrics, roc_table
 from fairaug.generation import storage
 from fairaug.tracking.lineage import dvc_md5
 from fairaug.tracking.runs import DVC_OUT_MD5_TAG, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, numeric_metrics
@@ -155,7 +158,7 @@ class Seeder:
         locked = json.loads(lock.read_text()) if lock.exists() else {"schema": "2.0", "stages": {}}  # JSON is YAML
         locked["stages"][f"generate@{dataset}"] = {"outs": [{"path": out_path, "md5": md5}]}
         lock.write_text(json.dumps(locked))
-        self.log_file(ids["generate"], storage.MANIFEST, (out_dir / storage.MANIFEST).read_bytes(), "synthetic")
+        self.log_file(ids["generate"], MANIFEST, (out_dir / MANIFEST).read_bytes(), "synthetic")
         rng, rows = np.random.default_rng(0), []
         for fst in FST_VALUES:
             for label in CLASSES:
@@ -164,7 +167,7 @@ class Seeder:
                     (self.root / DATA_ROOT / path).parent.mkdir(parents=True, exist_ok=True)
                     (self.root / DATA_ROOT / path).write_bytes(storage.png_bytes(synthetic_image(fst, CLASSES.index(label), rng)))
                     rows.append({"path": path, "fst": fst, "label": label, "split": "train"})
-        self.log_file(ids["prepare"], storage.MANIFEST, pd.DataFrame(rows).to_parquet(index=False), "prepared")
+        self.log_file(ids["prepare"], MANIFEST, pd.DataFrame(rows).to_parquet(index=False), "prepared")
         for step in (150, 300):
             grid = np.concatenate([synthetic_image(k, step // 150, rng) for k in FST_VALUES])
-            self.log_file(ids["train_lora"], f"step_{step:06d}.png", storage.png_bytes(grid), "samples")
+            self.log_file(ids["train_lora"], f"step_{step:06d}.png", storage.png_bytes(grid), SAMPLES)

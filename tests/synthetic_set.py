@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairaug.data.files import MANIFEST
 from fairaug.generation import storage
 
 MANIFEST_COLUMNS = ["path", "id", "fst", "label", "prompt", "seed", "index", "confidence", "ssim_to_real",
@@ -51,5 +52,5 @@ def write_synthetic_set(
         paths += [f"{storage.SHARDS}/{path.name}#{image_id}" for image_id in part["id"]]
     manifest = plan.assign(path=paths, confidence=0.9, ssim_to_real=0.2, nearest_real="x.jpg",
                            reason=np.where(plan["kept"], "passed", "low confidence"))[MANIFEST_COLUMNS]  # fmt: skip
-    manifest.to_parquet(out_dir / storage.MANIFEST, index=False)
+    manifest.to_parquet(out_dir / MANIFEST, index=False)
     return manifest
