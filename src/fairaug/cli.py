@@ -144,7 +144,7 @@ def promote_command(
     """Register the data set's LoRA, judge it by the gates (params `promote`) and move the aliases."""
     from fairaug.config.loader import PARAMS_FILE, load_params
     from fairaug.fairness.files import FAIRNESS
-    from fairaug.metrics.stage import QUALITY
+    from fairaug.metrics.files import QUALITY
     from fairaug.registry.promote import promote_version
     from fairaug.registry.stage import promote
 

@@ -23,7 +23,8 @@ from fairaug.fairness.files import WEIGHTS
 from fairaug.generation.storage import png_bytes, shard_path, write_shard
 from fairaug.images import read_rgb
 from fairaug.io import reasons_path
-from fairaug.metrics.stage import HEADLINE, QUALITY, evaluate_quality
+from fairaug.metrics.files import QUALITY
+from fairaug.metrics.stage import HEADLINE, evaluate_quality
 from fairaug.metrics_files import detail_path, read_metrics, split_headline
 
 DATASET = "ham10000"

@@ -31,8 +31,8 @@ from fairaug.errors import ConfigError, DataError
 from fairaug.fairness.files import FAIRNESS
 from fairaug.fairness.stage import HEADLINE as FAIRNESS_HEADLINE
 from fairaug.io import write_json
+from fairaug.metrics.files import QUALITY
 from fairaug.metrics.stage import HEADLINE as QUALITY_HEADLINE
-from fairaug.metrics.stage import QUALITY
 from fairaug.metrics_files import write_metrics as write_metrics_files
 from fairaug.registry import promote as registry
 from fairaug.registry.model import lora_candidate, log_lora_model

@@ -36,7 +36,6 @@ from fairaug.metrics.report import PREFIX, Report, quality_report
 from fairaug.metrics_files import detail_path, write_metrics
 from fairaug.tracking import numeric_metrics, stage_run
 
-QUALITY = "quality.json"  # DVC metrics; detail and reasons files beside it (`fairaug.metrics_files`)
 # quality.json's keys, the numbers compared first in `dvc exp show` (quality_detail.json holds the
 # rest): per extractor its distances, IS and realness probe; the per-image and label numbers
 # overall; the filter's rates. '*' is one part of a name, an extractor or the LPIPS net, never a
