@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairaug.data.files import MANIFEST
 from fairaug.data.fixtures import write_derm_fixture
-from fairaug.data.storage import MANIFEST, png_bytes, shard_path, write_shard
+from fairaug.data.storage import png_bytes, shard_path, write_shard
 from fairaug.fairness.model import build_classifier, save_classifier
 from fairaug.metrics.features import manifest_set
 

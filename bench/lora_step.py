@@ -26,9 +26,9 @@ from fairaug.data.fixtures import write_derm_fixture
 from fairaug.data.prepare import prepare_dataset
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import collate
-from fairaug.diffusion.finetune import lora_data
 from fairaug.diffusion.lora import LoraTrainer
 from fairaug.diffusion.prompts import all_prompts
+from fairaug.diffusion.stage import lora_data
 from fairaug.diffusion.tokenizer import build_tokenizer
 
 STEPS, WARMUP, REPEATS = 40, 3, 5  # min over 5 alternating repeats: 3 left +-15% run to run on this machine

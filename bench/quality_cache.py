@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _quality import classifier, real_set, synthetic_dir  # noqa: E402
 
 from fairaug.config.quality import EvaluateQualityConfig  # noqa: E402
+from fairaug.fairness.files import WEIGHTS  # noqa: E402
 from fairaug.metrics.extractors import build_extractors  # noqa: E402
 from fairaug.metrics.features import FeatureCache, synthetic_set  # noqa: E402
 from fairaug.metrics.report import quality_report  # noqa: E402
@@ -28,7 +29,7 @@ def main() -> None:
         tmp = Path(tmp)
         real = real_set(tmp / "real", N_REAL, size=REAL_SIZE)
         synthetic = synthetic_set(synthetic_dir(tmp / "synthetic", N_SYNTHETIC, SIZE))
-        extractors = build_extractors(["evaluator", "pixels"], evaluator=classifier(tmp / "model.safetensors"))
+        extractors = build_extractors(["evaluator", "pixels"], evaluator=classifier(tmp / WEIGHTS))
         config = EvaluateQualityConfig(n_bootstrap=20, cache_dir=str(tmp / "cache"))
         cold, warm = [], []
         for _ in range(REPEATS):

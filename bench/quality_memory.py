@@ -24,12 +24,13 @@ N, SIZE, N_REAL = 200, 160, 200
 def child(tmp: Path, n: int) -> None:
     """Evaluate synthetic-<n> and print the peak growth in MiB."""
     from fairaug.config.quality import EvaluateQualityConfig
+    from fairaug.fairness.files import WEIGHTS
     from fairaug.metrics.extractors import build_extractors
     from fairaug.metrics.features import FeatureCache, synthetic_set
     from fairaug.metrics.report import quality_report
 
     real = real_set(tmp / "real", N_REAL)  # rewrites the same bytes: the fixture is deterministic
-    extractors = build_extractors(["evaluator"], evaluator=tmp / "model.safetensors")
+    extractors = build_extractors(["evaluator"], evaluator=tmp / WEIGHTS)
     config = EvaluateQualityConfig(n_bootstrap=10, cache_dir=str(tmp / "cache"))  # warm: filled by the parent
     synthetic = synthetic_set(tmp / f"synthetic-{n}")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -45,13 +46,14 @@ def growth(tmp: Path, n: int) -> float:
 
 def main() -> None:
     from fairaug.config.quality import EvaluateQualityConfig
+    from fairaug.fairness.files import WEIGHTS
     from fairaug.metrics.extractors import build_extractors
     from fairaug.metrics.features import FeatureCache
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         real = real_set(tmp / "real", N_REAL)
-        extractors = build_extractors(["evaluator", "pixels"], evaluator=classifier(tmp / "model.safetensors"))
+        extractors = build_extractors(["evaluator", "pixels"], evaluator=classifier(tmp / WEIGHTS))
         # the cache holds evaluator and pixels (nearest-real matching) features of the real set
         FeatureCache(EvaluateQualityConfig(cache_dir=str(tmp / "cache")).cache_dir).features(real, extractors, 64)
         for n in (N, 4 * N):

@@ -10,7 +10,7 @@ from pathlib import Path
 from fairaug.errors import exit_on_user_error
 from fairaug.config import load_params
 from fairaug.progress import quiet_library_bars
-from fairaug.registry.promote import promote
+from fairaug.registry.stage import promote
 
 
 @exit_on_user_error

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fairaug.errors import exit_on_user_error
 from fairaug.config import load_params
-from fairaug.fairness.stages import train_augmented_classifier, train_evaluator, train_real_classifier
+from fairaug.fairness.stage import train_augmented_classifier, train_evaluator, train_real_classifier
 from fairaug.progress import quiet_library_bars
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fairaug.errors import exit_on_user_error
 from fairaug.config import load_params
-from fairaug.diffusion.finetune import finetune_lora
+from fairaug.diffusion.stage import train_lora
 from fairaug.progress import quiet_library_bars
 
 
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--resume", default="latest", help="'latest' (default), 'none', or a checkpoint directory")
     args = parser.parse_args()
     resume = None if args.resume == "none" else args.resume
-    finetune_lora(load_params(), args.dataset, args.prepared, args.base, args.out, resume)
+    train_lora(load_params(), args.dataset, args.prepared, args.base, args.out, resume)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from fairaug.data import storage
+from fairaug.data.files import MANIFEST
+from fairaug.diffusion.stage import SAMPLES
+from fairaug.fairness.files import ROC_PLOT
 from fairaug.fairness.predictions import score_column
 from fairaug.fairness.report import fairness_report
-from fairaug.fairness.stages import ROC_PLOT, fairness_metrics, roc_table
+from fairaug.fairness.stage import fairness_metrics, roc_table
 from fairaug.skin.types import FST_VALUES
 from fairaug.tracking.lineage import dvc_md5
 from fairaug.tracking.runs import DVC_OUT_MD5_TAG, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, numeric_metrics
@@ -156,7 +159,7 @@ class Seeder:
         locked = json.loads(lock.read_text()) if lock.exists() else {"schema": "2.0", "stages": {}}  # JSON is YAML
         locked["stages"][f"generate@{dataset}"] = {"outs": [{"path": out_path, "md5": md5}]}
         lock.write_text(json.dumps(locked))
-        self.log_file(ids["generate"], storage.MANIFEST, (out_dir / storage.MANIFEST).read_bytes(), "synthetic")
+        self.log_file(ids["generate"], MANIFEST, (out_dir / MANIFEST).read_bytes(), "synthetic")
         rng, rows = np.random.default_rng(0), []
         for fst in FST_VALUES:
             for label in CLASSES:
@@ -165,7 +168,7 @@ class Seeder:
                     (self.root / DATA_ROOT / path).parent.mkdir(parents=True, exist_ok=True)
                     (self.root / DATA_ROOT / path).write_bytes(storage.png_bytes(synthetic_image(fst, CLASSES.index(label), rng)))
                     rows.append({"path": path, "fst": fst, "label": label, "split": "train"})
-        self.log_file(ids["prepare"], storage.MANIFEST, pd.DataFrame(rows).to_parquet(index=False), "prepared")
+        self.log_file(ids["prepare"], MANIFEST, pd.DataFrame(rows).to_parquet(index=False), "prepared")
         for step in (150, 300):
             grid = np.concatenate([synthetic_image(k, step // 150, rng) for k in FST_VALUES])
-            self.log_file(ids["train_lora"], f"step_{step:06d}.png", storage.png_bytes(grid), "samples")
+            self.log_file(ids["train_lora"], f"step_{step:06d}.png", storage.png_bytes(grid), SAMPLES)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fairaug.data import storage
+from fairaug.data.files import MANIFEST
 
 MANIFEST_COLUMNS = ["path", "id", "fst", "label", "prompt", "seed", "index", "confidence", "ssim_to_real",
                     "nearest_real", "kept", "reason"]  # fmt: skip
@@ -51,5 +52,5 @@ def write_synthetic_set(
         paths += [f"{storage.SHARDS}/{path.name}#{image_id}" for image_id in part["id"]]
     manifest = plan.assign(path=paths, confidence=0.9, ssim_to_real=0.2, nearest_real="x.jpg",
                            reason=np.where(plan["kept"], "passed", "low confidence"))[MANIFEST_COLUMNS]  # fmt: skip
-    manifest.to_parquet(out_dir / storage.MANIFEST, index=False)
+    manifest.to_parquet(out_dir / MANIFEST, index=False)
     return manifest

@@ -12,10 +12,11 @@ Floors, lowest first, and why each sits where it does:
                   everything that counts by FST needs them
     metrics_files flat metrics JSON with `.n` / `.ci_*` / reasons beside the value (per-FST names)
     config        pydantic params; labels and prompt templates are below it or in it, never above
+    tracking      MLflow stage runs and lineage: stage code in every package above calls `stage_run`, so
+                  it sits below them (data's prepare stage included); its run-reading helpers must not
+                  import what they read
     data          readers, fixtures, validation, splits, manifests, and the synthetic set's shard storage
                   (read by fairness, metrics and the dashboard, written by generation)
-    tracking      MLflow stage runs and lineage: stage code in every package above calls `stage_run`, so
-                  it sits below them; its run-reading helpers must not import what they read
     diffusion     base model, prompts, LoRA training, checkpoints, sampling
     fairness      the classifier (also the generate filter's and the quality evaluator's model), the mixed
                   data set, per-FST metrics
@@ -44,8 +45,8 @@ FLOORS: list[set[str]] = [
     {"skin"},
     {"metrics_files"},
     {"config"},
-    {"data"},
     {"tracking"},
+    {"data"},
     {"diffusion"},
     {"fairness"},
     {"metrics"},

@@ -4,7 +4,7 @@ per FST, and how each moved from the real-only to the augmented classifier."""
 import altair as alt
 import streamlit as st
 
-from fairaug.fairness.stages import ROC_PLOT
+from fairaug.fairness.files import ROC_PLOT
 from fairaug.tracking import tables
 from views.common import artifact_table, fst_chart, fst_values_table, pick_dataset, pick_pipelines, store_uri
 

@@ -5,6 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from fairaug.data import storage
+from fairaug.data.files import MANIFEST
+from fairaug.generation.stage import KEPT_GRID
 from fairaug.tracking.artifacts import validation_grids, workspace_out_dir
 from fairaug.tracking.search import RunFilter, upstream_ids
 from views.common import artifact_file, artifact_table, client, pick_dataset, project_root, runs_page, store_uri
@@ -21,7 +23,7 @@ if not generate_runs:
 else:
     names = {f"{run.info.run_name} · {run.info.run_id[:8]} · {run.info.status}": run for run in generate_runs}
     run = names[st.selectbox("Generate run", list(names))]
-    manifest = artifact_table(uri, run.info.run_id, f"synthetic/{storage.MANIFEST}")
+    manifest = artifact_table(uri, run.info.run_id, f"synthetic/{MANIFEST}")
     if manifest is None or manifest.empty:
         st.info("This generate run logged no synthetic manifest (it may have failed before filtering).")
     else:
@@ -39,7 +41,7 @@ else:
         if out_dir is None:
             st.info("This run's images are not in the workspace (DVC keeps the latest synthetic set there; "
                     "`dvc exp apply` or `git checkout` + `dvc checkout` bring back another). Its kept grid:")  # fmt: skip
-            grid = artifact_file(uri, run.info.run_id, "samples/kept.png")
+            grid = artifact_file(uri, run.info.run_id, KEPT_GRID)
             if grid is not None:
                 st.image(str(grid))
             st.dataframe(shown.drop(columns=["prompt"], errors="ignore"), hide_index=True)
@@ -54,7 +56,7 @@ else:
                 f"{'kept' if kept else 'rejected: ' + reason} · conf {conf:.2f} · ssim {ssim:.2f}"
                 for kept, reason, conf, ssim in zip(rows["kept"], rows["reason"], rows["confidence"], rows["ssim_to_real"])])
         prepare_id = upstream_ids(run).get("prepare")
-        real = artifact_table(uri, prepare_id, f"prepared/{storage.MANIFEST}") if prepare_id else None
+        real = artifact_table(uri, prepare_id, f"prepared/{MANIFEST}") if prepare_id else None
         root = client(uri).get_run(prepare_id).data.params.get("dataset.root") if real is not None else None
         if real is not None and root and (project_root() / root).is_dir():
             examples = real[(real["fst"] == fst) & (real["label"] == label) & (real["split"] == "train")].head(PER_ROW)

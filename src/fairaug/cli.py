@@ -96,10 +96,10 @@ def profile(
     project: Annotated[Path, typer.Option(help="project root")] = Path("."),
 ) -> None:
     """Switch params.yaml to a profile (DVC then sees the changed params); without NAME, list profiles."""
-    from fairaug.config.loader import available_profiles, load_params, write_profile
+    from fairaug.config.loader import PARAMS_FILE, available_profiles, load_params, write_profile
 
     if name is None:
-        current = load_params(project / "params.yaml").profile if (project / "params.yaml").exists() else None
+        current = load_params(project / PARAMS_FILE).profile if (project / PARAMS_FILE).exists() else None
         for known in available_profiles(project):
             print(f"{'*' if known == current else ' '} {known}")
         return
@@ -142,18 +142,21 @@ def promote_command(
     project: Annotated[Path, typer.Option(help="project root")] = Path("."),
 ) -> None:
     """Register the data set's LoRA, judge it by the gates (params `promote`) and move the aliases."""
-    from fairaug.config import load_params
-    from fairaug.registry.promote import promote, promote_version
+    from fairaug.config.loader import PARAMS_FILE, load_params
+    from fairaug.fairness.files import FAIRNESS
+    from fairaug.metrics.files import QUALITY
+    from fairaug.registry.promote import promote_version
+    from fairaug.registry.stage import promote
 
     if force != bool(reason):
         raise FairaugError("--force and --reason go together: say why the gates are overridden")
-    params = load_params(project / "params.yaml")
+    params = load_params(project / PARAMS_FILE)
     params.dataset(dataset)
     if version is not None:
         outcome = promote_version(params, dataset, version, dry_run=dry_run, force_reason=reason, root=project)
     else:
         outputs = project / "outputs" / dataset
-        outcome = promote(params, dataset, outputs / "metrics" / "quality.json", outputs / "metrics" / "fairness.json",
+        outcome = promote(params, dataset, outputs / "metrics" / QUALITY, outputs / "metrics" / FAIRNESS,
                           outputs / "models" / "lora", outputs / "models" / "base", dry_run=dry_run,
                           force_reason=reason, root=project)  # fmt: skip (promotion.json is the stage's)
     name = params.promote.registered_model(dataset)
@@ -174,10 +177,10 @@ def registry_history(
     """Every promotion decision on the data set's model, oldest first."""
     from rich.table import Table
 
-    from fairaug.config import load_params
+    from fairaug.config.loader import PARAMS_FILE, load_params
     from fairaug.registry.promote import decision_history
 
-    params = load_params(project / "params.yaml")
+    params = load_params(project / PARAMS_FILE)
     params.dataset(dataset)
     history = decision_history(params, dataset, root=project)
     if history.empty:

@@ -20,6 +20,7 @@ from fairaug.diffusion.base import weight_hashes
 from fairaug.diffusion.loss import encode_latents
 from fairaug.diffusion.pretrain import pretrain_tiny, pretraining_images
 from fairaug.diffusion.prompts import all_prompts
+from fairaug.diffusion.stage import BASE_SAMPLES
 from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.errors import ConfigError, exit_on_user_error
 from fairaug.labels import HAM10000_DX
@@ -181,7 +182,7 @@ def test_base_model_stage_end_to_end(project):
 
     assert json.loads((out / BASE_FILE).read_text())["source"] == "tiny"
     assert isinstance(StableDiffusionPipeline.from_pretrained(out), StableDiffusionPipeline)
-    with Image.open(out / "samples.png") as grid:
+    with Image.open(out / BASE_SAMPLES) as grid:
         assert grid.height == 6 * 96  # one row per FST
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     by_name = {run.info.run_name: run for run in client.search_runs(
@@ -193,4 +194,4 @@ def test_base_model_stage_end_to_end(project):
     assert tags["dvc.out_md5.outputs/ham10000/models/base"] == dvc_md5(out)  # what downstream stages look up
     assert tracked.data.params["base.pretrain.unet_steps"] == "5"
     assert [m.step for m in client.get_metric_history(tracked.info.run_id, "pretrain/unet_loss")] == list(range(5))
-    assert {a.path for a in client.list_artifacts(tracked.info.run_id)} >= {"samples.png", BASE_FILE}
+    assert {a.path for a in client.list_artifacts(tracked.info.run_id)} >= {BASE_SAMPLES, BASE_FILE}

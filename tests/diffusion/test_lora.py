@@ -14,14 +14,16 @@ from safetensors.torch import load_file
 from fairaug.config import DatasetConfig, Params, PrepareConfig, load_params, render_params
 from fairaug.config.diffusion import BaseConfig, TrainLoraConfig
 from fairaug.config.generation import GenerateConfig
+from fairaug.data.files import MANIFEST
 from fairaug.data.prepare import prepare_dataset
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import StepBatchSampler, balanced_weights, hflip
-from fairaug.diffusion.finetune import finetune_lora, lora_data
-from fairaug.diffusion.lora import EMA_STATE, EMA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraTrainer, trained_weights
+from fairaug.diffusion.lora import (CHECKPOINTS, EMA_WEIGHTS, KOHYA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraTrainer,
+                                   trained_weights)
 from fairaug.diffusion.loss import PosteriorCache, draw_step_noise, encode_latents
 from fairaug.diffusion.prompts import all_prompts
+from fairaug.diffusion.stage import MODEL_CARD, SAMPLES, lora_data, train_lora
 from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.errors import ConfigError, DataError, exit_on_user_error
 from fairaug.generation.sampler import load_sampler
@@ -93,11 +95,11 @@ def derm_manifest(fixture_data) -> pd.DataFrame:
     return manifest
 
 
-def tiny_params(fixture_data, **train_lora) -> Params:
+def tiny_params(fixture_data, **overrides) -> Params:
     params = Params()
     datasets = {"ham10000": DatasetConfig(format="ham10000", root=str(fixture_data / "ham10000"), domain="derm")}
     lora = TrainLoraConfig(**{"batch_size": 4, "max_steps": 6, "checkpoint_every": 3, "validate_every": 3,
-                              "validation_images": 8, **train_lora})
+                              "validation_images": 8, **overrides})
     return params.model_copy(update={"datasets": datasets, "train_lora": lora})
 
 
@@ -198,7 +200,7 @@ def test_early_stopping_kohya_export_and_8bit_fallback(fixture_data, derm_manife
     shipped = trainer.final_states()[LORA_WEIGHTS]
     assert all(torch.equal(shipped[k], trainer.best_state[k]) for k in shipped)  # the best, not the last
     written = trainer.save_final()
-    kohya = load_file(str(tmp_path / "lora" / "pytorch_lora_weights_kohya.safetensors"))
+    kohya = load_file(str(tmp_path / "lora" / KOHYA_WEIGHTS))
     assert any(p.name.endswith("kohya.safetensors") for p in written)
     assert all(k.startswith("lora_unet_") for k in kohya)
     assert any(k.endswith(".alpha") for k in kohya) and any(k.endswith(".lora_down.weight") for k in kohya)
@@ -206,17 +208,17 @@ def test_early_stopping_kohya_export_and_8bit_fallback(fixture_data, derm_manife
 
 @pytest.fixture
 def lora_stage(fixture_data, derm_manifest, tiny_base, tmp_path, mlflow_uri, monkeypatch):
-    """Runs finetune_lora (two steps, one checkpoint per step) into tmp_path/lora; returns the out."""
+    """Runs train_lora (two steps, one checkpoint per step) into tmp_path/lora; returns the out."""
     monkeypatch.chdir(tmp_path)
     prepared, base = tmp_path / "prepared", shutil.copytree(tiny_base, tmp_path / "base")
     prepared.mkdir()
-    derm_manifest.to_parquet(prepared / "manifest.parquet")
+    derm_manifest.to_parquet(prepared / MANIFEST)
     out = tmp_path / "lora"
 
-    def run(resume="latest", **train_lora):
+    def run(resume="latest", **overrides):
         params = tiny_params(fixture_data, **{"max_steps": 2, "checkpoint_every": 1, "validate_every": 2,
-                                              "validation_images": 4, "sample_steps": 1, **train_lora})
-        return finetune_lora(params, "ham10000", prepared, base, out, resume)
+                                              "validation_images": 4, "sample_steps": 1, **overrides})
+        return train_lora(params, "ham10000", prepared, base, out, resume)
 
     run.out, run.base = out, base
     return run
@@ -247,10 +249,10 @@ def test_fresh_run_starts_from_an_empty_out_and_generate_loads_only_its_weights(
     assert not (out / "marker").exists() and not (out / EMA_WEIGHTS).exists()
     recorded = json.loads((out / WEIGHTS_RECORD).read_text())
     assert recorded == {"weights": {LORA_WEIGHTS: sha256_file(out / LORA_WEIGHTS)}}
-    kept = checkpoints.complete_checkpoints(out / "checkpoints")
+    kept = checkpoints.complete_checkpoints(out / CHECKPOINTS)
     assert len({checkpoints.read_state(checkpoint)["fingerprint"] for checkpoint in kept}) == 1
-    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000000.png", "step_000002.png"]
-    assert "EMA" not in (out / "README.md").read_text()
+    assert sorted(p.name for p in (out / SAMPLES).iterdir()) == ["step_000000.png", "step_000002.png"]
+    assert "EMA" not in (out / MODEL_CARD).read_text()
 
     stderr = one_error_line(capsys, lambda: load_sampler(lora_stage.base, out, GenerateConfig(lora_weights="ema")))
     assert f"generate.lora_weights: ema: the LoRA run did not write {out / EMA_WEIGHTS}" in stderr
@@ -275,14 +277,14 @@ def test_bad_resume_and_lora_settings_are_one_line(lora_stage, tmp_path, capsys)
         assert f"--resume {resume}: {message}" in one_error_line(capsys, lambda: lora_stage(resume))
 
     lora_stage(max_steps=1)
-    checkpoint = lora_stage.out / "checkpoints" / "checkpoint-000001"
+    checkpoint = lora_stage.out / CHECKPOINTS / "checkpoint-000001"
     stderr = one_error_line(capsys, lambda: lora_stage(checkpoint, lr=0.5))
     assert f"--resume {checkpoint}: a checkpoint of another training" in stderr
 
     elsewhere = shutil.copytree(checkpoint, tmp_path / "elsewhere")
-    (elsewhere / EMA_STATE).unlink()
+    (elsewhere / checkpoints.EMA_STATE).unlink()
     stderr = one_error_line(capsys, lambda: lora_stage(elsewhere, max_steps=1))
-    assert f"{elsewhere}: incomplete checkpoint, {EMA_STATE} missing" in stderr
+    assert f"{elsewhere}: incomplete checkpoint, {checkpoints.EMA_STATE} missing" in stderr
 
     params_file = tmp_path / "params.yaml"
     params_file.write_text(render_params(Params()).replace("rank: 8", "rank: 0"))

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from fairaug.cli import app
 from fairaug.config import DatasetConfig, Params, PrepareConfig
 from fairaug.config.fairness import ClassifierConfig, FairnessConfig
+from fairaug.data.files import MANIFEST
 from fairaug.data.prepare import prepare_dataset
 from fairaug.errors import DataError
 from fairaug.io import reasons_path, standard_json
@@ -21,19 +22,14 @@ from fairaug.fairness.model import load_classifier
 from fairaug.fairness.predictions import read_predictions, score_column, write_predictions
 from fairaug.fairness.report import fairness_report
 from fairaug.fairness.training import predict
-from fairaug.fairness import stages
+from fairaug.fairness import stage
 from fairaug.fairness.data import ManifestDataset
+from fairaug.fairness.files import FAIRNESS, METRICS, MIX, PER_FST_PLOT, PREDICTIONS, ROC_PLOT, WEIGHTS
 from fairaug.fairness.mix import MixedDataset, mix_counts
 from fairaug.labels import HAM10000_DX, MALIGNANT_DX
 from fairaug.skin.types import FST_VALUES
-from fairaug.fairness.stages import (
+from fairaug.fairness.stage import (
     HEADLINE,
-    METRICS,
-    MIX,
-    PER_FST_PLOT,
-    PREDICTIONS,
-    ROC_PLOT,
-    WEIGHTS,
     classifier_report,
     classifier_stage,
     evaluate_fairness,
@@ -71,7 +67,7 @@ def trained(params, tmp_path, monkeypatch, mlflow_uri):
     prepared.mkdir(parents=True)
     with stage_run("prepare", "ham10000", params, {}, outs=[prepared]):
         manifest, _ = prepare_dataset("ham10000", params.dataset("ham10000"), PrepareConfig())
-        manifest.to_parquet(prepared / "manifest.parquet", index=False)
+        manifest.to_parquet(prepared / MANIFEST, index=False)
     out = tmp_path / "outputs" / "ham10000" / "classifier" / "real"
     report = train_real_classifier(params, "ham10000", prepared, out)
     return prepared, out, report
@@ -96,7 +92,7 @@ def same_values(left: dict, right: dict) -> bool:
 def test_train_real_classifier_writes_weights_predictions_and_report_and_logs_them(trained, params):
     prepared, out, report = trained
     assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS, PREDICTIONS, METRICS])
-    manifest = pd.read_parquet(prepared / "manifest.parquet")
+    manifest = pd.read_parquet(prepared / MANIFEST)
     test_rows = manifest[manifest["split"] == "test"]
     predictions = read_predictions(out / PREDICTIONS)
     assert list(predictions.columns) == ["path", "label", "fst", "group_id", *map(score_column, CLASSES)]
@@ -143,7 +139,7 @@ def test_train_real_classifier_writes_weights_predictions_and_report_and_logs_th
 
 def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, params, tmp_path):
     _, real, _ = trained
-    out = tmp_path / "outputs" / "ham10000" / "metrics" / "fairness.json"
+    out = tmp_path / "outputs" / "ham10000" / "metrics" / FAIRNESS
     metrics = evaluate_fairness(params, "ham10000", real, None, out)
 
     written = read_metrics(out)
@@ -244,19 +240,19 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
         synthetic_manifest = write_synthetic_set(synthetic, cells, CLASSES)
 
     seen = {}
-    real_train = stages.train_classifier
+    real_train = stage.train_classifier
 
     def spy(train_set, val_set, config):
         seen.update(train=train_set, val=val_set)
         return real_train(train_set, val_set, config)
 
-    monkeypatch.setattr(stages, "train_classifier", spy)
+    monkeypatch.setattr(stage, "train_classifier", spy)
     out = tmp_path / "outputs" / "ham10000" / "classifier" / "augmented"
     augmented_report = train_augmented_classifier(params, "ham10000", prepared, synthetic, out)
     assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS, PREDICTIONS, METRICS, MIX])
 
     # train: every real train image plus the mix's synthetic ones; val and test: real only
-    manifest = pd.read_parquet(prepared / "manifest.parquet")
+    manifest = pd.read_parquet(prepared / MANIFEST)
     train_rows = manifest[manifest["split"] == "train"]
     counts = mix_counts(train_rows, synthetic_manifest, params.mix)
     assert isinstance(seen["train"], MixedDataset) and len(seen["train"]) == len(train_rows) + counts["synthetic"].sum()
@@ -283,7 +279,7 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
     assert f"classifier/{MIX}" in {a.path for a in client.list_artifacts(run.info.run_id, "classifier")}
 
     # evaluate_fairness with both: per-FST values of each, deltas, MLflow under the same names
-    fairness_json = tmp_path / "outputs" / "ham10000" / "metrics" / "fairness.json"
+    fairness_json = tmp_path / "outputs" / "ham10000" / "metrics" / FAIRNESS
     metrics = evaluate_fairness(params, "ham10000", real, out, fairness_json)
     written = read_metrics(fairness_json)
     assert same_values(written, metrics)

@@ -21,6 +21,8 @@ from fairaug.config import Params
 from fairaug.config.generation import FilterConfig, GenerateConfig
 from fairaug.data import storage
 from fairaug.errors import exit_on_user_error
+from fairaug.data.files import MANIFEST
+from fairaug.fairness.files import WEIGHTS
 from fairaug.fairness.model import build_classifier, save_classifier
 from fairaug.generation import sampler
 from fairaug.generation.filter import RealNeighbours, select
@@ -240,7 +242,7 @@ def test_read_synthetic_yields_the_kept_images_shard_by_shard(tmp_path):
                             [storage.png_bytes(i) for i in images[first : first + 3]], "fp")
     manifest = plan.assign(path=[f"shards/shard-{i // 3:06d}.parquet#img{i}" for i in range(6)],
                            kept=[True, False, True, False, True, True])
-    manifest.to_parquet(tmp_path / storage.MANIFEST)
+    manifest.to_parquet(tmp_path / MANIFEST)
 
     batches = list(storage.read_synthetic(tmp_path))
     assert [rows["id"].tolist() for rows, _ in batches] == [["img0", "img2"], ["img4", "img5"]]
@@ -259,7 +261,7 @@ def test_a_manifest_path_out_of_the_synthetic_set_or_to_an_absent_id_is_one_line
     assert len(read_kept()) == 2  # two shards, as written
 
     def refused(path: str) -> str:
-        manifest.assign(path=manifest["path"].where(manifest.index != 1, path)).to_parquet(out / storage.MANIFEST)
+        manifest.assign(path=manifest["path"].where(manifest.index != 1, path)).to_parquet(out / MANIFEST)
         with pytest.raises(SystemExit) as exit_info:
             read_kept()
         message = capsys.readouterr().err.strip()
@@ -277,7 +279,7 @@ def test_a_manifest_path_out_of_the_synthetic_set_or_to_an_absent_id_is_one_line
 
 @pytest.mark.parametrize(("generate", "classes", "fragments"), [
     ({"labels": ["mel", "bcc"]}, ["mel", "nv"],
-     ["classifier/real/model.safetensors", "the filter's classifier does not know the generate labels bcc"]),
+     [f"classifier/real/{WEIGHTS}", "the filter's classifier does not know the generate labels bcc"]),
     ({"labels": ["mel", "xyz"]}, ["bcc", "mel", "nv"],
      ["generate.labels: xyz not among the labels of the train split of ham10000 (bcc, mel, nv)"]),
     ({"fsts": [1], "per_cell": None, "top_up_to": 1}, ["bcc", "mel", "nv"],
@@ -289,8 +291,8 @@ def test_labels_the_stage_cannot_generate_are_one_line_and_exit_2_before_any_run
     prepared, classifier, out = tmp_path / "prepared", tmp_path / "classifier" / "real", tmp_path / "synthetic"
     prepared.mkdir()
     pd.DataFrame({"path": [f"{label}.jpg" for label in ["bcc", "mel", "nv"]], "label": ["bcc", "mel", "nv"],
-                  "fst": 1, "split": "train"}).to_parquet(prepared / "manifest.parquet")  # fmt: skip
-    save_classifier(build_classifier("small_cnn", classes, 32), classifier / "model.safetensors")
+                  "fst": 1, "split": "train"}).to_parquet(prepared / MANIFEST)  # fmt: skip
+    save_classifier(build_classifier("small_cnn", classes, 32), classifier / WEIGHTS)
     params = Params()
     params = params.model_copy(update={"generate": params.generate.model_copy(update=generate)})
 

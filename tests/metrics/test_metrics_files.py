@@ -3,13 +3,13 @@ gates finding per-FST and worst-FST values that live in the detail files only.""
 
 import json
 
-from fairaug.fairness.stages import HEADLINE as FAIRNESS_HEADLINE
+from fairaug.fairness.stage import HEADLINE as FAIRNESS_HEADLINE
+from fairaug.skin.types import FST_VALUES
 from fairaug.io import reasons_path, write_json
 from fairaug.metrics.stage import HEADLINE as QUALITY_HEADLINE
 from fairaug.metrics_files import detail_path, read_metrics, split_headline, write_metrics
 from fairaug.registry.gates import metric_value
 from fairaug.registry.promote import read_evidence
-from fairaug.skin.types import FST_VALUES
 
 
 def fairness_numbers() -> dict:

@@ -15,14 +15,17 @@ import pytest
 
 from fairaug.config import load_params
 from fairaug.config.quality import EvaluateQualityConfig
-from fairaug.data.storage import MANIFEST, png_bytes, shard_path, write_shard
+from fairaug.data.files import MANIFEST
+from fairaug.data.storage import png_bytes, shard_path, write_shard
 from fairaug.errors import exit_on_user_error
+from fairaug.fairness.files import WEIGHTS
 from fairaug.fairness.model import build_classifier, save_classifier
+from fairaug.skin.types import FST_VALUES
 from fairaug.images import read_rgb
 from fairaug.io import reasons_path
+from fairaug.metrics.files import QUALITY
 from fairaug.metrics.stage import HEADLINE, evaluate_quality
 from fairaug.metrics_files import detail_path, read_metrics, split_headline
-from fairaug.skin.types import FST_VALUES
 
 DATASET = "ham10000"
 
@@ -62,14 +65,14 @@ def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_u
     prepared, synthetic, classifier = (project / "outputs" / DATASET / d for d in ("prepared", "synthetic",
                                                                                     "classifier/evaluator"))  # fmt: skip
     prepared.mkdir(parents=True)
-    manifest.to_parquet(prepared / "manifest.parquet")
+    manifest.to_parquet(prepared / MANIFEST)
     synthetic_set(synthetic, root, manifest)
     save_classifier(build_classifier("small_cnn", sorted(manifest["label"].unique()), 32),
-                    classifier / "model.safetensors")  # fmt: skip
+                    classifier / WEIGHTS)  # fmt: skip
     params = load_params(project / "params.yaml")
     config = EvaluateQualityConfig(n_bootstrap=20, cache_dir=str(tmp_path / "cache"), min_group_size=5)
     params = params.model_copy(update={"evaluate_quality": config})
-    out = project / "outputs" / DATASET / "metrics" / "quality.json"
+    out = project / "outputs" / DATASET / "metrics" / QUALITY
 
     report = evaluate_quality(params, DATASET, prepared, synthetic, classifier, out)
 
@@ -123,10 +126,10 @@ def test_a_synthetic_set_with_nothing_kept_is_one_line_and_exit_2_before_any_run
     prepared, synthetic, classifier = (project / "outputs" / DATASET / d for d in ("prepared", "synthetic",
                                                                                     "classifier/evaluator"))  # fmt: skip
     prepared.mkdir(parents=True)
-    manifest.to_parquet(prepared / "manifest.parquet")
+    manifest.to_parquet(prepared / MANIFEST)
     synthetic_set(synthetic, root, manifest)
     pd.read_parquet(synthetic / MANIFEST).assign(kept=False).to_parquet(synthetic / MANIFEST)
-    out = project / "outputs" / DATASET / "metrics" / "quality.json"
+    out = project / "outputs" / DATASET / "metrics" / QUALITY
 
     with pytest.raises(SystemExit) as exit_info:
         exit_on_user_error(evaluate_quality)(load_params(project / "params.yaml"), DATASET, prepared, synthetic,

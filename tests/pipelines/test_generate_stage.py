@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from fairaug.data.files import MANIFEST
+
 from conftest import make_project, run, write_params
 
 pytestmark = pytest.mark.slow
@@ -52,7 +54,7 @@ def shard_state(out: Path) -> dict[str, tuple[str, int]]:
 
 
 def test_kept_counts_are_exactly_the_plan_and_lineage_reaches_the_lora(generated):
-    manifest = pd.read_parquet(synthetic(generated) / "manifest.parquet")
+    manifest = pd.read_parquet(synthetic(generated) / MANIFEST)
     kept = manifest[manifest["kept"]].groupby(["fst", "label"]).size()
     cells = pd.MultiIndex.from_product([FSTS, LABELS], names=["fst", "label"])
     assert kept.reindex(cells, fill_value=0).eq(PER_CELL).all(), kept
@@ -77,7 +79,7 @@ def test_kept_counts_are_exactly_the_plan_and_lineage_reaches_the_lora(generated
 def test_killed_dvc_repro_keeps_finished_shards_and_ends_like_one_run(generated):
     out = synthetic(generated)
     reference = shard_state(out)
-    reference_manifest = pd.read_parquet(out / "manifest.parquet")
+    reference_manifest = pd.read_parquet(out / MANIFEST)
     shutil.rmtree(out)
 
     process = subprocess.Popen(["dvc", "repro", STAGE], cwd=generated, start_new_session=True,
@@ -97,6 +99,6 @@ def test_killed_dvc_repro_keeps_finished_shards_and_ends_like_one_run(generated)
     resumed = shard_state(out)
     assert {name: state[0] for name, state in resumed.items()} == {name: state[0] for name, state in reference.items()}
     assert all(resumed[name] == state for name, state in finished.items())  # not rewritten: same mtime
-    pd.testing.assert_frame_equal(pd.read_parquet(out / "manifest.parquet"), reference_manifest)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / MANIFEST), reference_manifest)
     again = run(["dvc", "repro", STAGE], generated)
     assert "Running stage" not in again.stdout

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from fairaug.data.files import MANIFEST, VALIDATION_HTML, VALIDATION_JSON
 
 from conftest import run
 
@@ -29,10 +30,11 @@ def test_dvc_repro_prepare_tracks_lineage_and_is_idempotent(project):
     assert sorted(r.info.run_name for r in runs) == PREPARE_STAGES
     for dataset in DATASETS:
         out = project / "outputs" / dataset / "prepared"
-        manifest = pd.read_parquet(out / "manifest.parquet")
-        report = json.loads((out / "validation.json").read_text())
+        assert sorted(p.name for p in out.iterdir()) == ["manifest.parquet", "validation.html", "validation.json"]
+        manifest = pd.read_parquet(out / MANIFEST)
+        report = json.loads((out / VALIDATION_JSON).read_text())
         assert report["n_images"] == len(manifest) > 0
-        assert "<table>" in (out / "validation.html").read_text()
+        assert "<table>" in (out / VALIDATION_HTML).read_text()
         assert manifest.groupby("group_id")["split"].nunique().max() == 1
 
         (tracked,) = [r for r in runs if r.info.run_name == f"prepare@{dataset}"]
@@ -51,7 +53,7 @@ def test_dvc_repro_prepare_tracks_lineage_and_is_idempotent(project):
         assert params["prepare.seed"] == "0" and params["dataset.root"] == f"data/{dataset}"
         assert tracked.data.metrics["data/n_images"] == len(manifest)
         artifacts = {a.path for a in client.list_artifacts(run_id, "prepared")}
-        assert "prepared/manifest.parquet" in artifacts
+        assert f"prepared/{MANIFEST}" in artifacts
 
     second = run(["dvc", "repro", *PREPARE_STAGES], project)
     assert "Running stage" not in second.stdout
@@ -75,10 +77,10 @@ def test_bad_data_fails_cleanly_without_outputs(project):
 
 def test_dvc_exp_run_with_a_changed_param_reruns_and_logs_it(project):
     run(["dvc", "repro", "prepare@wound"], project)
-    before = pd.read_parquet(project / "outputs" / "wound" / "prepared" / "manifest.parquet")
+    before = pd.read_parquet(project / "outputs" / "wound" / "prepared" / MANIFEST)
     result = run(["dvc", "exp", "run", "-S", "prepare.seed=5", "prepare@wound"], project)
     assert "Running stage 'prepare@wound'" in result.stdout
-    after = pd.read_parquet(project / "outputs" / "wound" / "prepared" / "manifest.parquet")
+    after = pd.read_parquet(project / "outputs" / "wound" / "prepared" / MANIFEST)
     assert not before["split"].equals(after["split"])  # another seed, another split
     assert after.groupby("group_id")["split"].nunique().max() == 1
     client, runs = prepare_runs(project)

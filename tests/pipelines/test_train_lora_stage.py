@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS
+from fairaug.diffusion.lora import CHECKPOINTS, EMA_WEIGHTS, LORA_WEIGHTS
+from fairaug.diffusion.stage import MODEL_CARD, PLOTS
 
 from conftest import make_project, run, write_params
 
@@ -59,19 +60,19 @@ def start_and_kill_after_checkpoint(cmd: list[str], cwd: Path, checkpoints: Path
 
 def test_sigkill_then_rerun_equals_uninterrupted(trained):
     out = trained / "outputs" / "killed"
-    start_and_kill_after_checkpoint([sys.executable, *STAGE_ARGS, "--out", str(out)], trained, out / "checkpoints")
+    start_and_kill_after_checkpoint([sys.executable, *STAGE_ARGS, "--out", str(out)], trained, out / CHECKPOINTS)
     assert not (out / LORA_WEIGHTS).exists()
     resumed = run([sys.executable, *STAGE_ARGS, "--out", str(out)], trained)
     assert "train_lora: resuming from" in resumed.stderr
     assert_same_lora(trained / "outputs" / "reference", out, atol=1e-6)
-    assert (out / "README.md").read_text().count("Not for") == 1  # model card with limits
-    assert (out / "plots" / "loss.csv").read_text().startswith("step,train_loss,val_loss")
+    assert (out / MODEL_CARD).read_text().count("Not for") == 1  # model card with limits
+    assert (out / PLOTS).read_text().startswith("step,train_loss,val_loss")
 
 
 def test_killed_dvc_repro_resumes_and_matches(trained):
     stage = f"train_lora@{DATASET}"
     lora = trained / "outputs" / DATASET / "models" / "lora"
-    start_and_kill_after_checkpoint(["dvc", "repro", stage], trained, lora / "checkpoints")
+    start_and_kill_after_checkpoint(["dvc", "repro", stage], trained, lora / CHECKPOINTS)
     rerun = run(["dvc", "repro", stage], trained)
     assert "train_lora: resuming from" in rerun.stderr + rerun.stdout
     assert_same_lora(trained / "outputs" / "reference", lora, atol=1e-6)

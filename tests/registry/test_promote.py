@@ -28,12 +28,16 @@ from fairaug.config.diffusion import TrainLoraConfig
 from fairaug.diffusion.base import BASE_FILE
 from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, add_lora, lora_state, record_weights, save_lora
 from fairaug.errors import ConfigError, DataError
-from fairaug.fairness.stages import HEADLINE as FAIRNESS_HEADLINE
+from fairaug.fairness.files import FAIRNESS
+from fairaug.fairness.stage import HEADLINE as FAIRNESS_HEADLINE
 from fairaug.io import write_json
+from fairaug.metrics.files import QUALITY
 from fairaug.metrics.stage import HEADLINE as QUALITY_HEADLINE
 from fairaug.metrics_files import write_metrics as write_metrics_files
 from fairaug.registry import promote as registry
 from fairaug.registry.model import lora_candidate, log_lora_model
+from fairaug.registry.stage import PROMOTION
+from fairaug.registry.stage import promote as promote_stage
 from fairaug.tracking import stage_run
 
 DATASET = "ham10000"
@@ -99,16 +103,16 @@ def write_metrics(root: Path, metrics: dict, reasons: dict = REASONS) -> None:
     """As the evaluate stages write them: the per-FST values the worst_fst gate reads are in the
     detail files, not in quality.json / fairness.json."""
     out = root / "outputs" / DATASET / "metrics"
-    for name, headline in (("quality", QUALITY_HEADLINE), ("fairness", FAIRNESS_HEADLINE)):
-        numbers = {k: v for k, v in metrics.items() if k.startswith(f"{name}/")}
-        write_metrics_files(out / f"{name}.json", numbers, reasons if name == "quality" else {}, headline)
+    for file, headline in ((QUALITY, QUALITY_HEADLINE), (FAIRNESS, FAIRNESS_HEADLINE)):
+        numbers = {k: v for k, v in metrics.items() if k.startswith(f"{Path(file).stem}/")}
+        write_metrics_files(out / file, numbers, reasons if file == QUALITY else {}, headline)
 
 
 def promote(root: Path, params: Params | None = None, **options) -> registry.Outcome:
     outputs = root / "outputs" / DATASET
-    return registry.promote(params or Params(), DATASET, outputs / "metrics" / "quality.json",
-                            outputs / "metrics" / "fairness.json", outputs / "models" / "lora",
-                            outputs / "models" / "base", outputs / "metrics" / "promotion.json", root=root, **options)
+    return promote_stage(params or Params(), DATASET, outputs / "metrics" / QUALITY, outputs / "metrics" / FAIRNESS,
+                         outputs / "models" / "lora", outputs / "models" / "base", outputs / "metrics" / PROMOTION,
+                         root=root, **options)
 
 
 def with_gate(**changes) -> Params:
@@ -140,12 +144,12 @@ def test_passing_lora_becomes_champion_with_its_gates_recorded(project):
     assert tags["fairaug.decision"] == "promoted" and tags["fairaug.forced"] == "false"
     assert tags["gate.fst_fidelity.value"] == "0.98" and tags["gate.fst_fidelity.threshold"] == "0.9"
     assert tags["gate.worst_fst_auroc.value"] == "0.8" and tags["gate.worst_fst_auroc.passed"] == "true"
-    fairness_json = project / "outputs" / DATASET / "metrics" / "fairness.json"  # read from its detail file
+    fairness_json = project / "outputs" / DATASET / "metrics" / FAIRNESS  # read from its detail file
     assert "fairness/augmented.auroc.fst5" not in json.loads(fairness_json.read_text())
     assert tags["fairaug.lora_sha256"] == lora_candidate(Params(), DATASET, project / "outputs" / DATASET / "models" / "lora",
                                                           project / "outputs" / DATASET / "models" / "base").digest
     assert champion() == 1
-    promotion = json.loads((project / "outputs" / DATASET / "metrics" / "promotion.json").read_text())
+    promotion = json.loads((project / "outputs" / DATASET / "metrics" / PROMOTION).read_text())
     assert promotion["promotion/version"] == 1 and promotion["promotion/promoted"] == 1
     assert promotion["promotion/champion_version"] == 1
     assert promotion["promotion/kernel_distance.value"] == 0.1 and promotion["promotion/kernel_distance.passed"] == 1
@@ -206,7 +210,7 @@ def test_tighter_threshold_flips_the_decision_and_the_champion_alias_goes(projec
     (version,) = versions()
     assert version.tags["fairaug.decision"] == "rejected" and version.tags["gate.fst_fidelity.passed"] == "false"
     assert "no longer the champion" in version.tags["fairaug.decision_reason"] and champion() is None
-    promotion = json.loads((project / "outputs" / DATASET / "metrics" / "promotion.json").read_text())
+    promotion = json.loads((project / "outputs" / DATASET / "metrics" / PROMOTION).read_text())
     assert promotion["promotion/promoted"] == 0 and promotion["promotion/fst_fidelity.passed"] == 0
     assert list(registry.decision_history(Params(), DATASET, root=project)["decision"]) == ["promoted", "rejected"]
 
@@ -256,7 +260,7 @@ def test_dry_run_records_nothing(project):
     outcome = promote(project, dry_run=True)
     assert outcome.version is None and outcome.verdict.decision == "promoted" and not outcome.registered
     assert MlflowClient().search_registered_models() == []
-    assert not (project / "outputs" / DATASET / "metrics" / "promotion.json").exists()
+    assert not (project / "outputs" / DATASET / "metrics" / PROMOTION).exists()
     assert registry.decision_history(Params(), DATASET, root=project).empty
 
 

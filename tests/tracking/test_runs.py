@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from fairaug.config import Params
+from fairaug.data.files import MANIFEST
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5, git_commit
 from fairaug.tracking.runs import flatten
@@ -45,8 +46,8 @@ def test_stage_run_logs_lineage_params_and_out_md5(project, mlflow_uri):
     upstream_dir = project / "outputs" / "ham10000" / "prepared"
     with stage_run("prepare", "ham10000", params, {"prepare": {"split": {"train": 0.7}}}, outs=[upstream_dir]) as upstream:
         upstream_dir.mkdir(parents=True)
-        (upstream_dir / "manifest.parquet").write_bytes(b"rows")
-    assert [p.name for p in upstream_dir.iterdir()] == ["manifest.parquet"]  # no run id in the DVC out
+        (upstream_dir / MANIFEST).write_bytes(b"rows")
+    assert [p.name for p in upstream_dir.iterdir()] == [MANIFEST]  # no run id in the DVC out
 
     with stage_run("train_lora", "ham10000", params, {"lr": 1e-3}, upstream={"prepare": upstream_dir}) as down:
         pass
@@ -79,7 +80,7 @@ def test_upstream_run_is_the_newest_that_wrote_the_bytes_there_now(project, mlfl
         with contextlib.suppress(RuntimeError), stage_run("prepare", "ham10000", params, {}, outs=[prepared]) as made:
             if content is not None:
                 prepared.mkdir(parents=True, exist_ok=True)
-                (prepared / "manifest.parquet").write_bytes(content)
+                (prepared / MANIFEST).write_bytes(content)
             if fail:
                 raise RuntimeError("killed")
         return made.run_id
@@ -100,7 +101,7 @@ def test_upstream_run_is_the_newest_that_wrote_the_bytes_there_now(project, mlfl
     assert "fairaug.upstream_missing.prepare" in linked()
 
     # a fresh clone after `dvc pull`: the outputs are there, the store has no run that wrote them
-    (prepared / "manifest.parquet").write_bytes(b"A")
+    (prepared / MANIFEST).write_bytes(b"A")
     mlflow_uri = f"sqlite:///{project / 'fresh.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri  # the conftest fixture removes it after the test
     (reason,) = linked().values()

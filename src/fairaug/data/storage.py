@@ -28,12 +28,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from fairaug.data.files import MANIFEST
 from fairaug.errors import DataError
 from fairaug.io import path_escape
 
 SHARDS = "shards"
 REUSABLE = "reusable"  # shards of an earlier plan whose images the current one may still use
-MANIFEST = "manifest.parquet"
 FINGERPRINT_KEY = b"fairaug.fingerprint"
 IMAGE_KEY = ["id", "prompt", "seed"]
 IMAGE_COLUMNS = ["id", "fst", "label", "index", "prompt", "seed"]  # stored beside each image's png

@@ -21,6 +21,11 @@ import torch
 from fairaug.errors import ConfigError
 
 STATE_FILE = "state.json"
+# what the LoRA trainer writes into a checkpoint beside STATE_FILE
+LORA_STATE = "lora.safetensors"
+EMA_STATE = "ema.pt"  # with EMA: diffusers EMAModel.state_dict() (shadow weights, step, decay)
+BEST_STATE = "best.safetensors"  # once a validation loss was measured
+TRAINING_STATE = "training_state.pt"  # optimizer, lr scheduler, RNG states
 PREFIX = "checkpoint-"
 # The files a checkpoint holds. 1 (state.json without "layout"): the EMA as hand-named p{i} tensors;
 # 2: the EMA as diffusers' EMAModel.state_dict().

@@ -48,7 +48,6 @@ WEIGHTS_BY_CHOICE = {"ema": EMA_WEIGHTS, "final": LORA_WEIGHTS}  # generate.lora
 # not proof that this run wrote it
 WEIGHTS_RECORD = "lora.json"
 CHECKPOINTS = "checkpoints"
-EMA_STATE = "ema.pt"  # in a checkpoint: diffusers EMAModel.state_dict() (shadow weights, step, decay)
 VALIDATION_STREAM = 7  # seed stream of the fixed validation noise, apart from training steps
 DROPOUT_STREAM = 2
 ENCODE_BATCH = 64  # images per VAE call when caching latents
@@ -168,13 +167,13 @@ class LoraTrainer:
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> None:
         def write(tmp: Path) -> None:
-            save_file(lora_state(self.accelerator.unwrap_model(self.unet)), str(tmp / "lora.safetensors"))
+            save_file(lora_state(self.accelerator.unwrap_model(self.unet)), str(tmp / checkpoints.LORA_STATE))
             if self.ema is not None:
-                torch.save(self.ema.state_dict(), tmp / EMA_STATE)
+                torch.save(self.ema.state_dict(), tmp / checkpoints.EMA_STATE)
             if self.best_state is not None:
-                save_file(self.best_state, str(tmp / "best.safetensors"))
+                save_file(self.best_state, str(tmp / checkpoints.BEST_STATE))
             torch.save({"optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
-                        "rng": checkpoints.rng_states()}, tmp / "training_state.pt")
+                        "rng": checkpoints.rng_states()}, tmp / checkpoints.TRAINING_STATE)
 
         if self.accelerator.is_main_process:
             state = {"fingerprint": self.fingerprint, **asdict(self.state)}
@@ -189,21 +188,21 @@ class LoraTrainer:
         found = checkpoints.find_checkpoint(self.checkpoint_root, resume, self.fingerprint)
         if found is None:
             return 0
-        needed = ["lora.safetensors", "training_state.pt"] + ([EMA_STATE] if self.ema is not None else [])
+        needed = [checkpoints.LORA_STATE, checkpoints.TRAINING_STATE] + ([checkpoints.EMA_STATE] if self.ema is not None else [])
         missing = [name for name in needed if not (found / name).is_file()]
         if missing:
             raise DataError(f"incomplete checkpoint, {', '.join(missing)} missing; resume another one "
                             "(--resume DIR) or start over (--resume none)", file=found)
         saved = checkpoints.read_state(found)
-        set_peft_model_state_dict(self.accelerator.unwrap_model(self.unet), load_file(str(found / "lora.safetensors")))
-        training = torch.load(found / "training_state.pt", weights_only=True)
+        set_peft_model_state_dict(self.accelerator.unwrap_model(self.unet), load_file(str(found / checkpoints.LORA_STATE)))
+        training = torch.load(found / checkpoints.TRAINING_STATE, weights_only=True)
         self.optimizer.load_state_dict(training["optimizer"])
         self.lr_scheduler.load_state_dict(training["lr_scheduler"])
         checkpoints.restore_rng_states(training["rng"])
         if self.ema is not None:
-            self.ema.load_state_dict(torch.load(found / EMA_STATE, weights_only=True))
-        if (found / "best.safetensors").exists():
-            self.best_state = load_file(str(found / "best.safetensors"))
+            self.ema.load_state_dict(torch.load(found / checkpoints.EMA_STATE, weights_only=True))
+        if (found / checkpoints.BEST_STATE).exists():
+            self.best_state = load_file(str(found / checkpoints.BEST_STATE))
         fields_ = TrainingState.__dataclass_fields__
         self.state = TrainingState(**{k: v for k, v in saved.items() if k in fields_})
         if self.accelerator.is_main_process:

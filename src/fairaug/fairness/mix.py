@@ -20,6 +20,7 @@ from PIL import Image
 
 from fairaug.config.fairness import MixConfig
 from fairaug.data import storage
+from fairaug.data.files import MANIFEST
 from fairaug.errors import DataError
 from fairaug.fairness.data import ManifestDataset
 from fairaug.skin.types import FST_VALUES
@@ -114,7 +115,7 @@ def read_synthetic_manifest(synthetic_dir: Path) -> pd.DataFrame:
     """The generate stage's manifest, checked: a DataError naming what is missing (also when it keeps
     no image)."""
     synthetic_dir = Path(synthetic_dir)
-    manifest_path = synthetic_dir / storage.MANIFEST
+    manifest_path = synthetic_dir / MANIFEST
     if not synthetic_dir.is_dir():
         raise DataError("no synthetic set: the generate stage has not run", file=synthetic_dir)
     if not manifest_path.is_file():  # written last, after every shard
@@ -137,7 +138,7 @@ def mixed_train_set(
     unknown = sorted(set(synthetic.loc[synthetic["kept"], "label"]) - set(train_set.classes))
     if unknown:
         raise DataError(f"synthetic labels {', '.join(map(str, unknown))} are not among the classes "
-                        f"{', '.join(train_set.classes)}", file=Path(synthetic_dir) / storage.MANIFEST)  # fmt: skip
+                        f"{', '.join(train_set.classes)}", file=Path(synthetic_dir) / MANIFEST)  # fmt: skip
     counts = mix_counts(train_set.rows, synthetic, config)
     chosen = select_synthetic(synthetic, counts, config.seed)
     png = storage.read_synthetic_png(Path(synthetic_dir), chosen)

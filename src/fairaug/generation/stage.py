@@ -21,7 +21,9 @@ from PIL import Image
 
 from fairaug.config import Params
 from fairaug.data import storage
+from fairaug.data.files import MANIFEST
 from fairaug.errors import ConfigError, DataError
+from fairaug.fairness.files import WEIGHTS
 from fairaug.fairness.model import Classifier, load_classifier
 from fairaug.generation.filter import RealNeighbours, label_confidence, select
 from fairaug.generation.plan import build_plan
@@ -30,7 +32,7 @@ from fairaug.io import atomic_write_bytes
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5
 
-CLASSIFIER_WEIGHTS = "model.safetensors"
+KEPT_GRID = "samples/kept.png"  # MLflow artifact: kept images, one row per (FST, label)
 # the generate params that change a sampled image; the others (counts, labels, batch and shard sizes,
 # the filter) only change which images there are or how they are stored. Seeds and prompts are checked
 # per image (`storage.IMAGE_KEY`).
@@ -60,7 +62,7 @@ def plan_for(params: Params, dataset: str, manifest: pd.DataFrame) -> pd.DataFra
 def filter_classifier(classifier_dir: Path | None, labels: list[str]) -> Classifier | None:
     """The real-only classifier that scores the intended label, if there is one; a DataError when it
     does not know a planned label (it was trained on other classes)."""
-    weights = classifier_dir / CLASSIFIER_WEIGHTS if classifier_dir is not None else None
+    weights = classifier_dir / WEIGHTS if classifier_dir is not None else None
     if weights is None or not weights.exists():
         return None
     classifier = load_classifier(weights)
@@ -126,7 +128,7 @@ def acceptance_metrics(selected: pd.DataFrame) -> dict[str, float]:
 def generate_synthetic(params: Params, dataset: str, prepared_dir: Path, base_dir: Path, lora_dir: Path,
                        classifier_dir: Path | None, out_dir: Path) -> Path:
     state = PartialState()
-    manifest = pd.read_parquet(prepared_dir / "manifest.parquet")
+    manifest = pd.read_parquet(prepared_dir / MANIFEST)
     plan = plan_for(params, dataset, manifest)
     classifier = filter_classifier(classifier_dir, sorted(plan["label"].unique()))
     fingerprint = sampling_fingerprint(params, base_dir, lora_dir)
@@ -147,9 +149,9 @@ def generate_synthetic(params: Params, dataset: str, prepared_dir: Path, base_di
             storage.drop_reusable(out_dir)
             selected = filter_pool(params, dataset, manifest, plan, out_dir, classifier)
             buffer = selected.to_parquet(index=False)
-            atomic_write_bytes(out_dir / storage.MANIFEST, buffer)
+            atomic_write_bytes(out_dir / MANIFEST, buffer)
             mlflow.log_metrics(acceptance_metrics(selected))
             if (grid := kept_grid(selected, out_dir)) is not None:
-                mlflow.log_image(grid, "samples/kept.png")
-            mlflow.log_artifact(str(out_dir / storage.MANIFEST), artifact_path="synthetic")
+                mlflow.log_image(grid, KEPT_GRID)
+            mlflow.log_artifact(str(out_dir / MANIFEST), artifact_path="synthetic")
     return out_dir

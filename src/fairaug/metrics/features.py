@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairaug.data.storage import MANIFEST, read_synthetic
+from fairaug.data.files import MANIFEST
+from fairaug.data.storage import read_synthetic
 from fairaug.errors import DataError
 from fairaug.images import IMAGE_SUFFIXES, read_rgb
 from fairaug.io import atomic_write_bytes

@@ -26,8 +26,8 @@ import pandas as pd
 
 from fairaug.config import Params
 from fairaug.config.generation import FilterConfig
-from fairaug.data.storage import MANIFEST
-from fairaug.fairness.stages import WEIGHTS
+from fairaug.data.files import MANIFEST
+from fairaug.fairness.files import WEIGHTS
 from fairaug.io import reasons_path
 from fairaug.metrics.extractors import build_extractors
 from fairaug.metrics.features import FeatureCache, manifest_set, synthetic_set
@@ -82,7 +82,7 @@ def evaluate_quality(
     synthetic = synthetic_set(synthetic_dir)  # a clean error (no manifest, nothing kept) before any run exists
     outs = [out_path, detail_path(out_path), reasons_path(out_path)]
     with stage_run("evaluate_quality", dataset, params, stage_params, upstream=upstream, outs=outs):
-        manifest = pd.read_parquet(Path(prepared_dir) / "manifest.parquet")
+        manifest = pd.read_parquet(Path(prepared_dir) / MANIFEST)
         real = manifest_set(manifest, params.dataset(dataset).root, config.reference_split)
         extractors = build_extractors(config.extractors, evaluator=Path(evaluator_dir) / WEIGHTS,
                                       inception_weights=config.inception_weights, device=config.device)  # fmt: skip

@@ -1,4 +1,5 @@
-"""Registration and gated promotion in the MLflow model registry (the gates are in gates.py).
+"""Registration and gated promotion in the MLflow model registry (the gates are in gates.py, the
+promote stage, which also is `fairaug promote` on the LoRA in outputs/, in stage.py).
 
 One registered model per data set (``promote.model_name``, default ``fairaug-<dataset>-lora``). A
 candidate LoRA is registered once: its digest (LoRA bytes + base) is the version tag
@@ -34,11 +35,11 @@ from mlflow.exceptions import MlflowException
 
 from fairaug.config import Params
 from fairaug.errors import FairaugError
-from fairaug.io import reasons_path, write_json
+from fairaug.io import reasons_path
 from fairaug.metrics_files import read_metrics
 from fairaug.registry.gates import GateResult, Verdict, decide, evaluate_gates
 from fairaug.registry.model import lora_candidate, log_lora_model
-from fairaug.tracking import configure_tracking, numeric_metrics, stage_run
+from fairaug.tracking import configure_tracking, stage_run
 from fairaug.tracking.runs import experiment_name
 from fairaug.tracking.model_registry import promotion_history
 from fairaug.tracking.pipelines import downstream_run_ids
@@ -198,62 +199,17 @@ def record_decision(client: MlflowClient, name: str, version: ModelVersion, verd
     return champion_after
 
 
-def promotion_metrics(outcome: Outcome) -> dict[str, float | int]:
-    """promotion.json: numbers only (gate values, thresholds, verdicts as 0/1, version, promoted)."""
-    metrics: dict[str, float | int] = {}
-    for result in outcome.verdict.gates:
-        for key, value in (("value", result.value), ("threshold", result.threshold),
-                           ("champion_value", result.champion_value)):  # fmt: skip
-            if value is not None:
-                metrics[f"promotion/{result.name}.{key}"] = value
-        metrics[f"promotion/{result.name}.passed"] = int(result.passed)
-    metrics["promotion/promoted"] = int(outcome.verdict.decision == "promoted")
-    for key, value in (("version", outcome.version), ("champion_version", outcome.champion_after)):
-        if value is not None:
-            metrics[f"promotion/{key}"] = value
-    return metrics
-
-
-def _connect(root: Path) -> tuple[MlflowClient, str]:
+def connect(root: Path) -> tuple[MlflowClient, str]:
+    """A client of the project's tracking store (checked to answer) and its URI."""
     configure_tracking(root)
     uri = mlflow.get_tracking_uri()
     check_tracking_server(uri)
     return MlflowClient(), uri
 
 
-def promote(params: Params, dataset: str, quality_path: Path, fairness_path: Path, lora_dir: Path, base_dir: Path,
-            out_path: Path | None = None, *, dry_run: bool = False, force_reason: str | None = None,
-            root: Path | None = None) -> Outcome:
-    """The promote stage and `fairaug promote`: register the LoRA (once), judge it by the gates and
-    record the decision; ``dry_run`` judges only, writing nothing."""
-    root = (root or Path.cwd()).resolve()
-    evidence = read_evidence(quality_path, fairness_path)
-    name = params.promote.registered_model(dataset)
-    client, uri = _connect(root)
-    with tracking_errors(uri):
-        if dry_run:
-            candidate = lora_candidate(params, dataset, lora_dir, base_dir)
-            existing = find_version(client, name, candidate.digest)
-            number = int(existing.version) if existing else None
-            verdict, champion = judge(client, params, name, number, evidence, force_reason)
-            before = int(champion.version) if champion else None
-            return Outcome(number, verdict, before, before, registered=False)
-        upstream = {"train_lora": Path(lora_dir), "base_model": Path(base_dir)}
-        with stage_run(STAGE, dataset, params, {"promote": params.promote.model_dump()}, root=root,
-                       upstream=upstream, outs=[out_path] if out_path is not None else []) as run:  # fmt: skip
-            version, registered = register(client, params, dataset, lora_dir, base_dir, run.run_id,
-                                           run.experiment_id)  # fmt: skip
-            outcome = _decide_and_record(client, params, name, version, evidence, force_reason, run.run_id,
-                                         registered)  # fmt: skip
-            metrics = promotion_metrics(outcome)
-            if out_path is not None:
-                write_json(out_path, metrics)
-            mlflow.log_metrics(numeric_metrics(metrics))
-    return outcome
-
-
-def _decide_and_record(client: MlflowClient, params: Params, name: str, version: ModelVersion, evidence: Evidence,
+def decide_and_record(client: MlflowClient, params: Params, name: str, version: ModelVersion, evidence: Evidence,
                        force_reason: str | None, run_id: str, registered: bool) -> Outcome:
+    """Judge ``version`` against the champion and record the decision in run ``run_id``."""
     verdict, champion = judge(client, params, name, int(version.version), evidence, force_reason)
     after = record_decision(client, name, version, verdict, evidence, champion, run_id)
     return Outcome(int(version.version), verdict, int(champion.version) if champion else None, after, registered)
@@ -265,7 +221,7 @@ def promote_version(params: Params, dataset: str, version: int, *, dry_run: bool
     gates (`fairaug promote --version N`, the dashboard's promote button)."""
     root = (root or Path.cwd()).resolve()
     name = params.promote.registered_model(dataset)
-    client, uri = _connect(root)
+    client, uri = connect(root)
     with tracking_errors(uri):
         try:
             model_version = client.get_model_version(name, str(version))
@@ -280,13 +236,13 @@ def promote_version(params: Params, dataset: str, version: int, *, dry_run: bool
             before = int(champion.version) if champion else None
             return Outcome(version, verdict, before, before, registered=False)
         with stage_run(STAGE, dataset, params, {"promote": params.promote.model_dump()}, root=root) as run:
-            return _decide_and_record(client, params, name, model_version, evidence, force_reason, run.run_id, False)
+            return decide_and_record(client, params, name, model_version, evidence, force_reason, run.run_id, False)
 
 
 def decision_history(params: Params, dataset: str, root: Path | None = None) -> pd.DataFrame:
     """Every decision on ``dataset``'s model, oldest first: one row per promote run
     (`fairaug.tracking.model_registry.promotion_history`)."""
-    client, uri = _connect((root or Path.cwd()).resolve())
+    client, uri = connect((root or Path.cwd()).resolve())
     with tracking_errors(uri):
         experiment = client.get_experiment_by_name(experiment_name(params, dataset))
         if experiment is None:

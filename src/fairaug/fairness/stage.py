@@ -56,9 +56,11 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from fairaug.config import DatasetConfig, Params
+from fairaug.data.files import MANIFEST
+from fairaug.fairness.data import make_loader, split_datasets
+from fairaug.fairness.files import METRICS, MIX, PER_FST_PLOT, PREDICTIONS, ROC_PLOT, WEIGHTS
 from fairaug.labels import MALIGNANT_DX
 from fairaug.skin.types import FST_VALUES
-from fairaug.fairness.data import make_loader, split_datasets
 from fairaug.fairness.mix import mix_record, mixed_train_set, read_synthetic_manifest
 from fairaug.fairness.model import save_classifier
 from fairaug.fairness.predictions import prediction_classes, read_predictions, score_column, write_predictions
@@ -69,12 +71,6 @@ from fairaug.metrics_files import WORST_FST, detail_path, worst_fst, write_metri
 from fairaug.names import bare_name, metric_key
 from fairaug.tracking import numeric_metrics, stage_run
 
-WEIGHTS = "model.safetensors"
-PREDICTIONS = "predictions.parquet"
-METRICS = "metrics.json"
-MIX = "mix.json"
-PER_FST_PLOT = "fairness_per_fst.csv"
-ROC_PLOT = "roc_per_fst.csv"
 ROC_GRID = np.linspace(0.0, 1.0, 101)
 Report = dict[str, float | int | bool | str]  # fairness_report's output, reasons included
 Metrics = dict[str, float | int | bool]  # fairness.json and fairness_detail.json
@@ -161,7 +157,7 @@ def _train_classifier_stage(
     with stage_run("train_classifier", dataset, params, stage_params, upstream=upstream, outs=[out_dir],
                    dvc_stage=classifier_stage(dataset, variant)), atomic_dir(out_dir) as out:  # fmt: skip
         mlflow.set_tag("fairaug.variant", variant)
-        manifest = pd.read_parquet(Path(prepared_dir) / "manifest.parquet")
+        manifest = pd.read_parquet(Path(prepared_dir) / MANIFEST)
         classes = dataset_classes(dataset_config, manifest)
         splits = split_datasets(dataset_config.root, manifest, classes, config)
         artifacts = [WEIGHTS, PREDICTIONS, METRICS]

@@ -1,6 +1,11 @@
-"""The train_lora stage: data from the manifest, the trainer, and everything the stage writes.
+"""The diffusion stages: base_model and train_lora.
 
-Outputs (outputs/<d>/models/lora, a DVC `persist` out so checkpoints survive a rerun):
+base_model (outputs/<d>/models/base): the tiny profile pretrains a small Stable Diffusion from
+scratch (`fairaug.diffusion.pretrain`) and saves it as a diffusers pipeline with ``base.json`` and a
+grid of samples per FST (``samples.png``); real profiles record a pinned hub revision or a local
+path in ``base.json`` (`resolve_base`).
+
+train_lora (outputs/<d>/models/lora, a DVC `persist` out so checkpoints survive a rerun):
 pytorch_lora_weights.safetensors (+ _ema, optional _kohya), lora.json (the weights files this run
 wrote, with their sha256), checkpoints/, plots/loss.csv (DVC plot), samples/ (validation grids),
 README.md (model card). A run that does not resume one of the out's own checkpoints starts from an
@@ -13,26 +18,60 @@ import contextlib
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 from accelerate import Accelerator
+from mlflow.entities import Metric
 
 from fairaug.config import Params
+from fairaug.data.files import MANIFEST
 from fairaug.diffusion import checkpoints
-from fairaug.diffusion.base import load_base_pipeline
+from fairaug.diffusion.base import BASE_FILE, load_base_pipeline, resolve_base, save_tiny_base
 from fairaug.diffusion.data import ManifestImages, balanced_weights
 from fairaug.diffusion.lora import CHECKPOINTS, EMA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraData, LoraTrainer
+from fairaug.diffusion.pretrain import pretrain_base
 from fairaug.diffusion.prompts import build_prompt, promptable
 from fairaug.diffusion.sampling import fst_samples, most_common
-from fairaug.io import atomic_write_text
+from fairaug.io import atomic_dir, atomic_write_text
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5
 
+BASE_SAMPLES = "samples.png"  # the tiny base's grid, one row per FST
+SAMPLES = "samples"  # the LoRA's validation grids, samples/step_<step>.png
 PLOTS = "plots/loss.csv"
 MODEL_CARD = "README.md"
 CHECKPOINT_ONLY_PARAMS = {"checkpoint_every", "checkpoint_limit"}
+
+
+def base_model(params: Params, dataset: str, prepared_dir: Path, out_dir: Path) -> Path:
+    """Pretrain the tiny base (tiny profile) or record a pinned hub/local one into ``out_dir`` (all
+    or nothing), with its pretraining losses, samples and ``base.json`` logged to MLflow."""
+    config, base, prompts = params.dataset(dataset), params.base, params.prompts
+    stage_params = {"base": base.model_dump(), "prompts": prompts.model_dump()}
+    run_context = stage_run("base_model", dataset, params, stage_params, upstream={"prepare": prepared_dir},
+                            outs=[out_dir])  # fmt: skip
+    with run_context as run, atomic_dir(out_dir) as out:
+        if base.source == "tiny":
+            manifest = pd.read_parquet(prepared_dir / MANIFEST)
+            pipeline, curves = pretrain_base(base, prompts, config, manifest)
+            save_tiny_base(pipeline, out)
+            now = int(time.time() * 1000)
+            losses = [Metric(f"pretrain/{name}", loss, now, step) for name, curve in curves.items()
+                      for step, loss in enumerate(curve)]  # fmt: skip
+            mlflow.MlflowClient().log_batch(run.run_id, metrics=losses)  # one call, not one per step
+            labels = most_common(manifest.loc[manifest["split"] == "train", "label"], 4)
+            samples = fst_samples(pipeline, prompts.templates, config.domain, labels, base.pretrain.seed,
+                                  negative_prompt=prompts.negative)  # fmt: skip
+            samples.grid().save(out / BASE_SAMPLES)
+            mlflow.log_image(samples.grid(), BASE_SAMPLES)
+            mlflow.log_metric("base/fst_fidelity", samples.fidelity())
+        else:
+            resolve_base(base, out)
+        mlflow.log_artifact(str(out / BASE_FILE))
+    return out_dir
 
 
 def split_images(manifest: pd.DataFrame, split: str, root: Path, resolution: int, template: str,
@@ -63,7 +102,7 @@ def training_fingerprint(params: Params, base_dir: Path, manifest_path: Path) ->
 
 def write_model_card(out_dir: Path, params: Params, dataset: str, base_dir: Path, manifest_path: Path,
                      history: pd.DataFrame) -> Path:
-    base = json.loads((base_dir / "base.json").read_text()) if (base_dir / "base.json").exists() else {}
+    base = json.loads((base_dir / BASE_FILE).read_text()) if (base_dir / BASE_FILE).exists() else {}
     last = history.iloc[-1].to_dict() if len(history) else {}
     config = params.train_lora
     return atomic_write_text(out_dir / MODEL_CARD, f"""---
@@ -90,11 +129,11 @@ the training data, and may reproduce training images: check memorization before 
 """)
 
 
-def finetune_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Path, out_dir: Path,
+def train_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Path, out_dir: Path,
                   resume: str | None = "latest") -> Path:
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(params.train_lora.mixed_precision,
                                                                  params.train_lora.mixed_precision))
-    manifest_path = prepared_dir / "manifest.parquet"
+    manifest_path = prepared_dir / MANIFEST
     manifest = pd.read_parquet(manifest_path)
     fingerprint = training_fingerprint(params, base_dir, manifest_path)
     checkpoint = checkpoints.find_checkpoint(out_dir / CHECKPOINTS, resume, fingerprint)
@@ -113,9 +152,9 @@ def finetune_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Pa
         samples = fst_samples(pipeline, params.prompts.templates, domain, grid_labels, seed=params.train_lora.seed,
                               steps=params.train_lora.sample_steps, guidance=params.train_lora.guidance_scale,
                               negative_prompt=params.prompts.negative, seeds_per_label=1)
-        (out_dir / "samples").mkdir(parents=True, exist_ok=True)
-        samples.grid().save(out_dir / "samples" / f"step_{step:06d}.png")
-        mlflow.log_image(samples.grid(), f"samples/step_{step:06d}.png")
+        (out_dir / SAMPLES).mkdir(parents=True, exist_ok=True)
+        samples.grid().save(out_dir / SAMPLES / f"step_{step:06d}.png")
+        mlflow.log_image(samples.grid(), f"{SAMPLES}/step_{step:06d}.png")
         mlflow.log_metric("train/fst_fidelity", samples.fidelity(), step=step)
 
     stage_params = {"train_lora": params.train_lora.model_dump(), "prompts": params.prompts.model_dump()}
@@ -130,7 +169,7 @@ def finetune_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Pa
         if accelerator.is_main_process:
             weights = trainer.save_final()
             history = trainer.history_frame()
-            (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+            (out_dir / PLOTS).parent.mkdir(parents=True, exist_ok=True)
             plot = history.rename(columns={"train/loss": "train_loss", "val/loss": "val_loss"})
             atomic_write_text(out_dir / PLOTS, plot[[c for c in ("step", "train_loss", "val_loss") if c in plot]]
                               .to_csv(index=False))

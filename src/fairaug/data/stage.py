@@ -1,0 +1,37 @@
+"""The prepare stage: validate the raw data set and write outputs/<d>/prepared:
+
+    manifest.parquet    one row per image (`fairaug.data.prepare.MANIFEST_COLUMNS`)
+    validation.json     the checks and counts of `prepare_dataset`
+    validation.html     the same for a person, with example images per FST
+
+and log the summary numbers and the three files to MLflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from fairaug.config import Params
+from fairaug.data.files import MANIFEST, VALIDATION_HTML, VALIDATION_JSON
+from fairaug.data.prepare import prepare_dataset, summary_metrics
+from fairaug.data.report import render_validation_html
+from fairaug.io import atomic_dir, atomic_write_text, write_json
+from fairaug.tracking import stage_run
+
+
+def prepare(params: Params, dataset: str, out_dir: Path) -> pd.DataFrame:
+    """Write the manifest and the validation report of ``dataset`` into ``out_dir`` (all or
+    nothing); returns the manifest."""
+    config = params.dataset(dataset)
+    stage_params = {"prepare": params.prepare.model_dump(), "dataset": config.model_dump()}
+    with stage_run("prepare", dataset, params, stage_params, outs=[out_dir]), atomic_dir(out_dir) as out:
+        manifest, report = prepare_dataset(dataset, config, params.prepare)
+        manifest.to_parquet(out / MANIFEST, index=False)
+        write_json(out / VALIDATION_JSON, report)
+        atomic_write_text(out / VALIDATION_HTML, render_validation_html(report, manifest))
+        mlflow.log_metrics(summary_metrics(report))
+        mlflow.log_artifacts(str(out), artifact_path="prepared")
+    return manifest
