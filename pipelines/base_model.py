@@ -50,7 +50,7 @@ def main() -> None:
             mlflow.log_image(samples.grid(), "samples.png")
             mlflow.log_metric("base/fst_fidelity", samples.fidelity())
         else:
-            resolve_base(base, out)
+            resolve_base(base, out, cache_dir=params.weights.cache_dir)
         mlflow.log_artifact(str(out / BASE_FILE))
 
 

@@ -40,6 +40,7 @@ from fairaug.errors import DataError
 from fairaug.fairness.metrics import score_column
 from fairaug.io import atomic_write_bytes
 from fairaug.progress import progress_bar
+from fairaug.weights.require import require_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -92,6 +93,7 @@ def _torchvision_backbone(arch: str, pretrained: bool, weights_path: str | Path 
     # downloads from download.pytorch.org: only where there is internet; offline, use weights_path
     network = factory(weights="IMAGENET1K_V1" if pretrained else None)
     if weights_path is not None:
+        require_file(weights_path, f"{arch} ImageNet weights (train_classifier.weights_path)")
         _load_state(network, Path(weights_path), f"{arch} weights")
     if arch == "resnet50":
         n_features = network.fc.in_features
