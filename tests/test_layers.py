@@ -14,7 +14,8 @@ Floors, lowest first, and why each sits where it does:
     config        pydantic params; labels and prompt templates are below it or in it, never above
     tracking      MLflow stage runs and lineage: stage code in every package above calls `stage_run`, so
                   it sits below them (data's prepare stage included); its run-reading helpers must not
-                  import what they read
+                  import what they read; weights (fetch, check, and the files every loader requires
+                  before loading) beside it
     data          readers, fixtures, validation, splits, manifests, and the synthetic set's shard storage
                   (read by fairness, metrics and the dashboard, written by generation)
     diffusion     base model, prompts, LoRA training, checkpoints, sampling
@@ -45,7 +46,7 @@ FLOORS: list[set[str]] = [
     {"skin"},
     {"metrics_files"},
     {"config"},
-    {"tracking"},
+    {"tracking", "weights"},
     {"data"},
     {"diffusion"},
     {"fairness"},

@@ -322,6 +322,68 @@ def quality(
     console.print(f"wrote {out}: {len(synthetic.rows)} synthetic vs {len(real.rows)} real images")
 
 
+weights_app = typer.Typer(help="Pretrained weights of real profiles: fetch once (connected), check offline.",
+                          no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+
+def _weights_params(profile: str | None, project: Path):
+    """The params of ``profile`` (profiles/<name>.yaml), else of params.yaml."""
+    from fairaug.config.loader import load_params, resolve_profile
+
+    return resolve_profile(profile, project) if profile else load_params(project / "params.yaml")
+
+
+@weights_app.command("fetch")
+@exit_on_user_error
+def weights_fetch(
+    profile: Annotated[str | None, typer.Option(help="profile whose weights to fetch (default: params.yaml's)")] = None,
+    project: Annotated[Path, typer.Option(help="project root")] = Path("."),
+) -> None:
+    """Download every weight the profile's stages load (hub base at its pinned revision, safetensors
+    only; Inception FID; LPIPS and classifier backbones) into weights.cache_dir, verify each sha256, and
+    record them in weights.lock.json. Run once, on a connected machine."""
+    from fairaug.weights.spec import weight_plan
+    from fairaug.weights.store import LOCK_FILE, fetch_weights
+
+    params = _weights_params(profile, project)
+    specs = weight_plan(params, project)
+    if not specs:
+        console.print(f"profile {params.profile}: loads no pretrained weights (nothing to fetch)")
+        return
+    for spec, how in fetch_weights(specs, project):
+        console.print(f"[green]fetched[/green] {spec.what}: {spec.key} -> {spec.path}: {how}")
+    console.print(f"wrote {project / LOCK_FILE}; stages now run offline (HF_HUB_OFFLINE=1)")
+
+
+@weights_app.command("check")
+@exit_on_user_error
+def weights_check(
+    profile: Annotated[str | None, typer.Option(help="profile to check (default: params.yaml's)")] = None,
+    project: Annotated[Path, typer.Option(help="project root")] = Path("."),
+) -> None:
+    """Offline: is every weight the profile loads in the cache, with its pinned / locked sha256? Exit 2
+    naming what is missing or altered, and the command that fetches it."""
+    from fairaug.weights.spec import weight_plan
+    from fairaug.weights.store import check_weights, fetch_command
+
+    params = _weights_params(profile, project)
+    statuses = check_weights(weight_plan(params, project), project)
+    if not statuses:
+        console.print(f"profile {params.profile}: loads no pretrained weights (nothing to check)")
+        return
+    for status in statuses:
+        colour = "green" if status.state == "ok" else "red"
+        print_line = f"[{colour}]{status.state}[/{colour}] {status.spec.what} ({status.spec.key}, for "
+        console.print(print_line + f"{status.spec.used_by}): {status.detail}", highlight=False, soft_wrap=True)
+    bad = [status for status in statuses if status.state != "ok"]
+    if bad:
+        console.print(f"{len(bad)} of {len(statuses)} weights not ready; fetch them on a connected machine with: "
+                      f"{fetch_command(params.profile)}", highlight=False, soft_wrap=True)
+        raise SystemExit(2)
+    console.print(f"all {len(statuses)} weights present, sha256 verified", highlight=False)
+
+
 DASHBOARD_APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 
 

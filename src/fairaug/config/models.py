@@ -18,6 +18,7 @@ from fairaug.config.fairness import ClassifierConfig, FairnessConfig, MixConfig
 from fairaug.config.generation import GenerateConfig
 from fairaug.config.quality import EvaluateQualityConfig
 from fairaug.config.registry import PromoteConfig
+from fairaug.config.weights import WeightsConfig
 from fairaug.labels import HAM10000_DX, WOUND_PHASES
 from fairaug.skin.ita import DEFAULT_MIN_SKIN_FRACTION
 
@@ -127,6 +128,7 @@ class Params(StrictModel):
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    weights: WeightsConfig = Field(default_factory=WeightsConfig)
 
     def dataset(self, name: str) -> DatasetConfig:
         from fairaug.errors import ConfigError

@@ -24,6 +24,16 @@ class EvaluateQualityConfig(StrictModel):
     lpips_net: Literal["alex", "vgg", "squeeze"] = Field(
         "alex", description="LPIPS backbone (its torchvision ImageNet weights must be in torch hub's cache)"
     )
+    lpips_weights: str | None = Field(
+        None,
+        description="local torchvision ImageNet weights of lpips_net (e.g. alexnet-owt-7be5be79.pth); null: torch "
+        "hub's cache, if it holds them",
+    )
+    require_weights: bool = Field(
+        False,
+        description="missing Inception / LPIPS weights stop the stage, naming the file (real profiles); false: "
+        "their metrics are reported unavailable",
+    )
     reference_split: Literal["train", "val", "test"] = Field(
         "train", description="prepared split the synthetic images are compared with"
     )

@@ -19,6 +19,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from fairaug.config.diffusion import BaseConfig
 from fairaug.errors import ConfigError, DataError
 from fairaug.io import sha256_file, verify_sha256, write_json
+from fairaug.weights.require import hub_cache, require_hub_snapshot
 
 BASE_FILE = "base.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
@@ -112,11 +113,18 @@ def save_tiny_base(pipeline: StableDiffusionPipeline, out_dir: Path) -> dict:
     return record
 
 
-def resolve_base(base: BaseConfig, out_dir: Path) -> dict:
+def resolve_base(base: BaseConfig, out_dir: Path, cache_dir: str | Path | None = None) -> dict:
     """Load a hub (pinned revision) or local base once, so that it is known to work and cached, and
-    record it in ``out_dir/base.json``; nothing big is written."""
+    record it in ``out_dir/base.json``; nothing big is written.
+
+    With ``cache_dir`` (params ``weights.cache_dir``) a hub base is read offline from that weights
+    cache, where `fairaug weights fetch` put it; a missing file stops here, named. Without it, the
+    default Hugging Face cache (and the network, if allowed) is used."""
     if base.source == "hub":
         key, location, options = "base.hub_id", base.hub_id, {"revision": base.revision}
+        if cache_dir is not None:
+            location = require_hub_snapshot(hub_cache(cache_dir), base.hub_id, base.revision)
+            options = {}
     elif base.source == "local":
         key, location, options = "base.local_path", base.local_path, {}
     else:
@@ -126,8 +134,13 @@ def resolve_base(base: BaseConfig, out_dir: Path) -> dict:
     except OSError as err:  # diffusers' "not found" and "no .safetensors file" (a pickle-only base)
         raise ConfigError(f"{key} {location}: {err}") from None
     if base.source == "hub":
-        snapshot = Path(snapshot_download(base.hub_id, revision=base.revision, local_files_only=True))
+        if cache_dir is not None:
+            snapshot = Path(location)
+        else:
+            snapshot = Path(snapshot_download(base.hub_id, revision=base.revision, local_files_only=True))
         record = {"source": "hub", "hub_id": base.hub_id, "revision": base.revision}
+        if cache_dir is not None:
+            record["cache_dir"] = str(cache_dir)
     else:
         snapshot = Path(base.local_path)
         record = {"source": "local", "local_path": base.local_path}
@@ -156,6 +169,10 @@ def load_base_pipeline(base_dir: Path, **kwargs) -> StableDiffusionPipeline:
     record; ``kwargs`` go to ``from_pretrained`` (e.g. ``torch_dtype``)."""
     record = json.loads((Path(base_dir) / BASE_FILE).read_text())
     kwargs = LOAD_OPTIONS | kwargs
+    if record["source"] == "hub" and "cache_dir" in record:  # fetched by `fairaug weights fetch`: offline
+        snapshot = require_hub_snapshot(hub_cache(record["cache_dir"]), record["hub_id"], record["revision"])
+        verify_base_weights(base_dir, record, snapshot)
+        return StableDiffusionPipeline.from_pretrained(snapshot, **kwargs)
     if record["source"] == "hub":
         pipeline = StableDiffusionPipeline.from_pretrained(record["hub_id"], revision=record["revision"], **kwargs)
         snapshot = snapshot_download(record["hub_id"], revision=record["revision"], local_files_only=True)

@@ -69,7 +69,7 @@ def base_model(params: Params, dataset: str, prepared_dir: Path, out_dir: Path) 
             mlflow.log_image(samples.grid(), BASE_SAMPLES)
             mlflow.log_metric("base/fst_fidelity", samples.fidelity())
         else:
-            resolve_base(base, out)
+            resolve_base(base, out, cache_dir=params.weights.cache_dir)
         mlflow.log_artifact(str(out / BASE_FILE))
     return out_dir
 

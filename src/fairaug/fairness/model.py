@@ -22,6 +22,7 @@ from torch import nn
 from fairaug.config.fairness import ClassifierArch
 from fairaug.errors import DataError
 from fairaug.io import atomic_write_bytes
+from fairaug.weights.require import require_file
 
 
 class SmallCNN(nn.Module):
@@ -65,6 +66,7 @@ def _torchvision_backbone(arch: str, pretrained: bool, weights_path: str | Path 
     # downloads from download.pytorch.org: only where there is internet; offline, use weights_path
     network = factory(weights="IMAGENET1K_V1" if pretrained else None)
     if weights_path is not None:
+        require_file(weights_path, f"{arch} ImageNet weights (train_classifier.weights_path)")
         _load_state(network, Path(weights_path), f"{arch} weights")
     if arch == "resnet50":
         n_features = network.fc.in_features

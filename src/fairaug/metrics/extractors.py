@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from fairaug.errors import DataError
+from fairaug.weights.require import require_file
 
 ExtractorName = Literal["inception", "evaluator", "pixels"]
 EXTRACTORS: tuple[ExtractorName, ...] = ("inception", "evaluator", "pixels")
@@ -108,9 +109,13 @@ def find_inception_weights(configured: str | Path | None) -> Path | None:
     return cached if cached.is_file() else None
 
 
-def inception_extractor(weights: str | Path | None = None, device: str = "cpu") -> Extractor:
-    """torch-fidelity's FID Inception-v3: pool features (2048) and unbiased logits (1008)."""
+def inception_extractor(weights: str | Path | None = None, device: str = "cpu", required: bool = False) -> Extractor:
+    """torch-fidelity's FID Inception-v3: pool features (2048) and unbiased logits (1008). Weights not
+    found: unavailable, or (``required``) a DataError naming the file and the fetch command."""
     path = find_inception_weights(weights)
+    if path is None and required:
+        require_file(weights or Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE,
+                     "Inception-v3 FID weights (torch-fidelity)")
     if path is None:
         where = f"at {weights}" if weights else f"in {Path(torch.hub.get_dir()) / 'checkpoints'}"
         return unavailable("inception", f"Inception-v3 FID weights not found {where} (set "
@@ -147,9 +152,10 @@ def build_extractors(
     evaluator: str | Path | None = None,
     inception_weights: str | Path | None = None,
     device: str = "cpu",
+    required: bool = False,
 ) -> list[Extractor]:
     factories = {
-        "inception": lambda: inception_extractor(inception_weights, device),
+        "inception": lambda: inception_extractor(inception_weights, device, required),
         "evaluator": lambda: evaluator_extractor(evaluator, device),
         "pixels": pixels_extractor,
     }

@@ -14,6 +14,9 @@ import numpy as np
 import torch
 import torchvision
 
+from fairaug.errors import DataError
+from fairaug.weights.require import require_file
+
 MIN_SIDE = 64  # smaller images are upsampled: LPIPS was calibrated on 64 px patches
 BACKBONE_WEIGHTS = {
     "alex": torchvision.models.AlexNet_Weights.IMAGENET1K_V1,
@@ -53,12 +56,36 @@ def lpips_from_module(net: str, module: torch.nn.Module, device: str = "cpu") ->
     return Lpips(net, distance)
 
 
-def load_lpips(net: str, device: str = "cpu") -> Lpips:
-    """LPIPS with ``net``'s ImageNet backbone, or unavailable (with the reason) when it is not cached."""
-    weights = backbone_file(net)
-    if not weights.is_file():
+def load_backbone(module: torch.nn.Module, path: Path) -> None:
+    """Load torchvision's ImageNet weights of the backbone (``features.<i>.*``, a .pth state dict read
+    with weights_only, or safetensors) into an ``lpips.LPIPS``, whose slices keep the layer indices."""
+    try:
+        if path.suffix == ".safetensors":
+            import safetensors.torch
+
+            state = safetensors.torch.load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        module.net.load_state_dict({key: state[f"features.{key.split('.', 1)[1]}"]
+                                    for key in module.net.state_dict()})  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - any unreadable or foreign file is the user's input error
+        raise DataError(f"does not hold torchvision's {module.pnet_type} ImageNet weights: "
+                        f"{str(err).splitlines()[0][:200]}", file=path) from None
+
+
+def load_lpips(net: str, device: str = "cpu", weights: str | Path | None = None, required: bool = False) -> Lpips:
+    """LPIPS with ``net``'s ImageNet backbone from ``weights`` (a local file) or torch hub's cache;
+    unavailable (with the reason) when it is not there, or (``required``) a DataError naming the file."""
+    path = Path(weights) if weights is not None else backbone_file(net)
+    if not path.is_file():
+        if required:
+            require_file(path, f"LPIPS backbone ({net}: torchvision ImageNet weights)")
         return Lpips(net, reason=f"unavailable: LPIPS needs torchvision's {net} ImageNet weights, not found at "
-                                 f"{weights} (download them once on a connected machine)")
+                                 f"{path} (download them once on a connected machine: fairaug weights fetch)")
     import lpips
 
-    return lpips_from_module(net, lpips.LPIPS(net=net, verbose=False), device)
+    if weights is None:
+        return lpips_from_module(net, lpips.LPIPS(net=net, verbose=False), device)
+    module = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)  # random backbone: nothing downloaded
+    load_backbone(module, path)
+    return lpips_from_module(net, module, device)

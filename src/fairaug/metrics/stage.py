@@ -85,10 +85,12 @@ def evaluate_quality(
         manifest = pd.read_parquet(Path(prepared_dir) / MANIFEST)
         real = manifest_set(manifest, params.dataset(dataset).root, config.reference_split)
         extractors = build_extractors(config.extractors, evaluator=Path(evaluator_dir) / WEIGHTS,
-                                      inception_weights=config.inception_weights, device=config.device)  # fmt: skip
+                                      inception_weights=config.inception_weights, device=config.device,
+                                      required=config.require_weights)  # fmt: skip
         sampled = pd.read_parquet(Path(synthetic_dir) / MANIFEST)  # every image generate sampled, kept or not
         report = quality_report(real, synthetic, extractors, config, FeatureCache(config.cache_dir),
-                                load_lpips(config.lpips_net, config.device), sampled["ssim_to_real"])  # fmt: skip
+                                load_lpips(config.lpips_net, config.device, config.lpips_weights, config.require_weights),
+                                sampled["ssim_to_real"])  # fmt: skip
         report |= filter_statistics(sampled, params.generate.filter)
         written = write_metrics(out_path, *split_report(report), HEADLINE)
         mlflow.log_metrics(numeric_metrics(report))
