@@ -58,8 +58,9 @@ def synthetic_set(out: Path, root: Path, manifest: pd.DataFrame, per_shard: int 
                        "nearest_real", "kept", "reason"]].to_parquet(out / MANIFEST)  # fmt: skip
 
 
-def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_uri, tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # offline: no Inception / LPIPS weights
+def stage_inputs(project):
+    """The prepared manifest, a synthetic set and the evaluator's out dir: (manifest, prepared, synthetic,
+    classifier)."""
     root = project / "data" / DATASET
     manifest = prepared_manifest(root)
     prepared, synthetic, classifier = (project / "outputs" / DATASET / d for d in ("prepared", "synthetic",
@@ -67,6 +68,12 @@ def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_u
     prepared.mkdir(parents=True)
     manifest.to_parquet(prepared / MANIFEST)
     synthetic_set(synthetic, root, manifest)
+    return manifest, prepared, synthetic, classifier
+
+
+def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_uri, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # offline: no Inception / LPIPS weights
+    manifest, prepared, synthetic, classifier = stage_inputs(project)
     save_classifier(build_classifier("small_cnn", sorted(manifest["label"].unique()), 32),
                     classifier / WEIGHTS)  # fmt: skip
     params = load_params(project / "params.yaml")
@@ -121,13 +128,7 @@ def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_u
 
 
 def test_a_synthetic_set_with_nothing_kept_is_one_line_and_exit_2_before_any_run(project, mlflow_uri, capsys):
-    root = project / "data" / DATASET
-    manifest = prepared_manifest(root)
-    prepared, synthetic, classifier = (project / "outputs" / DATASET / d for d in ("prepared", "synthetic",
-                                                                                    "classifier/evaluator"))  # fmt: skip
-    prepared.mkdir(parents=True)
-    manifest.to_parquet(prepared / MANIFEST)
-    synthetic_set(synthetic, root, manifest)
+    _, prepared, synthetic, classifier = stage_inputs(project)
     pd.read_parquet(synthetic / MANIFEST).assign(kept=False).to_parquet(synthetic / MANIFEST)
     out = project / "outputs" / DATASET / "metrics" / QUALITY
 
