@@ -101,7 +101,8 @@ class Services:
         cmd = [sys.executable, "-m", "mlflow", "server", "--host", HOST, "--port", str(self.mlflow_port),
                "--workers", str(workers), "--backend-store-uri", self.backend_uri,
                "--artifacts-destination", f"s3://{self.bucket}/mlflow"]  # fmt: skip
-        env = {**os.environ, **self.env, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        # no job runner: its seven huey consumers serve GenAI jobs, nothing the pipeline uses
+        env = {**os.environ, **self.env, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop("MLFLOW_TRACKING_URI")
         self.pids["mlflow"] = spawn(cmd, self.log("mlflow"), env)
         self.save()
@@ -120,6 +121,8 @@ class Services:
                    check=False)  # fmt: skip
         stop_pid(self.pids.pop("postgres", None))
         if self.pg_data:
+            with contextlib.suppress(OSError):
+                shutil.copyfile(Path(self.pg_data, "postgres.log"), self.log("postgres"))
             shutil.rmtree(self.pg_data, ignore_errors=True)
         (Path(self.state_dir) / STATE_FILE).unlink(missing_ok=True)
 
@@ -235,10 +238,7 @@ def start_postgres(services: Services) -> None:
                   "-E", "UTF8", "--no-sync"])  # fmt: skip
     pwfile.unlink()
     options = f"-c listen_addresses={HOST} -p {services.pg_port} -k {services.pg_data} -c fsync=off"
-    log = services.log("postgres")
-    log.touch()
-    if user:
-        shutil.chown(log, user)
+    log = Path(services.pg_data) / "postgres.log"  # the unprivileged user cannot reach a 0700 state dir
     run_as(user, [pg_bin("pg_ctl"), "start", "-D", data, "-o", options, "-l", str(log), "-w", "-t", "60"])
     services.pids["postgres"] = int(Path(data, "postmaster.pid").read_text().split()[0])
     services.save()
