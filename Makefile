@@ -17,7 +17,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 DERM_FIXTURE := fairaug fixture derm --out data/ham10000 --n 600 --seed 0
 WOUND_FIXTURE := fairaug fixture wound --out data/wound --n 240 --seed 1 --layout csv
 
-.PHONY: setup data fixtures demo test test-fast browser bench clean-outputs
+.PHONY: setup data fixtures demo test test-fast browser postgresql services-up services-down bench clean-outputs
 
 setup: $(STAMP)
 
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,services]'
 	touch $@
 
 data: setup fixtures
@@ -50,13 +50,26 @@ demo: data
 # Two pytest workers (pytest-xdist): much of a test is process start-up, DVC and MLflow I/O, so two
 # workers on 2 cores finish the suite in 3/4 of the time; --durations names the slowest tests.
 TEST_WORKERS ?= 2
-test: setup browser
+test: setup browser postgresql
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
 
 # The dashboard's browser test drives Debian's headless Chromium (installed only when missing; root).
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
+
+# The services tests (tests/services) start PostgreSQL from Debian's package (installed only when
+# missing; root), moto's S3 server and an MLflow server on them; scripts/services.py does it for people.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
+
+# eval "$$(make -s services-up)": PostgreSQL + S3 + MLflow server on 127.0.0.1, DVC remote in .dvc/config.local
+services-up: setup postgresql
+	@$(BIN)/python scripts/services.py up
+
+services-down:
+	@$(BIN)/python scripts/services.py down
 
 test-fast: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not e2e"

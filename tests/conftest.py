@@ -116,3 +116,24 @@ def project(tmp_path, fixture_data, monkeypatch) -> Path:
     root = make_project(tmp_path / "project", fixture_data)
     monkeypatch.chdir(root)
     return root
+
+
+def load_services_module():
+    """scripts/services.py (PostgreSQL + S3 + MLflow server on 127.0.0.1) as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fairaug_services", REPO_ROOT / "scripts" / "services.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory):
+    """PostgreSQL, an S3 object store (moto) and an MLflow server on them, started once per test
+    session (per xdist worker) by scripts/services.py and stopped at its end. Tests that share it keep
+    apart by their experiment prefix (params tracking.experiment_prefix); `.env` holds the variables."""
+    started = load_services_module().start(tmp_path_factory.mktemp("services"), mlflow_workers=1)
+    yield started
+    started.stop()

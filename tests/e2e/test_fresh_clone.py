@@ -3,7 +3,11 @@ records, `dvc repro` of the ci profile runs every stage offline, a second `dvc r
 the metrics files hold DESIGN.md's names, MLflow holds every stage's run with its lineage, the
 registry holds each data set's LoRA with its decision, `dvc exp run -S` of one gate reruns
 `promote` alone and flips the decision, and the champion loads in a fresh process from the
-tracking store alone."""
+tracking store alone.
+
+All of it against a team-like setup (scripts/services.py): an MLflow server on PostgreSQL with its
+artifacts in an S3 bucket (moto), and the DVC remote on the same object store: `dvc push`, then a
+second clone's `dvc pull` and `dvc repro` is a no-op."""
 
 import json
 import os
@@ -11,6 +15,7 @@ import shutil
 import subprocess
 import sys
 
+import boto3
 import mlflow
 import pytest
 
@@ -32,10 +37,18 @@ print("image", *Image.open(io.BytesIO(images[0])).size)
 """
 
 
-def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
+GIT_USER = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+
+
+def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path, services, monkeypatch):
+    from fairaug_services import configure_dvc_remote
+
+    for name, value in services.env.items():  # every command below: the server and the bucket
+        monkeypatch.setenv(name, value)
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(REPO_ROOT), str(clone)], tmp_path)
     assert not (clone / "data").exists()
+    configure_dvc_remote(clone, services)  # .dvc/config.local, not committed
 
     fixtures = run(["make", "--no-print-directory", "fixtures"], clone)
     assert "Data and pipelines are up to date." in fixtures.stdout, fixtures.stdout
@@ -51,7 +64,18 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
     assert "Data and pipelines are up to date." in second.stdout
     assert "Running stage" not in second.stdout
 
-    client = mlflow.MlflowClient(f"sqlite:///{clone / 'mlflow.db'}")
+    # the outputs travel through the DVC remote: a second clone pulls them and has nothing to run
+    run([*GIT_USER, "commit", "-qam", "ci profile, its dvc.lock"], clone)
+    assert "pushed" in run(["dvc", "push"], clone).stdout
+    other = tmp_path / "other"
+    run(["git", "clone", "-q", str(clone), str(other)], tmp_path)
+    configure_dvc_remote(other, services)
+    run(["dvc", "pull"], other)
+    pulled = run(["dvc", "repro"], other)
+    assert "Data and pipelines are up to date." in pulled.stdout and "Running stage" not in pulled.stdout
+    assert run(["git", "status", "--porcelain"], other).stdout == ""
+
+    client = mlflow.MlflowClient(services.tracking_uri)
     experiments = {e.name: e.experiment_id for e in client.search_experiments()}
     for dataset in DATASETS:
         runs = {(r.data.tags["fairaug.stage"], r.data.tags.get("fairaug.variant")): r
@@ -90,7 +114,13 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
         assert 0 <= quality["quality/fst_fidelity"] <= 1 and 0 <= quality["quality/ssim"] <= 1
         assert 0 <= quality["quality/label_confidence.evaluator"] <= 1
         assert 0 <= quality["quality/realness_auc.pixels"] <= 1 and 0 <= quality["quality/filter.acceptance"] <= 1
-    assert (clone / "mlartifacts").is_dir()
+    # nothing in the embedded store: runs are in the server, their artifacts in the bucket
+    assert not (clone / "mlflow.db").exists() and not (clone / "mlartifacts").exists()
+    s3 = boto3.client("s3", endpoint_url=services.s3_endpoint)
+    keys = [obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=services.bucket, Prefix="mlflow/")
+            for obj in page.get("Contents", [])]  # fmt: skip
+    lora_runs = client.search_runs([experiments["fairaug/wound"]], "tags.`fairaug.stage` = 'train_lora'")
+    assert any(key.startswith(f"mlflow/{experiments['fairaug/wound']}/{lora_runs[0].info.run_id}/") for key in keys)
 
     # the registry: one version per data set with its decision; the ci profile's gates pass it
     for dataset in DATASETS:
@@ -115,7 +145,8 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path):
     run(["dvc", "exp", "run", "-S", "promote.gates.fst_fidelity.threshold=0.0"], clone)
     shutil.move(clone / "outputs", tmp_path / "outputs-elsewhere")
     (tmp_path / "load.py").write_text(LOAD_CHAMPION)
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{clone / 'mlflow.db'}"}
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MLFLOW_TRACKING_URI": services.tracking_uri,
+           **{name: os.environ[name] for name in ("PYTHONPATH",) if name in os.environ}}
     loaded = subprocess.run([sys.executable, str(tmp_path / "load.py"), "models:/fairaug-wound-lora@champion"],
                             cwd=tmp_path, env=env, capture_output=True, text=True)
     assert loaded.returncode == 0, loaded.stderr[-3000:]

@@ -25,6 +25,7 @@ from mlflow import MlflowClient
 from fairaug.config.models import Params
 from fairaug.tracking.lineage import dvc_md5, git_commit, stage_deps
 from fairaug.tracking.search import NEWEST_FIRST, UPSTREAM_TAG, quoted
+from fairaug.tracking.server import check_tracking_server, tracking_errors
 
 DEFAULT_STORE = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -182,15 +183,19 @@ def stage_run(
     root = (root or Path.cwd()).resolve()
     dvc_stage = dvc_stage or f"{stage}@{dataset}"
     embedded_store = configure_tracking(root)
-    experiment_id = ensure_experiment(experiment_name(params, dataset), root, embedded_store)
-    tags = lineage_tags(dvc_stage, stage, dataset, params, root)
-    tags |= upstream_tags(experiment_id, root, upstream or {}, tags)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=dvc_stage, tags=tags) as run:
-        mlflow.log_params(flatten(stage_params))
-        yield StageRun(run.info.run_id, experiment_id)
-        written = [dvc_path(out, root) for out in outs]
-        mlflow.set_tags({f"{DVC_OUT_MD5_TAG}{path}": dvc_md5(root / path) for path in written if (root / path).exists()})
-        log_data_inputs(mlflow.MlflowClient().get_run(run.info.run_id).data.tags)
+    # a server that does not answer, or stops answering during the stage: one line, in seconds
+    uri = tracking_uri(root)
+    check_tracking_server(uri)
+    with tracking_errors(uri):
+        experiment_id = ensure_experiment(experiment_name(params, dataset), root, embedded_store)
+        tags = lineage_tags(dvc_stage, stage, dataset, params, root)
+        tags |= upstream_tags(experiment_id, root, upstream or {}, tags)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=dvc_stage, tags=tags) as run:
+            mlflow.log_params(flatten(stage_params))
+            yield StageRun(run.info.run_id, experiment_id)
+            written = [dvc_path(out, root) for out in outs]
+            mlflow.set_tags({f"{DVC_OUT_MD5_TAG}{path}": dvc_md5(root / path) for path in written if (root / path).exists()})
+            log_data_inputs(mlflow.MlflowClient().get_run(run.info.run_id).data.tags)
 
 
 def log_data_inputs(tags: Mapping[str, str]) -> None:
