@@ -102,7 +102,7 @@ def main() -> None:
     from fairaug.config.diffusion import BaseConfig, TrainLoraConfig
     from fairaug.data.fixtures import write_derm_fixture
     from fairaug.data.prepare import prepare_dataset
-    from fairaug.diffusion.finetune import lora_data
+    from fairaug.diffusion.stage import lora_data
 
     base = sd15_pipeline(tiny_tokenizer())
     ratios, lines = [], []

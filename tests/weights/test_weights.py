@@ -92,7 +92,7 @@ def project(tmp_path, server, monkeypatch) -> tuple[Path, Params]:
 
 def test_fetch_verifies_records_and_the_stages_load_offline(project, server, monkeypatch, tmp_path):
     from fairaug.diffusion.base import load_base_pipeline, resolve_base
-    from fairaug.fairness.classifier import build_classifier
+    from fairaug.fairness.model import build_classifier
     from fairaug.metrics.perceptual import load_lpips
 
     root, params = project
@@ -145,7 +145,7 @@ def test_check_names_exactly_what_is_missing_and_the_fetch_command(project, serv
 
 def test_missing_weights_stop_the_loaders_in_one_line(project, tmp_path):
     from fairaug.diffusion.base import resolve_base
-    from fairaug.fairness.classifier import build_classifier
+    from fairaug.fairness.model import build_classifier
     from fairaug.metrics.extractors import inception_extractor
     from fairaug.metrics.perceptual import load_lpips
 
