@@ -149,5 +149,6 @@ def test_min_test_per_fst_too_few_images_names_the_fst(skin_typed):
     fst_vi = skin_typed[skin_typed["fst"] == 6]
     images, groups = len(fst_vi), fst_vi["group_id"].nunique()
     # every FST VI image but one group's would have to be in test: impossible
-    with pytest.raises(DataError, match=rf"min_test_per_fst is {images} but FST 6 has {images} images in {groups} groups"):
+    expected = rf"min_test_per_fst is {images} but FST 6 has {images} images in {groups} groups"
+    with pytest.raises(DataError, match=expected):
         _split_with_minimum(skin_typed, images)

@@ -301,7 +301,8 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
     assert predictions["path"].tolist() == manifest.loc[manifest["split"] == "test", "path"].tolist()
 
     mix = json.loads((out / MIX).read_text())
-    assert mix.pop("mode") == "concat" and run_named_param(classifier_stage("ham10000", "augmented"), "mix.mode") == "concat"
+    assert mix.pop("mode") == "concat"
+    assert run_named_param(classifier_stage("ham10000", "augmented"), "mix.mode") == "concat"
     for k in FST_VALUES:
         assert mix[f"mix/real.fst{k}"] == counts.at[k, "real"] == (train_rows["fst"] == k).sum()
         assert mix[f"mix/synthetic.fst{k}"] == counts.at[k, "synthetic"] <= 12

@@ -165,12 +165,14 @@ def _train_classifier_stage(
         artifacts = [WEIGHTS, PREDICTIONS, METRICS]
         pretrain_set = None
         if synthetic_dir is not None:
-            pretrain_set, splits["train"], counts = augmented_train_sets(splits["train"], Path(synthetic_dir), params.mix)
+            pretrain_set, splits["train"], counts = augmented_train_sets(splits["train"], Path(synthetic_dir),
+                                                                         params.mix)  # fmt: skip
             mix = mix_record(counts)
             write_json(out / MIX, {"mode": params.mix.mode} | mix)
             mlflow.log_metrics(mix)
             artifacts.append(MIX)
-        model, history = train_classifier(splits["train"], splits["val"], config, pretrain_set, params.mix.pretrain_epochs)
+        model, history = train_classifier(splits["train"], splits["val"], config, pretrain_set,
+                                          params.mix.pretrain_epochs)  # fmt: skip
         for epoch, loss in enumerate(history.pretrain_loss, start=1):
             mlflow.log_metric("classifier/pretrain_loss", loss, step=epoch)
         for epoch, (train_loss, val_loss) in enumerate(zip(history.train_loss, history.val_loss), start=1):
