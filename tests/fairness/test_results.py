@@ -9,7 +9,14 @@ import pytest
 from typer.testing import CliRunner
 
 from fairaug.cli import app
-from fairaug.fairness.results import Experiment, aggregate, results_markdown, seed_summary, setting_params
+from fairaug.fairness.results import (
+    Experiment,
+    aggregate,
+    experiments_from_show,
+    results_markdown,
+    seed_summary,
+    setting_params,
+)
 
 from conftest import run
 
@@ -59,6 +66,22 @@ def test_aggregate_groups_by_non_seed_params_and_matches_numpy():
     markdown = results_markdown(aggregate(experiments), "abc123", "fairaug results")
     assert "`fairaug results`" in markdown and "`abc123`" in markdown
     assert "| auroc FST III |  | n/a | n/a | n/a |" in markdown
+
+
+def test_only_finished_experiments_are_read():
+    def entry(name, executor):
+        data = {"params": {"params.yaml": {"data": {"train_classifier": {"seed": 1}}}},
+                "metrics": {"outputs/toy/metrics/fairness.json": {"data": {"fairness/eod": 0.1}}}}  # fmt: skip
+        return {"name": name, "executor": executor, "revs": [{"rev": f"{name}-rev", "name": name, "data": data}]}
+
+    show = [{"rev": "workspace"}, {"rev": "base", "experiments": [
+        entry("in-workspace", None), entry("from-queue", {"state": "success"}), entry("queued", {"state": "queued"}),
+        entry("running", {"state": "running"}), entry("failed", {"state": "failed"})]}]  # fmt: skip
+    detail = {"outputs/toy/metrics/fairness_detail.json": '{"fairness/auroc.fst6": 0.7}'}
+    commit, experiments = experiments_from_show(show, lambda path, rev: detail[path])
+    assert commit == "base" and [e.name for e in experiments] == ["in-workspace", "from-queue"]
+    assert experiments[0].fairness == {"toy": {"fairness/eod": 0.1, "fairness/auroc.fst6": 0.7}}
+    assert experiments[0].params == {"train_classifier.seed": 1}
 
 
 STAGE = """\

@@ -1,8 +1,8 @@
 """The effect over seeds: finished DVC experiments collected into one Markdown table per data set
 (`fairaug results`, docs/results.md).
 
-Experiments come from ``dvc exp show --json`` (those of the HEAD commit, finished: no executor left,
-no error), each with its params and the numbers of every ``outputs/<d>/metrics/fairness.json`` it
+Experiments come from ``dvc exp show --json`` (those of the HEAD commit, finished: run in the
+workspace, or by `dvc queue start` with executor state success), each with its params and the numbers of every ``outputs/<d>/metrics/fairness.json`` it
 has, merged with the ``fairness_detail.json`` beside it (a DVC out, read from the experiment with
 `dvc.api.read`). Experiments are grouped by every param whose value differs between them, except
 the seeds (`SEED_PARAMS`): the runs of one group differ only by seeds, so their spread is the
@@ -83,7 +83,7 @@ def experiments_from_show(
     baseline = baselines[0]
     experiments = []
     for entry in baseline.get("experiments") or []:
-        if entry.get("executor"):  # queued, running or failed
+        if (entry.get("executor") or {}).get("state", "success") != "success":  # queued, running or failed
             continue
         revision = entry["revs"][0]
         if revision.get("error") or not revision.get("data"):
