@@ -11,7 +11,7 @@ from PIL import Image
 
 from fairaug.config import DatasetConfig, PrepareConfig
 from fairaug.data.fixtures import write_derm_fixture
-from fairaug.data.prepare import MANIFEST_COLUMNS, prepare_dataset
+from fairaug.data.prepare import MANIFEST_COLUMNS, prepare_dataset, summary_metrics
 from fairaug.data.report import render_validation_html
 from fairaug.errors import DataError
 from fairaug.skin.types import FST_ROMAN, FST_UNKNOWN
@@ -76,6 +76,21 @@ def test_max_images_subsamples(fixture_data):
     )
     assert abs(len(manifest) - 60) <= 7  # at least one per label, rounded per label
     assert report["n_images"] == len(manifest)
+
+
+def test_min_test_per_fst_reaches_the_manifest_and_report(fixture_data):
+    config = derm_config(fixture_data / "ham10000")
+    plain, plain_report = prepare_dataset("ham10000", config, PrepareConfig())
+    short = min(v for k, v in plain_report["fst_counts"]["test"].items() if k != "unknown")
+    manifest, report = prepare_dataset("ham10000", config, PrepareConfig(split={"min_test_per_fst": short + 2}))
+    test = manifest[manifest["split"] == "test"]
+    assert test["fst"].value_counts()[list(FST_ROMAN)].min() >= short + 2
+    assert manifest.groupby("group_id")["split"].nunique().max() == 1
+    assert report["min_test_per_fst"] == short + 2 and plain_report["min_test_per_fst"] is None
+    metrics = summary_metrics(report)
+    for k in FST_ROMAN:
+        assert metrics[f"data/test_images.fst{k}"] == (test["fst"] == k).sum()
+    assert "min_test_per_fst): " + str(short + 2) in render_validation_html(report, manifest)
 
 
 @pytest.fixture

@@ -43,6 +43,11 @@ class SplitConfig(StrictModel):
     train: float = Field(0.7, gt=0, lt=1, description="share of groups (lesions/patients) in the train split")
     val: float = Field(0.15, gt=0, lt=1, description="share in the validation split")
     test: float = Field(0.15, gt=0, lt=1, description="share in the test split")
+    min_test_per_fst: int | None = Field(
+        None, gt=0,
+        description="least test images of every FST 1-6 present (whole groups move into test, one train group "
+        "of each FST stays); null: the shares alone",
+    )
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> SplitConfig:

@@ -173,7 +173,8 @@ def prepare_dataset(name: str, dataset: DatasetConfig, config: PrepareConfig) ->
     groups, merged = split_groups(records, config.near_duplicate_distance)
     # stratify on label and FST jointly, so that every skin type reaches the test split for fairness metrics
     strata = [records["label"] + "|" + records["fst"].astype(str), records["label"]]
-    records = records.assign(split_group=groups, split=assign_splits(strata, groups, config.split, config.seed))
+    split = assign_splits(strata, groups, config.split, config.seed, fst=records["fst"])
+    records = records.assign(split_group=groups, split=split)
     records = records.assign(group_split=records.groupby("group_id")["split"].transform("first"))
     disjoint = run_checks(records, split_checks(), "splits")
     raise_first_error(disjoint, records, root, _source_columns(dataset.format))
@@ -193,6 +194,7 @@ def prepare_dataset(name: str, dataset: DatasetConfig, config: PrepareConfig) ->
         "ita_void": {"max_abstention_share": config.max_abstention_share, "reason": ita_void_reason},
         "label_counts": _counts(manifest, manifest["label"]),
         "fst_counts": _counts(manifest, manifest["fst"].map(lambda k: "unknown" if k == FST_UNKNOWN else str(k))),
+        "min_test_per_fst": config.split.min_test_per_fst,
         "ita_agreement": ita_agreement(records),
         "near_duplicates": {
             "max_distance": config.near_duplicate_distance,
@@ -233,6 +235,9 @@ def summary_metrics(report: dict) -> dict[str, float]:
         "data/label_conflicts": float(report["label_conflicts"]["count"]),
         "data/fst_unknown": float(report["fst_source"].get("unknown", 0)),
     }
+    for k, n in report["fst_counts"].get("test", {}).items():
+        if k != "unknown":  # the test images of each FST: the n behind every per-FST fairness metric
+            metrics[f"data/test_images.fst{k}"] = float(n)
     if report["ita_agreement"].get("n"):
         metrics["data/ita_agreement"] = report["ita_agreement"]["agreement"]
     return metrics

@@ -106,6 +106,7 @@ in {report['n_groups']} groups. FST source: {escape(counts_text(report['fst_sour
 <h2>Checks (great-expectations)</h2>{checks}
 <h2>Labels per split</h2>{_counts_table(report['label_counts'])}
 <h2>Fitzpatrick skin types per split</h2>{_counts_table(report['fst_counts'])}
+<p>Least test images per FST (prepare.split.min_test_per_fst): {report.get('min_test_per_fst') or 'none (the shares alone)'}.</p>
 <h2>ITA estimate vs FST label</h2>{ita}
 <p>Unknown FST (no label, and the ITA estimate abstained: non-lesion skin below {report['min_skin_fraction']:.0%}
 of the field, or no skin around the lesion): {report['fst_source'].get('unknown', 0)} images. They count in the
