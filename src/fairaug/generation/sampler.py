@@ -20,6 +20,7 @@ from fairaug.config.generation import GenerateConfig
 from fairaug.data import storage
 from fairaug.diffusion.base import load_base_pipeline
 from fairaug.diffusion.lora import trained_weights
+from fairaug.diffusion.speed import speed_up
 from fairaug.progress import progress_bar
 
 SCHEDULERS = {
@@ -44,7 +45,14 @@ def load_sampler(base_dir: Path, lora_dir: Path | None, config: GenerateConfig,
         if config.fuse_lora:
             pipeline.fuse_lora()
     pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(device)
+    if config.vae_slicing:
+        pipeline.vae.enable_slicing()
+    if config.vae_tiling:
+        pipeline.vae.enable_tiling()
+    pipeline = pipeline.to(device)
+    speed_up(pipeline.vae, channels_last=config.channels_last)
+    speed_up(pipeline.unet, config.channels_last, config.compile)  # after fusing: the fused weights compiled
+    return pipeline
 
 
 def sample_batch(pipeline: StableDiffusionPipeline, rows: pd.DataFrame, config: GenerateConfig,

@@ -74,3 +74,19 @@ def require_hub_snapshot(cache: str | Path, hub_id: str, revision: str) -> Path:
     for name in required_snapshot_files(snapshot):
         require_file(snapshot / name, f"base model {hub_id}@{revision[:12]}")
     return snapshot
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """The tensors of a weights file: safetensors, or a torch file read with weights_only (no pickled
+    code runs); an unreadable or foreign file is a DataError naming it."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            import safetensors.torch
+
+            return safetensors.torch.load_file(path)
+        import torch
+
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - an unreadable or foreign file is the user's input error
+        raise DataError(f"not a state dict of tensors: {str(err).splitlines()[0][:200]}", file=path) from None
