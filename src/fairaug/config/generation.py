@@ -37,8 +37,8 @@ class GenerateConfig(StrictModel):
         False, description="decode a batch's latents one image at a time: VAE memory of one image, not of the batch"
     )
     vae_tiling: bool = Field(
-        False, description="decode images above 512 px in overlapping tiles (bounded memory; tile seams are blended, "
-        "so the pixels change)",
+        False, description="decode images larger than the VAE's sample size (512 px for SD) in overlapping tiles: "
+        "bounded memory, but blended tile seams change the pixels",
     )
     channels_last: bool = Field(
         False, description="UNet and VAE in channels-last memory format (faster convolutions on CUDA tensor cores)"

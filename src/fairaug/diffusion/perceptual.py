@@ -17,6 +17,7 @@ import torchvision
 from fairaug.errors import DataError
 from fairaug.weights.require import read_state_dict, require_file
 
+WEIGHTS_URLS = {"vgg16": torchvision.models.VGG16_Weights.IMAGENET1K_V1.url}  # by train_lora.perceptual_loss.net
 # index of each ReLU in torchvision's vgg16().features
 VGG16_LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22, "relu5_3": 29}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

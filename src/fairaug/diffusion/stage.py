@@ -33,14 +33,14 @@ from fairaug.diffusion.base import BASE_FILE, load_base_pipeline, resolve_base, 
 from fairaug.diffusion.data import ManifestImages, balanced_weights
 from fairaug.diffusion.lora import (CHECKPOINTS, EMA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraData, LoraTrainer,
                                    check_device_options)
-from fairaug.diffusion.perceptual import PerceptualLoss, vgg16_perceptual
+from fairaug.diffusion.perceptual import WEIGHTS_URLS, PerceptualLoss, vgg16_perceptual
 from fairaug.diffusion.pretrain import pretrain_base
 from fairaug.diffusion.prompts import build_prompt, promptable
 from fairaug.diffusion.sampling import fst_samples, most_common
 from fairaug.io import atomic_dir, atomic_write_text
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5
-from fairaug.weights.spec import perceptual_weights
+from fairaug.weights.require import download_path
 
 BASE_SAMPLES = "samples.png"  # the tiny base's grid, one row per FST
 SAMPLES = "samples"  # the LoRA's validation grids, samples/step_<step>.png
@@ -98,7 +98,10 @@ def perceptual_network(params: Params) -> PerceptualLoss | None:
     """train_lora's perceptual loss network with its ImageNet weights, or None when the loss is off; a
     missing weights file stops here, named."""
     config = params.train_lora.perceptual_loss
-    return vgg16_perceptual(config.layers, perceptual_weights(params)) if config.weight > 0 else None
+    if config.weight == 0:
+        return None
+    return vgg16_perceptual(config.layers, download_path(params.weights.cache_dir, WEIGHTS_URLS[config.net],
+                                                         config.weights_path))
 
 
 def training_fingerprint(params: Params, base_dir: Path, manifest_path: Path) -> str:

@@ -36,6 +36,14 @@ def checkpoints_dir(cache_dir: str | Path) -> Path:
     return Path(cache_dir) / CHECKPOINTS_SUBDIR
 
 
+def download_path(cache_dir: str | Path, url: str, configured: str | Path | None = None,
+                  project_root: str | Path = ".") -> Path:
+    """Where a stage loads the download ``url`` from: the ``configured`` local file (relative to the
+    project root), else the weights cache, under the file name torchvision and torch hub give it."""
+    root = Path(project_root)
+    return root / configured if configured else checkpoints_dir(root / cache_dir) / Path(url).name
+
+
 def snapshot_dir(cache: str | Path, hub_id: str, revision: str) -> Path:
     """Where a Hugging Face hub cache keeps ``hub_id`` at ``revision``."""
     return Path(cache) / f"models--{hub_id.replace('/', '--')}" / "snapshots" / revision

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from fairaug.config.models import Params
-from fairaug.weights.require import checkpoints_dir, hub_cache, snapshot_dir
+from fairaug.weights.require import checkpoints_dir, download_path, hub_cache, snapshot_dir
 
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 TORCHVISION_URLS = {  # the IMAGENET1K_V1 weights, as torchvision 0.29 names them
@@ -85,19 +85,6 @@ def _url_spec(url: str, what: str, path: Path, used_by: str, convert_to: Path | 
                       convert_to=convert_to)
 
 
-def download_path(params: Params, url: str, configured: str | None, project_root: Path = Path(".")) -> Path:
-    """Where a stage loads the download ``url`` from: the ``configured`` local file (relative to the
-    project root), else the weights cache, under the file name torchvision and torch hub give it."""
-    root = Path(project_root)
-    return root / configured if configured else checkpoints_dir(root / params.weights.cache_dir) / Path(url).name
-
-
-def perceptual_weights(params: Params, project_root: Path = Path(".")) -> Path:
-    """The ImageNet weights file of ``train_lora.perceptual_loss``'s network."""
-    config = params.train_lora.perceptual_loss
-    return download_path(params, PERCEPTUAL_URLS[config.net], config.weights_path, project_root)
-
-
 def weight_plan(params: Params, project_root: Path = Path(".")) -> list[WeightSpec]:
     """Every pretrained weight the stages of ``params`` load, at the paths they load it from."""
     root = Path(project_root)
@@ -113,17 +100,17 @@ def weight_plan(params: Params, project_root: Path = Path(".")) -> list[WeightSp
         ))  # fmt: skip
     quality = params.evaluate_quality
     if "inception" in quality.extractors and (quality.inception_weights or quality.require_weights):
-        path = download_path(params, INCEPTION_URL, quality.inception_weights, root)
+        path = download_path(params.weights.cache_dir, INCEPTION_URL, quality.inception_weights, root)
         specs.append(_url_spec(INCEPTION_URL, "Inception-v3 FID weights (torch-fidelity)", path, "evaluate_quality"))
     if quality.lpips_weights or quality.require_weights:
         url = TORCHVISION_URLS[quality.lpips_net]
-        path = download_path(params, url, quality.lpips_weights, root)
+        path = download_path(params.weights.cache_dir, url, quality.lpips_weights, root)
         specs.append(_url_spec(url, f"LPIPS backbone ({quality.lpips_net}, ImageNet)", path, "evaluate_quality"))
     perceptual = params.train_lora.perceptual_loss
     if perceptual.weight > 0:
         url = PERCEPTUAL_URLS[perceptual.net]
-        specs.append(_url_spec(url, f"perceptual loss network ({perceptual.net}, ImageNet)",
-                               perceptual_weights(params, root), "train_lora"))
+        path = download_path(params.weights.cache_dir, url, perceptual.weights_path, root)
+        specs.append(_url_spec(url, f"perceptual loss network ({perceptual.net}, ImageNet)", path, "train_lora"))
     classifier = params.train_classifier
     if classifier.arch != "small_cnn" and classifier.weights_path:
         url = TORCHVISION_URLS[classifier.arch]
