@@ -319,8 +319,9 @@ def test_perceptual_loss_trains_and_logs_its_parts(fixture_data, derm_manifest, 
     params = tiny_params(fixture_data, max_steps=3, validate_every=10, checkpoint_every=10)
     data = lora_data(params, "ham10000", derm_manifest)
 
-    def train(name: str, weight: float, net: PerceptualLoss | None) -> LoraTrainer:
-        config = params.train_lora.model_copy(update={"perceptual_loss": PerceptualLossConfig(weight=weight)})
+    def train(name: str, weight: float, net: PerceptualLoss | None, **options) -> LoraTrainer:
+        config = params.train_lora.model_copy(update={"perceptual_loss": PerceptualLossConfig(weight=weight),
+                                                      **options})
         trainer = LoraTrainer(fresh_tiny_pipeline(params), data, config, tmp_path / name, "fp", Accelerator(cpu=True),
                               perceptual=net)  # fmt: skip
         trainer.train(resume=None)
@@ -343,6 +344,10 @@ def test_perceptual_loss_trains_and_logs_its_parts(fixture_data, derm_manifest, 
     # the first step starts from the same LoRA: the same diffusion loss; then the extra gradient moves it
     assert seeing.state.history[0]["train/loss_diffusion"] == plain.state.history[0]["train/loss"]
     assert max_difference(seeing.final_states()[LORA_WEIGHTS], plain.final_states()[LORA_WEIGHTS]) > 1e-4
+    # gradient checkpointing then covers the VAE decoder too, and trains the same LoRA
+    checkpointed = train("checkpointed", 0.5, small_feature_net(), gradient_checkpointing=True)
+    assert checkpointed.pipeline.vae.is_gradient_checkpointing
+    assert max_difference(checkpointed.final_states()[LORA_WEIGHTS], seeing.final_states()[LORA_WEIGHTS]) <= 1e-5
     with pytest.raises(ValueError, match="needs its feature network"):
         train("none", 0.1, None)
 
