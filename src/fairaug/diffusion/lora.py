@@ -38,7 +38,7 @@ from fairaug.diffusion.loss import (PosteriorCache, StepNoise, decode_latents, d
 from fairaug.diffusion.optim import lora_optimizer
 from fairaug.diffusion.speed import require_cuda, speed_up
 from fairaug.errors import ConfigError, DataError
-from fairaug.io import sha256_file, verify_sha256, write_json
+from fairaug.io import sha256_file, temp_path, verify_sha256, write_json
 from fairaug.progress import progress_bar
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -99,7 +99,7 @@ def lora_state(unet) -> dict[str, torch.Tensor]:
 def save_lora(state: dict[str, torch.Tensor], out_dir: Path, weight_name: str) -> Path:
     """Diffusers-format LoRA (loadable by StableDiffusionPipeline.load_lora_weights), written atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp_dir = out_dir / f".{weight_name}.d"
+    tmp_dir = temp_path(out_dir / weight_name)  # a directory: diffusers writes the file into one
     StableDiffusionPipeline.save_lora_weights(tmp_dir, unet_lora_layers=convert_state_dict_to_diffusers(state),
                                               weight_name=weight_name, safe_serialization=True)
     target = out_dir / weight_name
@@ -112,8 +112,8 @@ def save_kohya(state: dict[str, torch.Tensor], path: Path) -> Path:
     """The LoRA in kohya/webui key format (lora_unet_..., .lora_down/.lora_up, .alpha)."""
     # the converter reads PEFT keys (lora_A/lora_B) and maps the "unet." prefix to "lora_unet_"
     kohya = convert_state_dict_to_kohya({f"unet.{key}": value for key, value in state.items()})
-    save_file({k: v.contiguous() for k, v in kohya.items()}, str(path) + ".tmp")
-    Path(str(path) + ".tmp").replace(path)
+    save_file({k: v.contiguous() for k, v in kohya.items()}, str(temp_path(path)))
+    temp_path(path).replace(path)
     return path
 
 

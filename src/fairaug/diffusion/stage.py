@@ -37,7 +37,7 @@ from fairaug.diffusion.perceptual import WEIGHTS_URLS, PerceptualLoss, vgg16_per
 from fairaug.diffusion.pretrain import pretrain_base
 from fairaug.diffusion.prompts import build_prompt, promptable
 from fairaug.diffusion.sampling import fst_samples, most_common
-from fairaug.io import atomic_dir, atomic_write_text
+from fairaug.io import atomic_dir, atomic_write_text, remove_stale_temps
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5
 from fairaug.weights.require import download_path
@@ -153,7 +153,9 @@ def train_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Path,
     fingerprint = training_fingerprint(params, base_dir, manifest_path)
     checkpoint = checkpoints.find_checkpoint(out_dir / CHECKPOINTS, resume, fingerprint)
     resumes_in_place = checkpoint is not None and checkpoint.resolve().parent == (out_dir / CHECKPOINTS).resolve()
-    if accelerator.is_main_process and not resumes_in_place and out_dir.exists():
+    if accelerator.is_main_process and resumes_in_place:
+        remove_stale_temps(out_dir, inside=True)  # a persist out: half-written checkpoints, weights of a kill
+    elif accelerator.is_main_process and out_dir.exists():
         shutil.rmtree(out_dir)  # a persist out: an earlier run's files (EMA, kohya, grids, checkpoints) would stay
     accelerator.wait_for_everyone()
     pipeline = load_base_pipeline(base_dir)
