@@ -17,7 +17,6 @@ from fairaug.labels import HAM10000_DX, MALIGNANT_DX
 from fairaug.fairness.data import ManifestDataset, make_loader, split_datasets
 from fairaug.fairness.model import build_classifier, load_classifier, save_classifier
 from fairaug.fairness.predictions import read_predictions, write_predictions
-from fairaug.fairness import training
 from fairaug.fairness.training import inverse_frequency_weights, predict, train_classifier
 
 CLASSES = list(HAM10000_DX)
@@ -115,20 +114,11 @@ def test_same_seed_same_weights(datasets):
     assert not state_equal(first, other)
 
 
-def test_pretraining_phase_sees_only_its_set_then_the_train_split(datasets, monkeypatch):
+def test_pretraining_phase_sees_only_its_set_then_the_train_split(datasets, training_sets):
     # the test split stands in for the synthetic images: any set apart from train
     config = FAST.model_copy(update={"epochs": 1})
-    shuffled = []
-    make_loader = training.make_loader
-
-    def spy(dataset, config, shuffle=False):
-        if shuffle:
-            shuffled.append(dataset)
-        return make_loader(dataset, config, shuffle)
-
-    monkeypatch.setattr(training, "make_loader", spy)
     first, history = train_classifier(datasets["train"], datasets["val"], config, datasets["test"], pretrain_epochs=2)
-    assert shuffled == [datasets["test"], datasets["train"]]
+    assert training_sets == [datasets["test"], datasets["train"]]
     assert len(history.pretrain_loss) == 2 and len(history.train_loss) == 1
     second, second_history = train_classifier(datasets["train"], datasets["val"], config, datasets["test"], 2)
     assert state_equal(first, second) and history == second_history  # same seed, same weights

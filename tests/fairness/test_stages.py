@@ -22,7 +22,7 @@ from fairaug.fairness.model import load_classifier
 from fairaug.fairness.predictions import read_predictions, score_column, write_predictions
 from fairaug.fairness.report import fairness_report
 from fairaug.fairness.training import predict
-from fairaug.fairness import stage, training
+from fairaug.fairness import stage
 from fairaug.fairness.data import ManifestDataset
 from fairaug.fairness.files import FAIRNESS, METRICS, MIX, PER_FST_PLOT, PREDICTIONS, ROC_PLOT, WEIGHTS
 from fairaug.fairness.mix import MixedDataset, mix_counts
@@ -233,29 +233,20 @@ def run_named_param(name: str, param: str) -> str:
     return mlflow.MlflowClient().get_run(run_named(name)).data.params[param]
 
 
-def test_pretrain_finetune_trains_on_synthetic_then_on_real(trained, params, tmp_path, monkeypatch):
+def test_pretrain_finetune_trains_on_synthetic_then_on_real(trained, params, tmp_path, training_sets):
     prepared, _, _ = trained
     synthetic = tmp_path / "outputs" / "ham10000" / "synthetic"
     with stage_run("generate", "ham10000", params, {}, outs=[synthetic]):
         synthetic_manifest = write_synthetic_set(synthetic, {(k, "mel"): (3, 1) for k in FST_VALUES}, CLASSES)
     params = params.model_copy(update={"mix": params.mix.model_copy(update={"mode": "pretrain_finetune",
                                                                              "pretrain_epochs": 2})})
-    phases = []  # the training sets, in the order training.py makes their loaders
-    make_loader = training.make_loader
-
-    def spy(dataset, config, shuffle=False):
-        if shuffle:
-            phases.append(dataset)
-        return make_loader(dataset, config, shuffle)
-
-    monkeypatch.setattr(training, "make_loader", spy)
     out = tmp_path / "outputs" / "ham10000" / "classifier" / "augmented"
     train_augmented_classifier(params, "ham10000", prepared, synthetic, out)
 
     manifest = pd.read_parquet(prepared / MANIFEST)
     train_rows = manifest[manifest["split"] == "train"]
     counts = mix_counts(train_rows, synthetic_manifest, params.mix)
-    pretrain, finetune = phases
+    pretrain, finetune = training_sets
     assert (pretrain.rows["source"] == "synthetic").all() and len(pretrain) == counts["synthetic"].sum() > 0
     assert set(pretrain.rows["path"]) <= set(synthetic_manifest["path"])
     assert type(finetune) is ManifestDataset and finetune.rows["path"].tolist() == train_rows["path"].tolist()
