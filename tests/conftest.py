@@ -110,6 +110,23 @@ def mlflow_uri(tmp_path, monkeypatch) -> str:
     return uri
 
 
+@pytest.fixture
+def training_sets(monkeypatch) -> list:
+    """The data sets the classifier trains on, in the order fairness.training makes their shuffled loaders."""
+    from fairaug.fairness import training
+
+    sets = []
+    make_loader = training.make_loader
+
+    def spy(dataset, config, shuffle=False):
+        if shuffle:
+            sets.append(dataset)
+        return make_loader(dataset, config, shuffle)
+
+    monkeypatch.setattr(training, "make_loader", spy)
+    return sets
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
