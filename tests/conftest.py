@@ -4,6 +4,7 @@ and a temporary MLflow store. Tests never touch the user's mlflow.db, data/ or h
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,43 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PAT
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["params.yaml", "dvc.yaml", ".dvcignore", "pipelines", "profiles", "src"]
 DERM_N, WOUND_N = 160, 90
+
+
+def scheduling_unit(nodeid: str) -> str:
+    """What one xdist worker runs as a whole: a test file, or a test directory with a conftest.py of
+    its own (its session fixtures, such as the dashboards' seeded store, are then built once)."""
+    path = nodeid.split("::", 1)[0]
+    folder = posixpath.dirname(path)
+    return folder if folder != "tests" and (REPO_ROOT / folder / "conftest.py").exists() else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`pytest -n N`: whole units per worker (`scheduling_unit`), so that a module fixture (a trained
+    LoRA, a generated set) is built once, not once on each worker that runs some of its tests."""
+    if config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scheduling_unit(nodeid)
+
+    return UnitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, the longest units first, so that the workers finish together: the e2e test (about
+    13 minutes alone on one worker), then units with slow tests, then the rest, each group in collection
+    order (`make test` passes --no-loadscope-reorder, which keeps this order)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank: dict[str, int] = {}
+    for item in items:
+        unit = scheduling_unit(item.nodeid)
+        own = 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("slow") else 2
+        rank[unit] = min(rank.get(unit, 2), own)
+    items.sort(key=lambda item: rank[scheduling_unit(item.nodeid)])  # stable: a unit's tests stay together
 
 
 @pytest.fixture(autouse=True)
@@ -72,6 +110,23 @@ def mlflow_uri(tmp_path, monkeypatch) -> str:
     return uri
 
 
+@pytest.fixture
+def training_sets(monkeypatch) -> list:
+    """The data sets the classifier trains on, in the order fairness.training makes their shuffled loaders."""
+    from fairaug.fairness import training
+
+    sets = []
+    make_loader = training.make_loader
+
+    def spy(dataset, config, shuffle=False):
+        if shuffle:
+            sets.append(dataset)
+        return make_loader(dataset, config, shuffle)
+
+    monkeypatch.setattr(training, "make_loader", spy)
+    return sets
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
@@ -79,9 +134,9 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) 
     return result
 
 
-def make_project(root: Path, fixture_data: Path) -> Path:
-    """A copy of this project (params, dvc.yaml, stages, code) with the small fixture data under data/,
-    in its own git + DVC repo."""
+def make_project(root: Path, fixture_data: Path, datasets: tuple[str, ...] = ()) -> Path:
+    """A copy of this project (params, dvc.yaml, stages, code) with the small fixture data under data/
+    (only ``datasets``' when given), in its own git + DVC repo."""
     root.mkdir(parents=True)
     for name in PROJECT_FILES:
         source = REPO_ROOT / name
@@ -89,7 +144,11 @@ def make_project(root: Path, fixture_data: Path) -> Path:
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(source, root / name)
-    shutil.copytree(fixture_data, root / "data")
+    if datasets:
+        for name in datasets:
+            shutil.copytree(fixture_data / name, root / "data" / name)
+    else:
+        shutil.copytree(fixture_data, root / "data")
     run(["git", "init", "-q"], root)
     run(["git", "config", "user.email", "test@example.com"], root)
     run(["git", "config", "user.name", "test"], root)
@@ -131,9 +190,25 @@ def load_services_module():
 
 @pytest.fixture(scope="session")
 def services(tmp_path_factory):
-    """PostgreSQL, an S3 object store (moto) and an MLflow server on them, started once per test
-    session (per xdist worker) by scripts/services.py and stopped at its end. Tests that share it keep
-    apart by their experiment prefix (params tracking.experiment_prefix); `.env` holds the variables."""
-    started = load_services_module().start(tmp_path_factory.mktemp("services"), mlflow_workers=1)
+    """PostgreSQL, an S3 object store (moto) and an MLflow server on them (scripts/services.py), started
+    once per test run and shared by the xdist workers (pytest-xdist's pattern: a lock in the run's
+    common temp directory): the first worker that needs them starts them, the last one done stops
+    them. Tests that share it keep apart by their experiment prefix (params
+    tracking.experiment_prefix); `.env` holds the variables."""
+    from filelock import FileLock
+
+    module = load_services_module()
+    common = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        common = common.parent  # the controller's basetemp, parent of every worker's
+    lock, users = FileLock(common / "services.lock"), common / "services.users"
+    with lock:
+        count = int(users.read_text()) if users.exists() else 0
+        started = module.Services.load(common / "services") if count else module.start(common / "services")
+        users.write_text(str(count + 1))
     yield started
-    started.stop()
+    with lock:
+        count = int(users.read_text()) - 1
+        users.write_text(str(count))
+        if count == 0:
+            started.stop()

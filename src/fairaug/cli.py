@@ -270,6 +270,22 @@ def fairness_report_command(
     console.print(f"wrote {out}: {len(frame)} predictions, FST groups {sorted(frame['fst'].unique().tolist())}")
 
 
+@app.command()
+@exit_on_user_error
+def results(
+    out: Annotated[Path, typer.Option(help="Markdown file to write")] = Path("docs/results.md"),
+    project: Annotated[Path, typer.Option(help="DVC project root")] = Path("."),
+) -> None:
+    """Collect the finished DVC experiments (`dvc exp run --queue ...`, `dvc queue start`) into one
+    table per data set: per-FST AUROC and sensitivity, AUROC gap and EOD of the real-only and the
+    augmented classifier and their difference, mean ± std over seeds, per setting."""
+    from fairaug.fairness.results import write_results
+
+    command = f"fairaug results --out {out}" + (f" --project {project}" if project != Path(".") else "")
+    table = write_results(project, out, command)
+    console.print(f"wrote {out}: {table['dataset'].nunique()} data sets, {table['setting'].nunique()} settings")
+
+
 class QualityExtractor(str, Enum):
     inception = "inception"
     evaluator = "evaluator"

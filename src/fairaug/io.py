@@ -4,6 +4,7 @@ digests, and the containment check of paths read from a manifest."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import math
@@ -17,11 +18,46 @@ from pathlib import Path
 from fairaug.errors import DataError
 
 
+# Every temporary a write makes is named `.<name>[.<random>].tmp`, beside what it becomes: a write
+# killed half way leaves one, which `remove_stale_temps` recognises and removes when the stage reruns.
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    """The fixed temporary name of ``path`` (``.<name>.tmp`` beside it), for writers that are the only
+    ones writing ``path`` (a checkpoint, a shard, a safetensors file)."""
+    path = Path(path)
+    return path.with_name(f"{TEMP_PREFIX}{path.name}{TEMP_SUFFIX}")
+
+
+def remove_stale_temps(path: str | os.PathLike, *, inside: bool = False) -> list[Path]:
+    """Remove what interrupted writes of ``path`` left: its temporaries beside it (``.<name>.tmp``,
+    ``.<name>.<random>.tmp``) and, with ``inside``, every temporary anywhere in the directory ``path``
+    (a DVC `persist` out, which a rerun writes into instead of replacing). Only for a place no other
+    process is writing to.
+
+    Returns:
+        The paths removed.
+    """
+    path = Path(path)
+    beside = path.parent.glob(f"{TEMP_PREFIX}{glob.escape(path.name)}.*") if path.parent.is_dir() else []
+    stale = [p for p in beside if p.name.endswith(TEMP_SUFFIX)]
+    if inside and path.is_dir():
+        stale += path.rglob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}")
+    stale = sorted(stale)
+    for temp in stale:
+        if temp.is_dir() and not temp.is_symlink():
+            shutil.rmtree(temp, ignore_errors=True)
+        else:
+            temp.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a temp file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX)
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; outputs are ordinary shared files
         with os.fdopen(fd, "wb") as handle:
@@ -102,7 +138,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX))
     tmp.chmod(0o755)  # mkdtemp makes 0700
     try:
         yield tmp

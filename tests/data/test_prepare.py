@@ -11,7 +11,7 @@ from PIL import Image
 
 from fairaug.config import DatasetConfig, PrepareConfig
 from fairaug.data.fixtures import write_derm_fixture
-from fairaug.data.prepare import MANIFEST_COLUMNS, prepare_dataset
+from fairaug.data.prepare import MANIFEST_COLUMNS, prepare_dataset, summary_metrics
 from fairaug.data.report import render_validation_html
 from fairaug.errors import DataError
 from fairaug.skin.types import FST_ROMAN, FST_UNKNOWN
@@ -79,6 +79,21 @@ def test_max_images_subsamples(fixture_data):
     )
     assert abs(len(manifest) - 60) <= 7  # at least one per label, rounded per label
     assert report["n_images"] == len(manifest)
+
+
+def test_min_test_per_fst_reaches_the_manifest_and_report(fixture_data):
+    config = derm_config(fixture_data / "ham10000")
+    plain, plain_report = prepare_dataset("ham10000", config, PrepareConfig())
+    short = min(v for k, v in plain_report["fst_counts"]["test"].items() if k != "unknown")
+    manifest, report = prepare_dataset("ham10000", config, PrepareConfig(split={"min_test_per_fst": short + 2}))
+    test = manifest[manifest["split"] == "test"]
+    assert test["fst"].value_counts()[list(FST_ROMAN)].min() >= short + 2
+    assert manifest.groupby("group_id")["split"].nunique().max() == 1
+    assert report["min_test_per_fst"] == short + 2 and plain_report["min_test_per_fst"] is None
+    metrics = summary_metrics(report)
+    for k in FST_ROMAN:
+        assert metrics[f"data/test_images.fst{k}"] == (test["fst"] == k).sum()
+    assert "min_test_per_fst): " + str(short + 2) in render_validation_html(report, manifest)
 
 
 @pytest.fixture
@@ -166,8 +181,24 @@ def closeups(tmp_path_factory) -> Path:
     return write_derm_fixture(tmp_path_factory.mktemp("closeups") / "ham10000", n=90, seed=0, closeup_share=1.0)
 
 
-def test_lesion_filled_closeups_get_an_unknown_fst_instead_of_a_dark_one(closeups):
+def test_a_set_of_lesion_crops_gets_no_fst_estimate(closeups):
+    # most close-ups show too little skin; in the rest, what looks like skin is mostly lesion (a light
+    # patient's lesion that fills the frame reads as FST V-VI), so the whole set abstains
     manifest, report = prepare_dataset("ham10000", derm_config(closeups), PrepareConfig(fst_source="ita"))
+    assert (manifest["fst"] == FST_UNKNOWN).all() and (manifest["fst_source"] == "unknown").all()
+    assert "lesion crops" in report["ita_void"]["reason"]
+    assert report["ita_agreement"] == {"n": 0, "abstained": len(manifest)}
+    assert "No ITA estimate for this data set" in render_validation_html(report, manifest)
+    # FST labels still count, and a usual view keeps its estimates
+    labelled, _ = prepare_dataset("ham10000", derm_config(closeups), PrepareConfig())
+    assert (labelled["fst_source"] == "label").all()
+
+
+def test_lesion_filled_closeups_get_an_unknown_fst_instead_of_a_dark_one(closeups):
+    # per image, with the set-level rule off
+    manifest, report = prepare_dataset("ham10000", derm_config(closeups),
+                                       PrepareConfig(fst_source="ita", max_abstention_share=1.0))
+    assert report["ita_void"]["reason"] is None
     unknown = manifest["fst_source"] == "unknown"
     assert (manifest.loc[unknown, "fst"] == FST_UNKNOWN).all() and (manifest.loc[~unknown, "fst"] >= 1).all()
     assert unknown.mean() >= 0.25
@@ -183,21 +214,21 @@ def test_lesion_filled_closeups_get_an_unknown_fst_instead_of_a_dark_one(closeup
     # every image still gets a split: the classifiers train and test on it
     assert manifest["split"].isin(["train", "val", "test"]).all()
 
-    # a stricter bar abstains on more; with FST labels (fst_source auto) the label wins
-    strict, _ = prepare_dataset("ham10000", derm_config(closeups), PrepareConfig(fst_source="ita", min_skin_fraction=0.6))
+    # a stricter bar abstains on more
+    strict, _ = prepare_dataset("ham10000", derm_config(closeups),
+                                PrepareConfig(fst_source="ita", min_skin_fraction=0.6, max_abstention_share=1.0))
     assert (strict["fst_source"] == "unknown").sum() > unknown.sum()
-    labelled, _ = prepare_dataset("ham10000", derm_config(closeups), PrepareConfig())
-    assert (labelled["fst_source"] == "label").all()
 
 
 def test_the_usual_view_of_the_fixture_needs_no_abstention(fixture_data):
     manifest, report = prepare_dataset("ham10000", derm_config(fixture_data / "ham10000"), PrepareConfig(fst_source="ita"))
     assert (manifest["fst_source"] == "ita").all()
-    assert report["ita_agreement"]["abstained"] == 0
+    assert report["ita_agreement"]["abstained"] == 0 and report["ita_void"]["reason"] is None
 
 
 def test_validation_html_shows_what_the_estimate_saw_per_fst(closeups):
-    manifest, report = prepare_dataset("ham10000", derm_config(closeups), PrepareConfig(fst_source="ita"))
+    manifest, report = prepare_dataset("ham10000", derm_config(closeups),
+                                       PrepareConfig(fst_source="ita", max_abstention_share=1.0))
     page = render_validation_html(report, manifest)
     sections = re.findall(r"<h3>([^<]+)</h3><div class=examples>(.*?)</div>", page)
     shown = {title: body.count("<figure>") for title, body in sections}

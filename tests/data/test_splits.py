@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from fairaug.config import SplitConfig
+from fairaug.errors import DataError
 from fairaug.data.splits import assign_splits, near_duplicates_across_splits, stratified_subsample, split_groups
 
 
@@ -94,3 +95,60 @@ def test_copies_and_near_duplicates_are_merged_into_one_split_group():
     assert report == {"groups_before": 5, "groups_after": 3, "merged_pairs": {"identical": 1, "near_duplicate": 1}}
     untouched, _ = split_groups(records, max_distance=0)
     assert list(untouched) == ["a", "a", "c", "d", "e", "e"]
+
+
+@pytest.fixture
+def skin_typed() -> pd.DataFrame:
+    """400 groups of 1-3 rows, FST imbalanced like real data (few V-VI, some unknown); a group has one
+    label and one FST, except a few groups holding two FSTs (several images of one patient)."""
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(1, 4, size=400)
+    group_fst = rng.choice([0, 1, 2, 3, 4, 5, 6], p=[0.05, 0.25, 0.3, 0.2, 0.12, 0.05, 0.03], size=400)
+    frame = pd.DataFrame({"group_id": np.repeat([f"g{i}" for i in range(400)], sizes),
+                          "label": np.repeat(rng.choice(["a", "b"], p=[0.7, 0.3], size=400), sizes),
+                          "fst": np.repeat(group_fst, sizes)})  # fmt: skip
+    mixed = frame.index[frame["group_id"].isin(["g0", "g1", "g2"])][::2]
+    frame.loc[mixed, "fst"] = 6
+    return frame
+
+
+def _split_with_minimum(frame: pd.DataFrame, minimum: int | None, seed: int = 0) -> pd.Series:
+    strata = [frame["label"] + "|" + frame["fst"].astype(str), frame["label"]]
+    return assign_splits(strata, frame["group_id"], SplitConfig(min_test_per_fst=minimum), seed, fst=frame["fst"])
+
+
+def test_min_test_per_fst_holds_group_disjoint_and_only_adds_to_test(skin_typed):
+    plain = _split_with_minimum(skin_typed, None)
+    fst_vi = skin_typed["fst"] == 6
+    assert (plain[fst_vi] == "test").sum() < 10  # the shares alone leave FST VI short
+    minimum = 10
+    split = _split_with_minimum(skin_typed, minimum)
+    frame = skin_typed.assign(split=split)
+    assert frame.groupby("group_id")["split"].nunique().max() == 1
+    test_counts = frame[frame["split"] == "test"]["fst"].value_counts()
+    for k in range(1, 7):
+        assert test_counts[k] >= minimum
+        assert ((frame["fst"] == k) & (frame["split"] == "train")).any()  # a train group of every FST stays
+    # the shares' assignment stands except for groups moved from train / val into test
+    changed = plain != split
+    assert changed.any() and (split[changed] == "test").all()
+    assert (split[plain == "test"] == "test").all()
+    # moved groups are drawn at random: the label mix of the test split stays near the data's
+    overall = frame["label"].value_counts(normalize=True)
+    assert (frame[frame["split"] == "test"]["label"].value_counts(normalize=True) - overall).abs().max() < 0.1
+    assert split.equals(_split_with_minimum(skin_typed, minimum))  # seeded
+
+
+def test_min_test_per_fst_already_met_or_null_changes_nothing(skin_typed):
+    plain = _split_with_minimum(skin_typed, None)
+    already = int(skin_typed[plain == "test"]["fst"].value_counts()[[1, 2, 3, 4, 5, 6]].min())
+    assert _split_with_minimum(skin_typed, already).equals(plain)
+
+
+def test_min_test_per_fst_too_few_images_names_the_fst(skin_typed):
+    fst_vi = skin_typed[skin_typed["fst"] == 6]
+    images, groups = len(fst_vi), fst_vi["group_id"].nunique()
+    # every FST VI image but one group's would have to be in test: impossible
+    expected = rf"min_test_per_fst is {images} but FST 6 has {images} images in {groups} groups"
+    with pytest.raises(DataError, match=expected):
+        _split_with_minimum(skin_typed, images)

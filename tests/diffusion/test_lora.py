@@ -3,16 +3,20 @@
 import json
 import shutil
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torchvision
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from diffusers import StableDiffusionPipeline
+from diffusers.models.attention_processor import AttnProcessor2_0
 from safetensors.torch import load_file
 
 from fairaug.config import DatasetConfig, Params, PrepareConfig, load_params, render_params
-from fairaug.config.diffusion import BaseConfig, TrainLoraConfig
+from fairaug.config.diffusion import BaseConfig, PerceptualLossConfig, TrainLoraConfig
 from fairaug.config.generation import GenerateConfig
 from fairaug.data.files import MANIFEST
 from fairaug.data.prepare import prepare_dataset
@@ -22,6 +26,7 @@ from fairaug.diffusion.data import StepBatchSampler, balanced_weights, hflip
 from fairaug.diffusion.lora import (CHECKPOINTS, EMA_WEIGHTS, KOHYA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraTrainer,
                                    trained_weights)
 from fairaug.diffusion.loss import PosteriorCache, draw_step_noise, encode_latents
+from fairaug.diffusion.perceptual import PerceptualLoss
 from fairaug.diffusion.prompts import all_prompts
 from fairaug.diffusion.stage import MODEL_CARD, SAMPLES, lora_data, train_lora
 from fairaug.diffusion.tokenizer import build_tokenizer
@@ -184,13 +189,12 @@ def test_resume_from_checkpoint_equals_uninterrupted(fixture_data, derm_manifest
     assert resumed.state.history == full.state.history
 
 
-def test_early_stopping_kohya_export_and_8bit_fallback(fixture_data, derm_manifest, tmp_path):
+def test_early_stopping_and_kohya_export(fixture_data, derm_manifest, tmp_path):
     # a learning rate this high makes the validation loss get worse: training must stop early
     params = tiny_params(fixture_data, lr=5.0, max_steps=12, validate_every=1, early_stopping_patience=2,
-                         export_kohya=True, use_8bit_adam=True)
-    with pytest.warns(UserWarning, match="bitsandbytes is not installed"):
-        trainer = LoraTrainer(fresh_tiny_pipeline(params), lora_data(params, "ham10000", derm_manifest),
-                              params.train_lora, tmp_path / "lora", "fp", Accelerator(cpu=True))
+                         export_kohya=True)
+    trainer = LoraTrainer(fresh_tiny_pipeline(params), lora_data(params, "ham10000", derm_manifest),
+                          params.train_lora, tmp_path / "lora", "fp", Accelerator(cpu=True))
     state = trainer.train()
     val_losses = np.nan_to_num([h["val/loss"] for h in state.history], nan=np.inf)  # diverged: never the best
     assert state.stopped_early and state.step < 12
@@ -294,3 +298,130 @@ def test_bad_resume_and_lora_settings_are_one_line(lora_stage, tmp_path, capsys)
     stderr = one_error_line(capsys, lambda: lora_stage(target_modules=["time_embedding"]))
     assert ("train_lora.target_modules ['time_embedding']: Target module TimestepEmbedding(...) is not supported"
             in stderr)  # the module's repr left out: one line
+
+
+def small_feature_net(blind: bool = False) -> PerceptualLoss:
+    """A two-layer conv net in VGG's place; ``blind``: all weights 0, so it sees nothing in any image."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 8, 3, stride=2, padding=1), torch.nn.ReLU())  # fmt: skip
+    if blind:
+        torch.nn.init.zeros_(net[0].weight), torch.nn.init.zeros_(net[0].bias)
+    return PerceptualLoss(net, taps=[1, 3])
+
+
+def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys() and len(a) > 0
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def test_perceptual_loss_trains_and_logs_its_parts(fixture_data, derm_manifest, tmp_path):
+    params = tiny_params(fixture_data, max_steps=3, validate_every=10, checkpoint_every=10)
+    data = lora_data(params, "ham10000", derm_manifest)
+
+    def train(name: str, weight: float, net: PerceptualLoss | None, **options) -> LoraTrainer:
+        config = params.train_lora.model_copy(update={"perceptual_loss": PerceptualLossConfig(weight=weight),
+                                                      **options})
+        trainer = LoraTrainer(fresh_tiny_pipeline(params), data, config, tmp_path / name, "fp", Accelerator(cpu=True),
+                              perceptual=net)  # fmt: skip
+        trainer.train(resume=None)
+        return trainer
+
+    plain = train("plain", 0.0, small_feature_net())  # weight 0: the network is not used
+    assert plain.perceptual is None
+    assert all(set(h) == {"step", "train/loss", "train/lr"} | ({"val/loss"} & set(h)) for h in plain.state.history)
+    # a network that sees nothing: the term and its gradient are exactly 0, so turning the loss on
+    # leaves the diffusion term, the data and the step randomness as they were, bit for bit
+    blind = train("blind", 0.1, small_feature_net(blind=True))
+    assert max_difference(blind.final_states()[LORA_WEIGHTS], plain.final_states()[LORA_WEIGHTS]) == 0
+    assert [h["train/loss"] for h in blind.state.history] == [h["train/loss"] for h in plain.state.history]
+    assert all(h["train/loss_perceptual"] == 0 for h in blind.state.history)
+
+    seeing = train("seeing", 0.5, small_feature_net())
+    for h in seeing.state.history:
+        assert h["train/loss_perceptual"] > 0
+        assert h["train/loss"] == pytest.approx(h["train/loss_diffusion"] + 0.5 * h["train/loss_perceptual"], rel=1e-6)
+    # the first step starts from the same LoRA: the same diffusion loss; then the extra gradient moves it
+    assert seeing.state.history[0]["train/loss_diffusion"] == plain.state.history[0]["train/loss"]
+    assert max_difference(seeing.final_states()[LORA_WEIGHTS], plain.final_states()[LORA_WEIGHTS]) > 1e-4
+    # gradient checkpointing then covers the VAE decoder too, and trains the same LoRA
+    checkpointed = train("checkpointed", 0.5, small_feature_net(), gradient_checkpointing=True)
+    assert checkpointed.pipeline.vae.is_gradient_checkpointing
+    assert max_difference(checkpointed.final_states()[LORA_WEIGHTS], seeing.final_states()[LORA_WEIGHTS]) <= 1e-5
+    with pytest.raises(ValueError, match="needs its feature network"):
+        train("none", 0.1, None)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one process-wide state that refuses another mixed precision: reset it around
+    a test that changes it."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_speed_options_train_on_cpu_like_the_defaults(fixture_data, derm_manifest, tmp_path, monkeypatch,
+                                                      fresh_accelerate_state):
+    params = tiny_params(fixture_data, max_steps=2, validate_every=10, checkpoint_every=10)
+    data = lora_data(params, "ham10000", derm_manifest)
+
+    def train(name: str, mixed_precision: str = "no", **options) -> tuple[LoraTrainer, torch.nn.Module]:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        config = params.train_lora.model_copy(update=options)
+        trainer = LoraTrainer(fresh_tiny_pipeline(params), data, config, tmp_path / name, "fp",
+                              Accelerator(cpu=True, mixed_precision=mixed_precision))
+        unet = trainer.accelerator.unwrap_model(trainer.unet)
+        dtypes = []
+        unet.conv_in.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+        trainer.train(resume=None)
+        return trainer.final_states()[LORA_WEIGHTS], unet, set(dtypes)
+
+    default, unet, dtypes = train("default")
+    # defaults touch nothing: contiguous weights, not compiled, no checkpointing, fp32, and SDPA attention
+    # (diffusers' default on torch 2), LoRA layers included
+    assert unet.conv_in.weight.is_contiguous() and unet._compiled_call_impl is None
+    assert not unet.is_gradient_checkpointing and dtypes == {torch.float32}
+    assert {type(p) for p in unet.attn_processors.values()} == {AttnProcessor2_0}
+
+    fast, unet, _ = train("fast", channels_last=True, gradient_checkpointing=True)
+    assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last) and unet.is_gradient_checkpointing
+    assert max_difference(fast, default) <= 1e-5  # the same training, up to float rounding
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: compiled.append(fn) or fn)
+    same, unet, _ = train("compiled", compile=True)
+    assert len(compiled) == 1 and unet._compiled_call_impl is not None  # the UNet's call went through torch.compile
+    assert max_difference(same, default) == 0
+
+    # bf16 autocast (CPU has it) reaches the UNet through accelerate: other rounding, the same training
+    bf16, _, dtypes = train("bf16", mixed_precision="bf16")
+    assert dtypes == {torch.bfloat16}
+    assert 0 < max_difference(bf16, default) < 1e-2
+
+
+def test_cuda_only_options_and_missing_perceptual_weights_are_one_line(lora_stage, tmp_path, capsys,
+                                                                       fresh_accelerate_state):
+    stderr = one_error_line(capsys, lambda: lora_stage(mixed_precision="fp16"))
+    assert "train_lora.mixed_precision: fp16 needs a CUDA device, this run is on cpu: set bf16 (CPU too) or fp32" in stderr
+    AcceleratorState._reset_state(reset_partial_state=True)
+    stderr = one_error_line(capsys, lambda: lora_stage(use_8bit_adam=True))
+    assert "train_lora.use_8bit_adam needs a CUDA device, this run is on cpu: set false here" in stderr
+
+    # the perceptual loss loads vgg16 from the weights cache (relative to the project, here tmp_path)
+    weights = tmp_path / ".fairaug-weights/torch/hub/checkpoints/vgg16-397923af.pth"
+    stderr = one_error_line(capsys, lambda: lora_stage(perceptual_loss={"weight": 0.1}))
+    assert f"{weights.relative_to(tmp_path)}: missing perceptual loss network (vgg16" in stderr
+    assert "fairaug weights fetch --profile" in stderr
+    assert not lora_stage.out.exists()  # stopped before anything ran
+    weights.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save({f"features.{k}": v for k, v in torchvision.models.vgg16().features.state_dict().items()}, weights)
+    lora_stage(perceptual_loss={"weight": 0.1, "layers": ["relu1_2", "relu2_2"]})
+    run = mlflow.search_runs(experiment_names=["fairaug/ham10000"], output_format="list")[0]
+    logged = mlflow.MlflowClient().get_metric_history
+    parts = {name: [m.value for m in logged(run.info.run_id, f"train/{name}")] for name in
+             ("loss", "loss_diffusion", "loss_perceptual")}  # fmt: skip
+    assert all(len(values) == 2 for values in parts.values()) and min(parts["loss_perceptual"]) > 0
+    np.testing.assert_allclose(parts["loss"], np.add(parts["loss_diffusion"], np.multiply(0.1, parts["loss_perceptual"])),
+                               rtol=1e-5)

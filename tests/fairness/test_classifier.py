@@ -114,6 +114,18 @@ def test_same_seed_same_weights(datasets):
     assert not state_equal(first, other)
 
 
+def test_pretraining_phase_sees_only_its_set_then_the_train_split(datasets, training_sets):
+    # the test split stands in for the synthetic images: any set apart from train
+    config = FAST.model_copy(update={"epochs": 1})
+    first, history = train_classifier(datasets["train"], datasets["val"], config, datasets["test"], pretrain_epochs=2)
+    assert training_sets == [datasets["test"], datasets["train"]]
+    assert len(history.pretrain_loss) == 2 and len(history.train_loss) == 1
+    second, second_history = train_classifier(datasets["train"], datasets["val"], config, datasets["test"], 2)
+    assert state_equal(first, second) and history == second_history  # same seed, same weights
+    plain, plain_history = train_classifier(datasets["train"], datasets["val"], config)
+    assert not state_equal(first, plain) and plain_history.pretrain_loss == []
+
+
 def test_early_stopping_keeps_the_best_epoch(datasets):
     config = FAST.model_copy(update={"epochs": 40, "patience": 1, "lr": 0.05})  # too high a rate: noisy losses
     _, history = train_classifier(datasets["train"], datasets["val"], config)

@@ -229,6 +229,34 @@ def test_evaluate_fairness_real_only_and_with_an_augmented_classifier(trained, p
     assert "augmented_fst1" in pd.read_csv(out.parent / ROC_PLOT).columns
 
 
+def run_named_param(name: str, param: str) -> str:
+    return mlflow.MlflowClient().get_run(run_named(name)).data.params[param]
+
+
+def test_pretrain_finetune_trains_on_synthetic_then_on_real(trained, params, tmp_path, training_sets):
+    prepared, _, _ = trained
+    synthetic = tmp_path / "outputs" / "ham10000" / "synthetic"
+    with stage_run("generate", "ham10000", params, {}, outs=[synthetic]):
+        synthetic_manifest = write_synthetic_set(synthetic, {(k, "mel"): (3, 1) for k in FST_VALUES}, CLASSES)
+    params = params.model_copy(update={"mix": params.mix.model_copy(update={"mode": "pretrain_finetune",
+                                                                             "pretrain_epochs": 2})})
+    out = tmp_path / "outputs" / "ham10000" / "classifier" / "augmented"
+    train_augmented_classifier(params, "ham10000", prepared, synthetic, out)
+
+    manifest = pd.read_parquet(prepared / MANIFEST)
+    train_rows = manifest[manifest["split"] == "train"]
+    counts = mix_counts(train_rows, synthetic_manifest, params.mix)
+    pretrain, finetune = training_sets
+    assert (pretrain.rows["source"] == "synthetic").all() and len(pretrain) == counts["synthetic"].sum() > 0
+    assert set(pretrain.rows["path"]) <= set(synthetic_manifest["path"])
+    assert type(finetune) is ManifestDataset and finetune.rows["path"].tolist() == train_rows["path"].tolist()
+    assert json.loads((out / MIX).read_text())["mode"] == "pretrain_finetune"
+    name = classifier_stage("ham10000", "augmented")
+    assert run_named_param(name, "mix.mode") == "pretrain_finetune"
+    history = mlflow.MlflowClient().get_metric_history(run_named(name), "classifier/pretrain_loss")
+    assert [m.step for m in history] == [1, 2]
+
+
 def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness_reports_deltas(
     trained, params, tmp_path, monkeypatch
 ):
@@ -242,9 +270,9 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
     seen = {}
     real_train = stage.train_classifier
 
-    def spy(train_set, val_set, config):
-        seen.update(train=train_set, val=val_set)
-        return real_train(train_set, val_set, config)
+    def spy(train_set, val_set, config, pretrain_set, pretrain_epochs):
+        seen.update(train=train_set, val=val_set, pretrain=pretrain_set)
+        return real_train(train_set, val_set, config, pretrain_set, pretrain_epochs)
 
     monkeypatch.setattr(stage, "train_classifier", spy)
     out = tmp_path / "outputs" / "ham10000" / "classifier" / "augmented"
@@ -258,12 +286,14 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
     assert isinstance(seen["train"], MixedDataset) and len(seen["train"]) == len(train_rows) + counts["synthetic"].sum()
     assert seen["train"].rows.groupby("source").size().to_dict() == {"real": len(train_rows),
                                                                      "synthetic": counts["synthetic"].sum()}
-    assert counts["synthetic"].sum() > 0
+    assert counts["synthetic"].sum() > 0 and seen["pretrain"] is None  # concat: one phase
     assert type(seen["val"]) is ManifestDataset and (seen["val"].rows["split"] == "val").all()
     predictions = read_predictions(out / PREDICTIONS)
     assert predictions["path"].tolist() == manifest.loc[manifest["split"] == "test", "path"].tolist()
 
     mix = json.loads((out / MIX).read_text())
+    assert mix.pop("mode") == "concat"
+    assert run_named_param(classifier_stage("ham10000", "augmented"), "mix.mode") == "concat"
     for k in FST_VALUES:
         assert mix[f"mix/real.fst{k}"] == counts.at[k, "real"] == (train_rows["fst"] == k).sum()
         assert mix[f"mix/synthetic.fst{k}"] == counts.at[k, "synthetic"] <= 12

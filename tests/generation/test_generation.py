@@ -14,6 +14,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
 from PIL import Image
 from skimage.metrics import structural_similarity
 
@@ -27,7 +29,7 @@ from fairaug.fairness.model import build_classifier, save_classifier
 from fairaug.generation import sampler
 from fairaug.generation.filter import RealNeighbours, select
 from fairaug.generation.plan import build_plan, image_seed
-from fairaug.generation.sampler import sample_batch
+from fairaug.generation.sampler import load_sampler, sample_batch
 from fairaug.generation.stage import generate_synthetic, kept_grid, sampling_fingerprint
 
 from synthetic_set import write_synthetic_set
@@ -128,11 +130,13 @@ def test_rerun_samples_only_missing_shards(tiny_base, tmp_path):
     assert len(first) == 2  # 8 images in shards of 4
     removed = sorted((out / "shards").glob("*.parquet"))[1]
     removed.unlink()
-    (out / "shards" / ".shard-000009.parquet.tmp").write_bytes(b"half a write")
+    killed_writes = [out / "shards" / ".shard-000009.parquet.tmp", out / ".manifest.parquet.k3x9a1.tmp"]
+    for path in killed_writes:
+        path.write_bytes(b"half a write")
     plan = build_plan(GenerateConfig(fsts=[1, 6], per_cell=2, overgenerate=1.0, batch_size=2, shard_size=4),
                       TEMPLATE, "derm", ["mel", "nv"])
     storage.prepare_resume(out, "fp", plan)
-    assert not (out / "shards" / ".shard-000009.parquet.tmp").exists()
+    assert not any(path.exists() for path in killed_writes)  # a persist out: DVC would cache them
     assert storage.done_shards(out, "fp", plan) == {0}
     run_worker(tmp_path, tiny_base, out, per_cell=2)
     assert shard_bytes(out) == first  # the missing shard came back byte for byte
@@ -212,11 +216,42 @@ def test_the_fingerprint_covers_what_changes_pixels_and_not_the_plan(tmp_path):
 
     same = {fingerprint(), fingerprint(per_cell=40), fingerprint(per_cell=None, top_up_to=9),
             fingerprint(overgenerate=3), fingerprint(batch_size=4, shard_size=8), fingerprint(labels=["mel"], fsts=[5]),
-            fingerprint(filter=FilterConfig(min_confidence=0.9))}  # fmt: skip
+            fingerprint(filter=FilterConfig(min_confidence=0.9)),
+            fingerprint(vae_slicing=True, channels_last=True, compile=True)}  # fmt: skip
     assert len(same) == 1
     assert fingerprint(steps=3) not in same and fingerprint(guidance_scale=2) not in same
+    assert fingerprint(vae_tiling=True) not in same  # blended tiles are other pixels
     (lora / "weights").write_bytes(b"other LoRA")
     assert fingerprint() not in same
+
+
+def test_speed_options_sample_what_the_defaults_sample(tiny_base, monkeypatch):
+    config = GenerateConfig(fsts=[1, 6], per_cell=1, overgenerate=1.0, steps=2, batch_size=2, shard_size=2)
+    rows = build_plan(config, TEMPLATE, "derm", ["mel"])
+
+    def sample(**options):
+        pipeline = load_sampler(tiny_base, None, config.model_copy(update=options))
+        return pipeline, np.stack(sample_batch(pipeline, rows, config)).astype(int)
+
+    pipeline, default = sample()
+    # defaults touch nothing; attention is torch's SDPA (diffusers' default on torch 2)
+    assert not pipeline.vae.use_slicing and not pipeline.vae.use_tiling and pipeline.unet._compiled_call_impl is None
+    assert pipeline.unet.conv_in.weight.is_contiguous()
+    assert {type(p) for p in pipeline.unet.attn_processors.values()} == {AttnProcessor2_0}
+
+    pipeline, fast = sample(vae_slicing=True, vae_tiling=True, channels_last=True)
+    assert pipeline.vae.use_slicing and pipeline.vae.use_tiling
+    assert all(module.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+               for module in (pipeline.unet, pipeline.vae.decoder))  # fmt: skip
+    # one image at a time, in channels-last layout: the same images up to rounding (tiling acts only
+    # above the VAE's sample size, here 32 px)
+    assert np.abs(fast - default).max() <= 1
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: compiled.append(fn) or fn)
+    pipeline, same = sample(compile=True)
+    assert len(compiled) == 1 and pipeline.unet._compiled_call_impl is not None
+    assert np.array_equal(same, default)
 
 
 @pytest.mark.slow

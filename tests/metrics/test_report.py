@@ -86,28 +86,46 @@ def test_lpips_is_zero_for_copies_and_grows_with_distortion(sets):
     assert chosen["quality/memorization.ssim_near_copy"] == 0.75 and chosen["quality/memorization.ssim_near_copy.n"] == 4
 
 
-def test_fst_fidelity_leaves_out_and_counts_abstentions():
+def _skin_images(specs: list[tuple[int, bool]]) -> tuple[ImageSet, ImageSet]:
+    """(real, synthetic) sets of FST III or V skin per (requested FST, lesion fills the frame)."""
     size = 32
     skin = {2: (66.0, 13.0, 17.0), 5: (38.0, 12.0, 22.0)}  # ITA 35 (III) and -29 (V): CIELAB of real skin
     rows, images = [], []
     rows_grid, cols_grid = np.indices((size, size))
     lesion = np.hypot(rows_grid - size / 2, cols_grid - size / 2) < 0.62 * size  # fills all but the corners
-    for i, (requested, filled) in enumerate([(2, False), (3, False), (5, False), (5, False), (2, True), (3, True)]):
-        colour = skin[2] if requested <= 3 else skin[5]
+    for i, (requested, filled) in enumerate(specs):
         lab = np.empty((size, size, 3))
-        lab[:] = colour
+        lab[:] = skin[2] if requested <= 3 else skin[5]
         if filled:
             lab[lesion] = (30.0, 16.0, 24.0)
         images.append((lab2rgb(lab) * 255).round().astype(np.uint8))
         rows.append({"path": f"s{i}", "fst": requested, "label": "nv"})
     synthetic = in_memory_set(images, pd.DataFrame(rows))
     real = in_memory_set(images[:4], pd.DataFrame(rows[:4]).assign(path=[f"r{i}" for i in range(4)]))
+    return real, synthetic
+
+
+def _pixels_report(real: ImageSet, synthetic: ImageSet) -> dict:
     config = EvaluateQualityConfig(extractors=["pixels"], n_bootstrap=0, cache_dir=None)
-    report = quality_report(real, synthetic, build_extractors(["pixels"]), config, FeatureCache(None))
-    # 2 of 6 abstained; of the other 4, FST III skin asked as II or III is within one type, FST V as V
-    assert report["quality/fst_fidelity.abstention"] == pytest.approx(2 / 6)
-    assert report["quality/fst_fidelity"] == 1.0 and report["quality/fst_fidelity.n"] == 4
-    assert report["quality/fst_fidelity.fst2.n"] == 1 and report["quality/fst_fidelity.fst5.n"] == 2
+    return quality_report(real, synthetic, build_extractors(["pixels"]), config, FeatureCache(None))
+
+
+def test_fst_fidelity_leaves_out_and_counts_abstentions():
+    report = _pixels_report(*_skin_images([(2, False), (3, False), (5, False), (5, False), (5, False),
+                                           (2, True), (3, True)]))
+    # 2 of 7 abstained; of the other 5, FST III skin asked as II or III is within one type, FST V as V
+    assert report["quality/fst_fidelity.abstention"] == pytest.approx(2 / 7)
+    assert report["quality/fst_fidelity"] == 1.0 and report["quality/fst_fidelity.n"] == 5
+    assert report["quality/fst_fidelity.fst2.n"] == 1 and report["quality/fst_fidelity.fst5.n"] == 3
     # each real cell holds copies of one image: no diversity to compare with, said instead of a crash
     assert math.isnan(report["quality/diversity.pixels_ratio"])
     assert "identical" in report["quality/diversity.pixels_ratio.reason"]
+
+
+def test_fst_fidelity_of_a_set_that_mostly_abstains_is_unavailable():
+    # 3 of 7 lesion-filled (43% > 30%): a set of lesion crops, whose other images' skin is not to be trusted
+    report = _pixels_report(*_skin_images([(2, False), (3, False), (5, False), (5, False),
+                                           (2, True), (3, True), (5, True)]))
+    assert report["quality/fst_fidelity.abstention"] == pytest.approx(3 / 7)
+    assert math.isnan(report["quality/fst_fidelity"]) and "lesion crops" in report["quality/fst_fidelity.reason"]
+    assert "quality/fst_fidelity.fst5" not in report

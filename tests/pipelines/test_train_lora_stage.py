@@ -73,9 +73,15 @@ def test_killed_dvc_repro_resumes_and_matches(trained):
     stage = f"train_lora@{DATASET}"
     lora = trained / "outputs" / DATASET / "models" / "lora"
     start_and_kill_after_checkpoint(["dvc", "repro", stage], trained, lora / CHECKPOINTS)
+    # what kills in the middle of other writes leave in this persist out (DVC keeps it for the rerun)
+    killed_writes = [lora / "plots" / ".loss.csv.k3x9a1.tmp", lora / f".{LORA_WEIGHTS}.tmp" / LORA_WEIGHTS]
+    for path in killed_writes:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a write")
     rerun = run(["dvc", "repro", stage], trained)
     assert "train_lora: resuming from" in rerun.stderr + rerun.stdout
     assert_same_lora(trained / "outputs" / "reference", lora, atol=1e-6)
+    assert list(lora.rglob("*.tmp")) == []  # nothing half-written in what DVC cached
     again = run(["dvc", "repro", stage], trained)
     assert "Running stage" not in again.stdout  # and a second repro is a no-op
 

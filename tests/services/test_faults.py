@@ -1,9 +1,11 @@
 """Faults of a team-like setup (scripts/services.py's PostgreSQL + S3 + MLflow server):
 
 - the tracking server stops during a stage: one line within 30 s, exit != 0, no DVC out or lock
-  entry and no finished run; after a restart `dvc repro` completes with a run that has its lineage;
+  entry and no finished run; after a restart `dvc repro` completes with a run that has its lineage,
+  and the run the stopped server left RUNNING is marked FAILED;
 - the object store does not answer `dvc push`: a clear error, the cache and workspace intact;
-- a stage killed mid-write leaves no out for DVC to cache, and a rerun completes;
+- a stage killed mid-write leaves no out for DVC to cache, and a rerun completes, removes the
+  temporary the killed write left beside the out and marks the killed run FAILED;
 - a full disk, a read-only out directory or a file where it should be: one line, exit != 0, no
   traceback (the first two on a small tmpfs: skipped where mount is not allowed).
 """
@@ -21,6 +23,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from fairaug.tracking.runs import ABANDONED_TAG
+
 from conftest import make_project, run, write_params
 
 pytestmark = pytest.mark.slow
@@ -28,15 +32,21 @@ PREFIX = "faults"  # this module's experiments on the shared server
 PREPARED, CLASSIFIER = "outputs/wound/prepared", "outputs/wound/classifier/real"
 
 
-@pytest.fixture
-def wound_project(tmp_path, fixture_data, services):
-    """A small project (ci profile) whose stages log to the shared server under experiment prefix
-    `faults`, the DVC remote on its bucket."""
-    root = make_project(tmp_path / "project", fixture_data)
+@pytest.fixture(scope="module")
+def wound_template(tmp_path_factory, fixture_data) -> Path:
+    """A small project (ci profile, the wound data alone) whose stages log under experiment prefix
+    `faults`; made once, copied by each test."""
+    root = make_project(tmp_path_factory.mktemp("faults") / "project", fixture_data, datasets=("wound",))
     run(["fairaug", "profile", "ci"], root)
     write_params(root, tracking={"experiment_prefix": PREFIX})
     run(["git", "commit", "-qam", "ci profile"], root)
     return root
+
+
+@pytest.fixture
+def wound_project(wound_template, tmp_path, services) -> Path:
+    """This test's copy of the template, its stages logging to the shared server."""
+    return Path(shutil.copytree(wound_template, tmp_path / "project", symlinks=True))
 
 
 def locked_stages(root: Path) -> set[str]:
@@ -88,10 +98,15 @@ def test_tracking_server_stopped_during_a_stage(wound_project, services, tmp_pat
         assert not (root / CLASSIFIER).exists()
         assert "train_classifier@wound-real" not in locked_stages(root)
         assert stage_runs(shared, "train_classifier", "FINISHED") == []
+        (abandoned,) = stage_runs(shared, "train_classifier", "RUNNING")  # the stage could not close it
 
         own.start_mlflow(port=own.mlflow_port, workers=1)  # the same address again
         rerun = run(["dvc", "repro", "train_classifier@wound-real"], root, env=env)
         assert "Running stage 'train_classifier@wound-real'" in rerun.stdout
+        # the rerun marked the run of the ended process FAILED: none is left RUNNING for ever
+        assert stage_runs(shared, "train_classifier", "RUNNING") == []
+        (failed,) = stage_runs(shared, "train_classifier", "FAILED")
+        assert failed.info.run_id == abandoned.info.run_id and ABANDONED_TAG in failed.data.tags
         (finished,) = stage_runs(shared, "train_classifier", "FINISHED")
         (prepare,) = stage_runs(shared, "prepare", "FINISHED")
         assert finished.data.tags["fairaug.upstream.prepare"] == prepare.info.run_id
@@ -145,10 +160,16 @@ def test_stage_killed_mid_write_leaves_no_out_dvc_would_cache(wound_project, ser
     assert "prepare@wound" not in locked_stages(root)
     commit = run(["dvc", "commit", "-f", "prepare@wound"], root, check=False)
     assert commit.returncode != 0  # DVC has nothing to cache: the out does not exist
-    # a rerun completes with a whole out
+    assert list((root / "outputs" / "wound").glob(".prepared.*.tmp"))  # the killed write's, beside the out
+    client = MlflowClient(services.tracking_uri)
+    (killed,) = stage_runs(client, "prepare", "RUNNING")
+    # a rerun completes with a whole out, removes the killed write's temporary and fails its run
     run(["dvc", "repro", "prepare@wound"], root, env=services.env)
     assert len(pd.read_parquet(root / PREPARED / "manifest.parquet")) > 0
     assert "prepare@wound" in locked_stages(root)
+    assert list((root / "outputs").rglob("*.tmp")) == []
+    assert stage_runs(client, "prepare", "RUNNING") == []
+    assert killed.info.run_id in [r.info.run_id for r in stage_runs(client, "prepare", "FAILED")]
 
 
 def test_file_where_the_out_directory_should_be_is_one_line(wound_project, services):

@@ -11,8 +11,10 @@ from fairaug.skin.ita import (
     estimate_skin,
     fst_from_ita,
     ita_degrees,
+    set_abstention_reason,
     skin_mask,
 )
+from fairaug.skin.types import FST_UNKNOWN
 
 
 def hand_cielab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
@@ -154,3 +156,23 @@ def test_rejects_non_rgb_uint8():
         estimate_skin(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(ValueError, match="RGB uint8"):
         skin_mask(np.zeros((8, 8), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("estimates", "void"),
+    [
+        ([1, 2, None, 5], False),  # 1 of 4 abstained: 25% <= 30%
+        ([1, FST_UNKNOWN, None, 5], True),  # 2 of 4 (None and FST_UNKNOWN both abstain): 50%
+        ([1, float("nan"), 4, 5, 6], False),  # NaN (a missing estimate in a float column) abstains too: 20%
+        ([1, float("nan"), float("nan"), 5], True),
+        ([3] * 7 + [None] * 3, False),  # exactly 30% stays
+        ([3] * 6 + [None] * 4, True),
+        ([], False),
+    ],
+)
+def test_a_set_that_mostly_abstains_is_void_as_a_whole(estimates, void):
+    reason = set_abstention_reason(estimates)
+    assert (reason is not None) == void
+    if void:
+        assert "lesion crops" in reason
+    assert set_abstention_reason(estimates, max_abstention_share=1.0) is None

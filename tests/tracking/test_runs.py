@@ -1,5 +1,6 @@
 import contextlib
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from fairaug.config import Params
 from fairaug.data.files import MANIFEST
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5, git_commit
-from fairaug.tracking.runs import flatten
+from fairaug.tracking.pipelines import newest_downstream
+from fairaug.tracking.runs import ABANDONED_TAG, PROCESS_TAG, flatten
 
 from conftest import run
 
@@ -121,3 +123,62 @@ def test_default_store_is_sqlite_in_project_root(project, monkeypatch):
     assert (project / "mlflow.db").exists()
     run_info = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(default.run_id)
     assert run_info.info.artifact_uri.startswith((project / "mlartifacts").as_uri())
+
+
+def ended_process() -> str:
+    """The <host>:<pid> tag of a process of this host that has exited."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return f"{socket.gethostname()}:{child.pid}"
+
+
+def test_runs_an_ended_process_left_running_are_failed_by_the_next_run_and_lineage_skips_them(project, mlflow_uri):
+    params = Params()
+    client = mlflow.MlflowClient(mlflow_uri)
+    experiment = client.create_experiment("fairaug/wound")
+    prepared = Path("outputs", "wound", "prepared")
+    with stage_run("prepare", "wound", params, {}, outs=[prepared]) as finished:
+        prepared.mkdir(parents=True)
+        (prepared / MANIFEST).write_bytes(b"A")
+    # a later prepare wrote these same bytes and lost its server before closing its run
+    out_tag = {f"dvc.out_md5.{prepared.as_posix()}": dvc_md5(prepared)}
+
+    def left_running(process: str, name: str = "prepare@wound") -> str:
+        return client.create_run(experiment, run_name=name, tags={PROCESS_TAG: process, **out_tag}).info.run_id
+
+    abandoned = left_running(ended_process())
+    alive = left_running(f"{socket.gethostname()}:{os.getpid()}")  # a parallel experiment still at work
+    elsewhere = left_running("another-host.example:1")  # its process cannot be checked from here
+    other_stage = left_running(ended_process(), name="base_model@wound")
+    with stage_run("prepare", "wound", params, {}) as rerun:
+        pass
+
+    status = {run_id: client.get_run(run_id).info.status for run_id in (abandoned, alive, elsewhere, other_stage)}
+    assert status == {abandoned: "FAILED", alive: "RUNNING", elsewhere: "RUNNING", other_stage: "RUNNING"}
+    assert "ended without closing the run" in client.get_run(abandoned).data.tags[ABANDONED_TAG]
+    assert client.get_run(rerun.run_id).data.tags[PROCESS_TAG] == f"{socket.gethostname()}:{os.getpid()}"
+    # lineage takes only finished runs: the upstream of a new run, and the runs that followed a LoRA
+    with stage_run("base_model", "wound", params, {}, upstream={"prepare": prepared}) as base:
+        pass
+    assert client.get_run(base.run_id).data.tags["fairaug.upstream.prepare"] == finished.run_id
+    with stage_run("generate", "wound", params, {}) as generate:
+        mlflow.set_tag("fairaug.upstream.train_lora", "lora-run")
+    with pytest.raises(RuntimeError), stage_run("generate", "wound", params, {}):
+        mlflow.set_tag("fairaug.upstream.train_lora", "lora-run")
+        raise RuntimeError("killed")  # newer, and FAILED
+    assert newest_downstream(client, experiment, "generate", "train_lora", "lora-run").info.run_id == generate.run_id
+
+
+def test_stage_run_removes_the_temporaries_a_killed_run_left_beside_its_outs(project, mlflow_uri):
+    metrics = project / "outputs" / "wound" / "metrics"
+    metrics.mkdir(parents=True)
+    stale = [metrics / ".quality.json.k3x9a1.tmp", metrics / ".quality.json.tmp"]
+    for path in stale:
+        path.write_text("half a write")
+    (metrics / ".prepared.abc.tmp").mkdir()  # a directory out's temporary
+    kept = [metrics / ".other.json.k3x9a1.tmp", metrics / ".quality.json.notes", metrics / "quality.json.tmp"]
+    for path in kept:
+        path.write_text("not a temporary of these outs")
+    with stage_run("evaluate_quality", "wound", Params(), {}, outs=[metrics / "quality.json", metrics / "prepared"]):
+        assert not any(path.exists() for path in [*stale, metrics / ".prepared.abc.tmp"])
+    assert all(path.exists() for path in kept)

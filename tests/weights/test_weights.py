@@ -195,9 +195,9 @@ def test_tampered_files_are_refused(project, server, tmp_path, monkeypatch):
         fetch_weights([s for s in specs if s.key == SQUEEZE], root, LocalTransport(server))
 
 
-@pytest.mark.parametrize(("profile", "dataset", "resolution"),
-                         [("sd15-ham10000", "ham10000", 512), ("sd21-wound", "wound", 128)])
-def test_real_profiles_render_validate_and_plan_their_weights(profile, dataset, resolution, tmp_path):
+@pytest.mark.parametrize(("profile", "dataset", "resolution", "perceptual"),
+                         [("sd15-ham10000", "ham10000", 512, []), ("sd21-wound", "wound", 128, ["perceptual loss network"])])
+def test_real_profiles_render_validate_and_plan_their_weights(profile, dataset, resolution, perceptual, tmp_path):
     for name in ("dvc.yaml", ".dvcignore", "params.yaml"):
         shutil.copy2(REPO_ROOT / name, tmp_path / name)
     shutil.copytree(REPO_ROOT / "profiles", tmp_path / "profiles")
@@ -211,10 +211,28 @@ def test_real_profiles_render_validate_and_plan_their_weights(profile, dataset, 
     assert list(params.datasets) == [dataset] and params.base.source == "hub" and len(params.base.revision) == 40
     assert params.base.resolution == resolution and params.train_classifier.arch != "small_cnn"
     kinds = [s.what.split(" (")[0] for s in weight_plan(params, tmp_path)]
-    assert kinds == ["base model", "Inception-v3 FID weights", "LPIPS backbone", "classifier backbone"]
+    assert kinds == ["base model", "Inception-v3 FID weights", "LPIPS backbone", *perceptual, "classifier backbone"]
     assert all(str(s.path).startswith(str(tmp_path / ".fairaug-weights")) for s in weight_plan(params, tmp_path))
     # DVC sees the real pipeline: one data set, every stage (`dvc repro --dry` stops at the first stage
     # whose deps are not there yet, so the stage list is what can be checked without data)
     stages = run(["dvc", "stage", "list", "--name-only"], tmp_path).stdout.split()
     assert stages and all(stage.split("@")[1].startswith(dataset) for stage in stages)
     assert len(stages) == 10
+
+
+def test_the_perceptual_loss_network_is_planned_once_beside_lpips_on_the_same_vgg16(tmp_path):
+    from fairaug.diffusion.perceptual import WEIGHTS_URLS
+
+    def plan(**sections):
+        return weight_plan(params_from_dict(merge_overlay(Params().model_dump(mode="json"), sections)), tmp_path)
+
+    assert plan() == []  # tiny: nothing to fetch
+    (vgg,) = plan(train_lora={"perceptual_loss": {"weight": 0.1}})
+    assert vgg.source == WEIGHTS_URLS["vgg16"] == torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    assert vgg.path == tmp_path / ".fairaug-weights/torch/hub/checkpoints/vgg16-397923af.pth"
+    assert vgg.used_by == "train_lora" and vgg.pinned_sha256 is None  # its sha256 is recorded on the first fetch
+    local = plan(train_lora={"perceptual_loss": {"weight": 0.1, "weights_path": "weights/vgg.pth"}})
+    assert [s.path for s in local] == [tmp_path / "weights/vgg.pth"]
+    (shared,) = plan(train_lora={"perceptual_loss": {"weight": 0.1}},
+                     evaluate_quality={"lpips_net": "vgg", "require_weights": True, "extractors": ["evaluator"]})
+    assert shared.path == vgg.path and shared.used_by == "evaluate_quality, train_lora"

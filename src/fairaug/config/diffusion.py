@@ -83,6 +83,22 @@ class EmaConfig(StrictModel):
     decay: float = Field(0.995, gt=0, lt=1, description="EMA decay per step")
 
 
+class PerceptualLossConfig(StrictModel):
+    weight: float = Field(
+        0.0, ge=0, description="weight of the feature loss between the decoded x0 prediction and the real image, added "
+        "to the (Min-SNR weighted) diffusion loss; 0: off (wound-care LoRA systems use 0.1)",
+    )
+    net: Literal["vgg16"] = Field("vgg16", description="feature network (torchvision, ImageNet weights)")
+    layers: list[Literal["relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"]] = Field(
+        ["relu1_2", "relu2_2", "relu3_3", "relu4_3"], min_length=1,
+        description="feature maps compared (mean squared error, averaged over layers): Johnson et al. 2016's set",
+    )
+    weights_path: str | None = Field(
+        None, description="torchvision ImageNet weights of net (vgg16-397923af.pth, or a safetensors copy); null: the "
+        "weights cache (weights.cache_dir), where `fairaug weights fetch` puts them",
+    )
+
+
 class TrainLoraConfig(StrictModel):
     rank: int = Field(8, gt=0, description="LoRA rank")
     alpha: float = Field(8.0, gt=0, description="LoRA alpha (scale = alpha / rank)")
@@ -97,7 +113,10 @@ class TrainLoraConfig(StrictModel):
     )
     lr_warmup_steps: int = Field(0, ge=0, description="warm-up steps of the scheduler")
     weight_decay: float = Field(1e-2, ge=0, description="AdamW weight decay")
-    use_8bit_adam: bool = Field(False, description="bitsandbytes AdamW8bit when installed (GPU)")
+    use_8bit_adam: bool = Field(
+        False, description="bitsandbytes' 8-bit AdamW (CUDA; needs bitsandbytes installed, else the stage stops): "
+        "a quarter of AdamW's state memory, which for a LoRA is small anyway",
+    )
     snr_gamma: float | None = Field(5.0, gt=0, description="Min-SNR loss weighting gamma; null: plain MSE")
     noise_offset: float = Field(0.05, ge=0, description="per-channel noise offset (learns overall brightness)")
     prompt_dropout: float = Field(0.1, ge=0, lt=1, description="share of empty prompts (classifier-free guidance)")
@@ -105,9 +124,21 @@ class TrainLoraConfig(StrictModel):
     balance_power: float = Field(1.0, ge=0, le=1, description="0: data distribution, 1: every cell equally likely")
     ema: EmaConfig = Field(default_factory=EmaConfig)
     mixed_precision: Literal["fp32", "fp16", "bf16"] = Field(
-        "fp32", description="training precision (fp16/bf16: accelerate mixed precision)"
+        "fp32", description="training precision: fp16/bf16 run the forward passes under accelerate's autocast "
+        "(bf16: Ampere or newer, or CPU; fp16: CUDA only, with loss scaling)",
     )
-    gradient_checkpointing: bool = Field(False, description="trade compute for memory in the UNet")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute UNet (and, with the perceptual loss, VAE decoder) activations in the backward "
+        "pass: about half the activation memory for ~25% longer steps",
+    )
+    channels_last: bool = Field(
+        False, description="UNet weights and activations in channels-last memory format (faster convolutions on "
+        "CUDA tensor cores; float rounding may differ)",
+    )
+    compile: bool = Field(
+        False, description="torch.compile the UNet (minutes of compilation, then faster steps on a GPU)"
+    )
+    perceptual_loss: PerceptualLossConfig = Field(default_factory=PerceptualLossConfig)
     cache_latents: bool = Field(
         True, description="encode every train image once (as is and mirrored) instead of every step; costs 4 latents of memory per image"
     )

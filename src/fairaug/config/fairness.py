@@ -111,6 +111,11 @@ class MixConfig(StrictModel):
     (same seed and synthetic set, same images), independent of the other groups' counts. Validation
     and test splits stay real-only: they measure the effect on real patients. The counts per group
     (real, available, wanted, synthetic, share) are written to mix.json and logged to MLflow.
+
+    ``mode`` says how the S_k images are used: ``concat`` adds them to the real train split;
+    ``pretrain_finetune`` (From Fake to Real, arXiv 2308.04553) trains on them alone for
+    ``pretrain_epochs``, then goes on with the same model on the real train split alone with a fresh
+    optimizer and the usual early stopping, which avoids a real/synthetic shortcut in one mixed set.
     """
 
     synthetic_ratio: SyntheticRatios = Field(
@@ -123,6 +128,14 @@ class MixConfig(StrictModel):
         "towards T training images, r_k of the way",
     )
     seed: int = Field(0, description="seed of the choice of synthetic images within each FST group")
+    mode: Literal["concat", "pretrain_finetune"] = Field(
+        "concat",
+        description="concat: train on real + synthetic images together; pretrain_finetune: first on the chosen "
+        "synthetic images alone, then on the real train split (fresh optimizer, early stopping), From Fake to Real",
+    )
+    pretrain_epochs: int = Field(
+        10, gt=0, description="pretrain_finetune: epochs on the synthetic images (no early stopping: val is real)"
+    )
 
     @model_validator(mode="after")
     def _shares_below_one(self) -> MixConfig:

@@ -33,6 +33,17 @@ class GenerateConfig(StrictModel):
     batch_size: int = Field(16, gt=0, description="images per pipeline call")
     shard_size: int = Field(64, gt=0, description="images per shard file: the unit of resume and of process sharding")
     dtype: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="pipeline dtype (fp16/bf16 on GPU)")
+    vae_slicing: bool = Field(
+        False, description="decode a batch's latents one image at a time: VAE memory of one image, not of the batch"
+    )
+    vae_tiling: bool = Field(
+        False, description="decode images larger than the VAE's sample size (512 px for SD) in overlapping tiles: "
+        "bounded memory, but blended tile seams change the pixels",
+    )
+    channels_last: bool = Field(
+        False, description="UNet and VAE in channels-last memory format (faster convolutions on CUDA tensor cores)"
+    )
+    compile: bool = Field(False, description="torch.compile the UNet (slow first batch, then faster on a GPU)")
     lora_weights: Literal["ema", "final"] = Field("ema", description="which LoRA of train_lora to load")
     fuse_lora: bool = Field(True, description="fuse the LoRA into the UNet (faster sampling)")
     filter: FilterConfig = Field(default_factory=FilterConfig)

@@ -20,7 +20,7 @@ from fairaug.config.quality import EvaluateQualityConfig
 from fairaug.config.registry import PromoteConfig
 from fairaug.config.weights import WeightsConfig
 from fairaug.labels import HAM10000_DX, WOUND_PHASES
-from fairaug.skin.ita import DEFAULT_MIN_SKIN_FRACTION
+from fairaug.skin.ita import DEFAULT_MAX_ABSTENTION_SHARE, DEFAULT_MIN_SKIN_FRACTION
 
 DatasetFormat = Literal["ham10000", "fitzpatrick17k", "ddi", "csv", "imagefolder"]
 
@@ -43,6 +43,11 @@ class SplitConfig(StrictModel):
     train: float = Field(0.7, gt=0, lt=1, description="share of groups (lesions/patients) in the train split")
     val: float = Field(0.15, gt=0, lt=1, description="share in the validation split")
     test: float = Field(0.15, gt=0, lt=1, description="share in the test split")
+    min_test_per_fst: int | None = Field(
+        None, gt=0,
+        description="least test images of every FST 1-6 present (whole groups move into test, one train group "
+        "of each FST stays); null: the shares alone",
+    )
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> SplitConfig:
@@ -70,6 +75,10 @@ class PrepareConfig(StrictModel):
     min_skin_fraction: float = Field(
         DEFAULT_MIN_SKIN_FRACTION, ge=0, le=1,
         description="least share of non-lesion skin in an image's field for an ITA estimate; less: FST unknown",
+    )
+    max_abstention_share: float = Field(
+        DEFAULT_MAX_ABSTENTION_SHARE, ge=0, le=1,
+        description="more images than this share without enough skin: a set of lesion crops, no ITA estimate for any",
     )
 
 

@@ -27,7 +27,7 @@ from fairaug.data.validation import (
     split_checks,
 )
 from fairaug.errors import DataError
-from fairaug.skin.ita import DEFAULT_MIN_SKIN_FRACTION
+from fairaug.skin.ita import DEFAULT_MAX_ABSTENTION_SHARE, DEFAULT_MIN_SKIN_FRACTION, set_abstention_reason
 
 MANIFEST_COLUMNS = [
     "path", "sha256", "label", "fst", "fst_source", "group_id", "split",
@@ -96,9 +96,13 @@ def validate_dataset(
     return ValidatedData(root, fmt, records.drop(columns="file_status"), checks + file_checks)
 
 
-def resolve_fst(records: pd.DataFrame, fmt: str, fst_source: str, root: Path) -> pd.DataFrame:
+def resolve_fst(
+    records: pd.DataFrame, fmt: str, fst_source: str, root: Path,
+    max_abstention_share: float = DEFAULT_MAX_ABSTENTION_SHARE,
+) -> tuple[pd.DataFrame, str | None]:
     """Set fst / fst_source: the data's FST label when there is one (per `fst_source`), else ITA, else
-    unknown (FST_UNKNOWN, where the ITA estimate abstained: too little non-lesion skin).
+    unknown (FST_UNKNOWN, where the ITA estimate abstained: too little non-lesion skin, or a set of
+    lesion crops). Returns the records and why the set's ITA estimates are void (None: they stand).
 
     ``fst_label`` goes from the raw text to the exact FST it names (missing for none or a range).
     """
@@ -115,6 +119,9 @@ def resolve_fst(records: pd.DataFrame, fmt: str, fst_source: str, root: Path) ->
             row=None if pd.isna(first["source_row"]) else int(first["source_row"]),
         )
     estimate = records["fst_ita"].astype("int64")
+    if (void_reason := set_abstention_reason(estimate, max_abstention_share)) is not None:
+        records = records.assign(fst_ita=FST_UNKNOWN)
+        estimate = records["fst_ita"]
     abstained = estimate == FST_UNKNOWN
     if spec is not None and spec.fst_ranges:
         # a coarse label (DDI's 12/34/56) bounds the ITA estimate to the pair it names
@@ -126,7 +133,7 @@ def resolve_fst(records: pd.DataFrame, fmt: str, fst_source: str, root: Path) ->
     return records.assign(
         fst=np.where(use_label, exact.fillna(0).astype("int64"), estimate).astype("int64"),
         fst_source=np.select([use_label, abstained], ["label", "unknown"], "ita"),
-    )
+    ), void_reason
 
 
 def ita_agreement(records: pd.DataFrame) -> dict:
@@ -158,14 +165,16 @@ def prepare_dataset(name: str, dataset: DatasetConfig, config: PrepareConfig) ->
     root = Path(dataset.root)
     validated = validate_dataset(root, dataset.format, dataset.allowed_labels(), config.min_image_size,
                                  config.min_skin_fraction)
-    records = resolve_fst(validated.records, dataset.format, config.fst_source, root)
+    records, ita_void_reason = resolve_fst(validated.records, dataset.format, config.fst_source, root,
+                                           config.max_abstention_share)
     if config.max_images is not None:
         records = stratified_subsample(records, config.max_images, config.seed)
     conflicts = label_conflicts(records, root, config.allow_label_conflicts)
     groups, merged = split_groups(records, config.near_duplicate_distance)
     # stratify on label and FST jointly, so that every skin type reaches the test split for fairness metrics
     strata = [records["label"] + "|" + records["fst"].astype(str), records["label"]]
-    records = records.assign(split_group=groups, split=assign_splits(strata, groups, config.split, config.seed))
+    split = assign_splits(strata, groups, config.split, config.seed, fst=records["fst"])
+    records = records.assign(split_group=groups, split=split)
     records = records.assign(group_split=records.groupby("group_id")["split"].transform("first"))
     disjoint = run_checks(records, split_checks(), "splits")
     raise_first_error(disjoint, records, root, _source_columns(dataset.format))
@@ -182,8 +191,10 @@ def prepare_dataset(name: str, dataset: DatasetConfig, config: PrepareConfig) ->
         "checks": [c.to_dict() for c in validated.checks + disjoint],
         "fst_source": {k: int(v) for k, v in manifest["fst_source"].value_counts().items()},
         "min_skin_fraction": config.min_skin_fraction,
+        "ita_void": {"max_abstention_share": config.max_abstention_share, "reason": ita_void_reason},
         "label_counts": _counts(manifest, manifest["label"]),
         "fst_counts": _counts(manifest, manifest["fst"].map(lambda k: "unknown" if k == FST_UNKNOWN else str(k))),
+        "min_test_per_fst": config.split.min_test_per_fst,
         "ita_agreement": ita_agreement(records),
         "near_duplicates": {
             "max_distance": config.near_duplicate_distance,
@@ -224,6 +235,9 @@ def summary_metrics(report: dict) -> dict[str, float]:
         "data/label_conflicts": float(report["label_conflicts"]["count"]),
         "data/fst_unknown": float(report["fst_source"].get("unknown", 0)),
     }
+    for k, n in report["fst_counts"].get("test", {}).items():
+        if k != "unknown":  # the test images of each FST: the n behind every per-FST fairness metric
+            metrics[f"data/test_images.fst{k}"] = float(n)
     if report["ita_agreement"].get("n"):
         metrics["data/ita_agreement"] = report["ita_agreement"]["agreement"]
     return metrics

@@ -86,6 +86,9 @@ def render_validation_html(report: dict, manifest: pd.DataFrame) -> str:
                f"{agreement['abstained']} more labelled images.</p>{matrix}")
     else:
         ita = "<p>No FST labels in this data set: every FST is an ITA estimate.</p>"
+    void_reason = report["ita_void"]["reason"]
+    void = f"<p><b>No ITA estimate for this data set:</b> {escape(void_reason)} (prepare.max_abstention_share).</p>" \
+        if void_reason else ""
     near = report["near_duplicates"]
     pairs = _table(["image", "split", "image", "split", "pHash distance"],
                    [[p["path_a"], p["split_a"], p["path_b"], p["split_b"], p["distance"]] for p in near["pairs"]])
@@ -103,10 +106,12 @@ in {report['n_groups']} groups. FST source: {escape(counts_text(report['fst_sour
 <h2>Checks (great-expectations)</h2>{checks}
 <h2>Labels per split</h2>{_counts_table(report['label_counts'])}
 <h2>Fitzpatrick skin types per split</h2>{_counts_table(report['fst_counts'])}
+<p>Least test images per FST (prepare.split.min_test_per_fst): {report.get('min_test_per_fst') or 'none (the shares alone)'}.</p>
 <h2>ITA estimate vs FST label</h2>{ita}
 <p>Unknown FST (no label, and the ITA estimate abstained: non-lesion skin below {report['min_skin_fraction']:.0%}
 of the field, or no skin around the lesion): {report['fst_source'].get('unknown', 0)} images. They count in the
 classifiers' overall metrics as their own group, in no FST gap, and are left out of diffusion training.</p>
+{void}
 <h2>What the FST estimate saw</h2>
 <p>Per group, the first images: each beside the pixels the ITA estimate read as non-lesion skin (the rest dimmed).</p>
 {_examples(manifest, Path(report['root']), report['min_skin_fraction'])}

@@ -12,6 +12,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from fairaug.config.models import SplitConfig
 from fairaug.errors import DataError
+from fairaug.skin.types import FST_VALUES
 
 
 def _hold_out(strata: list[np.ndarray], groups: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -36,11 +37,15 @@ def _hold_out(strata: list[np.ndarray], groups: np.ndarray, share: float, seed: 
     return mask
 
 
-def assign_splits(strata: list[pd.Series], groups: pd.Series, shares: SplitConfig, seed: int) -> pd.Series:
+def assign_splits(
+    strata: list[pd.Series], groups: pd.Series, shares: SplitConfig, seed: int, fst: pd.Series | None = None
+) -> pd.Series:
     """'train' / 'val' / 'test' per row; every group lies in exactly one split.
 
     ``strata`` are per-row keys whose proportions each split should keep, finest first (e.g. label
     and FST joined, then label alone): each hold-out uses the finest one the data is large enough for.
+    With ``shares.min_test_per_fst``, ``fst`` (per row) is required and the test split is then
+    topped up to that many images of every FST present (`top_up_test`).
     """
     strata_arr = [s.to_numpy() for s in strata]
     groups_arr = groups.to_numpy()
@@ -51,7 +56,47 @@ def assign_splits(strata: list[pd.Series], groups: pd.Series, shares: SplitConfi
     val_share = shares.val / (shares.train + shares.val)
     val = _hold_out([s[rest] for s in strata_arr], groups_arr[rest], val_share, seed + 1)
     split[np.flatnonzero(rest)[val]] = "val"
+    if shares.min_test_per_fst is not None:
+        if fst is None:
+            raise ValueError("min_test_per_fst needs the rows' fst")
+        split = top_up_test(split, fst.to_numpy(), groups_arr, shares.min_test_per_fst, seed)
     return pd.Series(split, index=groups.index, name="split")
+
+
+def top_up_test(split: np.ndarray, fst: np.ndarray, groups: np.ndarray, minimum: int, seed: int) -> np.ndarray:
+    """``split`` with whole train / val groups moved into test until every FST 1-6 present has at
+    least ``minimum`` test images; FST_UNKNOWN is exempt. Groups are drawn at random (seeded) among
+    those holding images of the short FST, so the moved images keep the train / val mix of labels;
+    a train group is never moved when it holds the last train images of one of its FSTs. Nothing
+    moves out of test. A DataError names the first FST that cannot reach ``minimum``."""
+    names, group_of_row = np.unique(groups, return_inverse=True)
+    per_group = np.zeros((len(names), max(FST_VALUES) + 1), dtype=np.int64)  # column k: FST k images (0: unknown)
+    np.add.at(per_group, (group_of_row, fst.astype(np.int64)), 1)
+    group_split = np.empty(len(names), dtype=object)
+    group_split[group_of_row] = split  # group-disjoint: every row of a group has its split
+    in_test = per_group[group_split == "test"].sum(axis=0)
+    in_train = per_group[group_split == "train"].sum(axis=0)
+    rng = np.random.default_rng([seed, minimum])
+    known = list(FST_VALUES)
+    for k in FST_VALUES:
+        candidates = np.flatnonzero((per_group[:, k] > 0) & (group_split != "test"))
+        for g in rng.permutation(candidates):
+            if in_test[k] >= minimum:
+                break
+            if group_split[g] == "train":
+                if np.any((per_group[g, known] > 0) & (in_train[known] == per_group[g, known])):
+                    continue  # the last train group of one of its FSTs stays
+                in_train -= per_group[g]
+            in_test += per_group[g]
+            group_split[g] = "test"
+        if 0 < per_group[:, k].sum() and in_test[k] < minimum:
+            holding = per_group[:, k] > 0
+            raise DataError(
+                f"prepare.split.min_test_per_fst is {minimum} but FST {k} has {int(per_group[:, k].sum())} "
+                f"images in {int(holding.sum())} groups: too few for {minimum} test images while keeping "
+                "at least one train group of it (lower prepare.split.min_test_per_fst)"
+            )
+    return group_split[group_of_row]
 
 
 def stratified_subsample(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:

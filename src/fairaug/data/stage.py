@@ -9,6 +9,7 @@ and log the summary numbers and the three files to MLflow.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import mlflow
@@ -33,5 +34,8 @@ def prepare(params: Params, dataset: str, out_dir: Path) -> pd.DataFrame:
         write_json(out / VALIDATION_JSON, report)
         atomic_write_text(out / VALIDATION_HTML, render_validation_html(report, manifest))
         mlflow.log_metrics(summary_metrics(report))
+        if report["ita_void"]["reason"]:
+            print(f"warning: {dataset}: {report['ita_void']['reason']}; give FST labels or raise "
+                  "prepare.max_abstention_share", file=sys.stderr)
         mlflow.log_artifacts(str(out), artifact_path="prepared")
     return manifest

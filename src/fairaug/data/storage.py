@@ -30,7 +30,7 @@ from PIL import Image
 
 from fairaug.data.files import MANIFEST
 from fairaug.errors import DataError
-from fairaug.io import path_escape
+from fairaug.io import path_escape, remove_stale_temps, temp_path
 
 SHARDS = "shards"
 REUSABLE = "reusable"  # shards of an earlier plan whose images the current one may still use
@@ -54,7 +54,7 @@ def write_shard(path: Path, rows: pd.DataFrame, images: list[bytes], fingerprint
     table = pa.Table.from_pandas(rows.assign(png=images).reset_index(drop=True), preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_path(path)
     pq.write_table(table, tmp)
     os.replace(tmp, path)
     return path
@@ -88,12 +88,14 @@ def done_shards(out_dir: Path, fingerprint: str, plan: pd.DataFrame) -> set[int]
 
 def prepare_resume(out_dir: Path, fingerprint: str, plan: pd.DataFrame) -> None:
     """Leave in shards/ only finished shards of this plan (one process, before sampling): leftovers of
-    killed writes and shards of another fingerprint are deleted, other shards of this fingerprint
-    (an earlier plan's) move to reusable/, whose images `generate_shards` takes instead of sampling."""
+    killed writes (anywhere in the set: a persist out that DVC would cache with them) and shards of
+    another fingerprint are deleted, other shards of this fingerprint (an earlier plan's) move to
+    reusable/, whose images `generate_shards` takes instead of sampling."""
+    remove_stale_temps(out_dir, inside=True)
     reusable = out_dir / REUSABLE
     for folder in (out_dir / SHARDS, reusable):
         for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-            if path.name.startswith(".") or shard_fingerprint(path) != fingerprint:
+            if shard_fingerprint(path) != fingerprint:
                 path.unlink()
     done = done_shards(out_dir, fingerprint, plan)
     for path in sorted((out_dir / SHARDS).glob("shard-*.parquet")) if (out_dir / SHARDS).is_dir() else []:

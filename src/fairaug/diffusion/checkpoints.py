@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from fairaug.errors import ConfigError
+from fairaug.io import temp_path
 
 STATE_FILE = "state.json"
 # what the LoRA trainer writes into a checkpoint beside STATE_FILE
@@ -93,7 +94,7 @@ def write_checkpoint(root: Path, step: int, state: dict, write_files, limit: int
     Keeps the newest ``limit`` checkpoints.
     """
     final = root / f"{PREFIX}{step:06d}"
-    tmp = root / f".{final.name}.tmp"
+    tmp = temp_path(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write_files(tmp)

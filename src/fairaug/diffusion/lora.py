@@ -33,11 +33,12 @@ from torch.utils.data import DataLoader
 from fairaug.config.diffusion import TrainLoraConfig
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
-from fairaug.diffusion.loss import (PosteriorCache, StepNoise, denoising_loss, draw_step_noise, encode_latents,
-                                   encode_prompts)
+from fairaug.diffusion.loss import (PosteriorCache, StepNoise, decode_latents, denoise, denoising_loss, draw_step_noise,
+                                   encode_latents, encode_prompts, predicted_original, weighted_mse)
 from fairaug.diffusion.optim import lora_optimizer
+from fairaug.diffusion.speed import require_cuda, speed_up
 from fairaug.errors import ConfigError, DataError
-from fairaug.io import sha256_file, verify_sha256, write_json
+from fairaug.io import sha256_file, temp_path, verify_sha256, write_json
 from fairaug.progress import progress_bar
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -83,6 +84,14 @@ def add_lora(unet, config: TrainLoraConfig) -> list[torch.nn.Parameter]:
     return [p for p in unet.parameters() if p.requires_grad]
 
 
+def check_device_options(config: TrainLoraConfig, device: torch.device | str) -> None:
+    """One line, before anything loads, for an option that this device cannot run."""
+    if config.mixed_precision == "fp16":
+        require_cuda("train_lora.mixed_precision: fp16", device, instead="bf16 (CPU too) or fp32")
+    if config.use_8bit_adam:
+        require_cuda("train_lora.use_8bit_adam", device, instead="false")
+
+
 def lora_state(unet) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
 
@@ -90,7 +99,7 @@ def lora_state(unet) -> dict[str, torch.Tensor]:
 def save_lora(state: dict[str, torch.Tensor], out_dir: Path, weight_name: str) -> Path:
     """Diffusers-format LoRA (loadable by StableDiffusionPipeline.load_lora_weights), written atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp_dir = out_dir / f".{weight_name}.d"
+    tmp_dir = temp_path(out_dir / weight_name)  # a directory: diffusers writes the file into one
     StableDiffusionPipeline.save_lora_weights(tmp_dir, unet_lora_layers=convert_state_dict_to_diffusers(state),
                                               weight_name=weight_name, safe_serialization=True)
     target = out_dir / weight_name
@@ -103,8 +112,8 @@ def save_kohya(state: dict[str, torch.Tensor], path: Path) -> Path:
     """The LoRA in kohya/webui key format (lora_unet_..., .lora_down/.lora_up, .alpha)."""
     # the converter reads PEFT keys (lora_A/lora_B) and maps the "unet." prefix to "lora_unet_"
     kohya = convert_state_dict_to_kohya({f"unet.{key}": value for key, value in state.items()})
-    save_file({k: v.contiguous() for k, v in kohya.items()}, str(path) + ".tmp")
-    Path(str(path) + ".tmp").replace(path)
+    save_file({k: v.contiguous() for k, v in kohya.items()}, str(temp_path(path)))
+    temp_path(path).replace(path)
     return path
 
 
@@ -131,12 +140,19 @@ def trained_weights(lora_dir: Path, choice: str) -> Path:
 
 
 class LoraTrainer:
-    """Trains a LoRA on ``pipeline.unet``; text encoder and VAE stay frozen."""
+    """Trains a LoRA on ``pipeline.unet``; text encoder and VAE stay frozen.
+
+    ``perceptual`` (needed when ``config.perceptual_loss.weight`` > 0): a frozen module mapping (decoded
+    images, real images), both in [-1, 1], to a scalar distance (`fairaug.diffusion.perceptual`).
+    """
 
     def __init__(self, pipeline: StableDiffusionPipeline, data: LoraData, config: TrainLoraConfig,
-                 out_dir: Path, fingerprint: str, accelerator: Accelerator):
+                 out_dir: Path, fingerprint: str, accelerator: Accelerator, perceptual: torch.nn.Module | None = None):
+        check_device_options(config, accelerator.device)
         if config.batch_size % (config.gradient_accumulation_steps * accelerator.num_processes):
             raise ValueError("train_lora.batch_size must be divisible by gradient_accumulation_steps x processes")
+        if config.perceptual_loss.weight > 0 and perceptual is None:
+            raise ValueError("train_lora.perceptual_loss.weight > 0 needs its feature network (perceptual=)")
         self.pipeline, self.data, self.config = pipeline, data, config
         self.out_dir, self.fingerprint, self.accelerator = Path(out_dir), fingerprint, accelerator
         self.checkpoint_root = self.out_dir / CHECKPOINTS
@@ -145,8 +161,12 @@ class LoraTrainer:
         for frozen in (pipeline.vae, pipeline.text_encoder):
             frozen.requires_grad_(False).to(device).eval()
         self.params = add_lora(pipeline.unet, config)
+        self.perceptual = perceptual.to(device) if config.perceptual_loss.weight > 0 else None
         if config.gradient_checkpointing:
             pipeline.unet.enable_gradient_checkpointing()
+            if self.perceptual is not None:  # the decoder runs with gradients, at full resolution
+                pipeline.vae.enable_gradient_checkpointing()
+        speed_up(pipeline.unet, config.channels_last, config.compile)  # after the adapter: LoRA layers compiled too
         self.ema = EMAModel(self.params, decay=config.ema.decay) if config.ema.enabled else None
         optimizer = lora_optimizer(self.params, config.lr, config.weight_decay, config.use_8bit_adam)
         self.unet, self.optimizer = accelerator.prepare(pipeline.unet, optimizer)
@@ -210,26 +230,39 @@ class LoraTrainer:
         return self.state.step
 
     # ---------------------------------------------------------------- steps
-    def _latents(self, indices: list[int], noise: StepNoise) -> torch.Tensor:
+    def _pixels(self, indices: list[int], noise: StepNoise) -> torch.Tensor:
+        pixels = collate([self.data.train[i] for i in indices])["pixels"]
+        return hflip(pixels, noise.flip).to(self.accelerator.device)
+
+    def _latents(self, indices: list[int], noise: StepNoise, pixels: torch.Tensor | None) -> torch.Tensor:
         if self.posteriors is not None:
             return self.posteriors.latents(indices, noise.flip, noise.latent_noise).to(self.accelerator.device)
-        pixels = collate([self.data.train[i] for i in indices])["pixels"]
-        return encode_latents(self.pipeline.vae, hflip(pixels, noise.flip).to(self.accelerator.device),
+        return encode_latents(self.pipeline.vae, self._pixels(indices, noise) if pixels is None else pixels,
                               noise.latent_noise)
 
-    def _micro_step_loss(self, indices: list[int], micro_step: int) -> torch.Tensor:
+    def _micro_step_loss(self, indices: list[int], micro_step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The step's loss, and its parts when it has several (the perceptual loss on)."""
         config, pipeline, accelerator = self.config, self.pipeline, self.accelerator
         scheduler = pipeline.scheduler
         noise = draw_step_noise(config.seed, micro_step, self.micro_batch, self.latent_shape,
                                 scheduler.config.num_train_timesteps, config.noise_offset, config.prompt_dropout)
         noise = noise.slice(accelerator.process_index, accelerator.num_processes)
-        latents = self._latents(indices, noise)
+        pixels = self._pixels(indices, noise) if self.perceptual is not None else None
+        latents = self._latents(indices, noise, pixels)
         prompts = ["" if drop else self.data.train.prompts[i]
                    for i, drop in zip(indices, noise.drop_prompt.tolist(), strict=True)]
         states = encode_prompts(pipeline.tokenizer, pipeline.text_encoder, prompts)
         torch.manual_seed(step_seed(config.seed, micro_step, DROPOUT_STREAM))  # LoRA dropout masks
         with accelerator.autocast():
-            return denoising_loss(self.unet, scheduler, latents, states, noise.noise, noise.timesteps, config.snr_gamma)
+            noisy, prediction, target = denoise(self.unet, scheduler, latents, states, noise.noise, noise.timesteps)
+            diffusion = weighted_mse(prediction, target, scheduler, noise.timesteps, config.snr_gamma)
+            if self.perceptual is None:
+                return diffusion, {}
+            # what the prediction says the image is, against the real one, through the frozen decoder
+            x0 = predicted_original(scheduler, noisy, prediction, noise.timesteps)
+            perceptual = self.perceptual(decode_latents(self.pipeline.vae, x0), pixels)
+        loss = diffusion + config.perceptual_loss.weight * perceptual
+        return loss, {"train/loss_diffusion": diffusion.detach(), "train/loss_perceptual": perceptual.detach()}
 
     @torch.no_grad()
     def validation_loss(self) -> float | None:
@@ -281,13 +314,14 @@ class LoraTrainer:
         for step in progress:
             if self.state.stopped_early:
                 break
-            losses = []
+            losses, parts = [], []
             for micro in range(accumulation):
                 last = micro == accumulation - 1
                 with accelerator.no_sync(self.unet) if not last else contextlib.nullcontext():
-                    loss = self._micro_step_loss(next(micro_batches), step * accumulation + micro)
+                    loss, loss_parts = self._micro_step_loss(next(micro_batches), step * accumulation + micro)
                     accelerator.backward(loss / accumulation)
                 losses.append(loss.detach())
+                parts.append(loss_parts)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.lr_scheduler.step()
@@ -296,6 +330,8 @@ class LoraTrainer:
             self.state.step = step + 1
             train_loss = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
             metrics = {"train/loss": train_loss, "train/lr": self.lr_scheduler.get_last_lr()[0]}
+            for name in parts[0]:
+                metrics[name] = float(accelerator.reduce(torch.stack([p[name] for p in parts]).mean(), reduction="mean"))
             if self.state.step % config.validate_every == 0 or self.state.step == config.max_steps:
                 metrics |= self._validate(on_validation)
             self.state.history.append({"step": self.state.step, **metrics})

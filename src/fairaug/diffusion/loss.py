@@ -103,6 +103,33 @@ class PosteriorCache:
         return (mean + std * latent_noise.to(mean)) * self.scaling_factor
 
 
+def denoise(unet, noise_scheduler, latents: torch.Tensor, encoder_hidden_states: torch.Tensor, noise: torch.Tensor,
+            timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The noisy latents of a step, the UNet's prediction on them and its target (noise, or velocity for
+    v-prediction)."""
+    noise, timesteps = noise.to(latents), timesteps.to(latents.device)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    v_prediction = noise_scheduler.config.prediction_type == "v_prediction"
+    target = noise_scheduler.get_velocity(latents, noise, timesteps) if v_prediction else noise
+    prediction = unet(noisy, timesteps, encoder_hidden_states).sample
+    return noisy, prediction, target
+
+
+def weighted_mse(prediction: torch.Tensor, target: torch.Tensor, noise_scheduler, timesteps: torch.Tensor,
+                 snr_gamma: float | None = None) -> torch.Tensor:
+    """MSE between prediction and target; ``snr_gamma`` weights each sample by min(SNR, gamma) / SNR
+    (Min-SNR, Hang et al. 2023), so that easy low-noise timesteps do not dominate the gradient."""
+    if snr_gamma is None:
+        return F.mse_loss(prediction.float(), target.float())
+    timesteps = timesteps.to(prediction.device)
+    snr = compute_snr(noise_scheduler, timesteps)
+    clipped = torch.clamp(snr, max=snr_gamma)
+    v_prediction = noise_scheduler.config.prediction_type == "v_prediction"
+    weights = clipped / (snr + 1) if v_prediction else clipped / snr
+    per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    return (per_sample * weights).mean()
+
+
 def denoising_loss(
     unet,
     noise_scheduler,
@@ -112,20 +139,26 @@ def denoising_loss(
     timesteps: torch.Tensor,
     snr_gamma: float | None = None,
 ) -> torch.Tensor:
-    """MSE between the UNet's prediction and its target (noise, or velocity for v-prediction).
+    """`weighted_mse` of the UNet's prediction of a step (`denoise`)."""
+    _, prediction, target = denoise(unet, noise_scheduler, latents, encoder_hidden_states, noise, timesteps)
+    return weighted_mse(prediction, target, noise_scheduler, timesteps, snr_gamma)
 
-    ``snr_gamma`` weights each sample by min(SNR, gamma) / SNR (Min-SNR, Hang et al. 2023), so that
-    easy low-noise timesteps do not dominate the gradient.
-    """
-    noise, timesteps = noise.to(latents), timesteps.to(latents.device)
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    v_prediction = noise_scheduler.config.prediction_type == "v_prediction"
-    target = noise_scheduler.get_velocity(latents, noise, timesteps) if v_prediction else noise
-    prediction = unet(noisy, timesteps, encoder_hidden_states).sample
-    if snr_gamma is None:
-        return F.mse_loss(prediction.float(), target.float())
-    snr = compute_snr(noise_scheduler, timesteps)
-    clipped = torch.clamp(snr, max=snr_gamma)
-    weights = clipped / (snr + 1) if v_prediction else clipped / snr
-    per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-    return (per_sample * weights).mean()
+
+def predicted_original(noise_scheduler, noisy: torch.Tensor, prediction: torch.Tensor,
+                       timesteps: torch.Tensor) -> torch.Tensor:
+    """The clean latents x0 that the UNet's prediction implies (DDPMScheduler.step's pred_original_sample,
+    for a whole batch of timesteps): with a = alphas_cumprod[t], x0 = (x_t - sqrt(1 - a) eps) / sqrt(a)
+    for epsilon prediction, x0 = sqrt(a) x_t - sqrt(1 - a) v for v-prediction."""
+    alphas = noise_scheduler.alphas_cumprod.to(noisy.device)[timesteps.to(noisy.device)].float()
+    alphas = alphas.view(-1, *([1] * (noisy.dim() - 1)))
+    noisy, prediction = noisy.float(), prediction.float()
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        return alphas.sqrt() * noisy - (1 - alphas).sqrt() * prediction
+    if noise_scheduler.config.prediction_type == "epsilon":
+        return (noisy - (1 - alphas).sqrt() * prediction) / alphas.sqrt()
+    raise ValueError(f"no x0 formula for prediction_type {noise_scheduler.config.prediction_type!r}")
+
+
+def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Pixels in [-1, 1] (not clamped: the gradient flows back through the frozen VAE decoder)."""
+    return vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import torch
 
+from fairaug.errors import ConfigError
+
 
 def adamw(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 1e-2) -> torch.optim.AdamW:
     """torch's AdamW, fused (one kernel over all parameters) where the parameters' device has the fused
@@ -18,14 +20,13 @@ def adamw(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float =
 
 def lora_optimizer(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float,
                    use_8bit_adam: bool = False) -> torch.optim.Optimizer:
-    """`adamw`, or bitsandbytes' 8-bit AdamW when asked for and installed (a warning when it is not)."""
-    if use_8bit_adam:
-        try:
-            import bitsandbytes as bnb
-
-            return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)
-        except ImportError:
-            import warnings
-
-            warnings.warn("use_8bit_adam: bitsandbytes is not installed, using torch AdamW", stacklevel=2)
-    return adamw(params, lr=lr, weight_decay=weight_decay)
+    """`adamw`, or bitsandbytes' 8-bit AdamW when asked for. Without bitsandbytes that is a ConfigError,
+    not a quiet fallback: the run would train with another optimizer than its recorded params say."""
+    if not use_8bit_adam:
+        return adamw(params, lr=lr, weight_decay=weight_decay)
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        raise ConfigError("train_lora.use_8bit_adam: bitsandbytes is not installed; `pip install bitsandbytes` "
+                          "(CUDA), or set it false") from None
+    return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from fairaug.diffusion.prompts import build_prompt
 from fairaug.progress import progress_bar
-from fairaug.skin.ita import estimate_fst
+from fairaug.skin.ita import estimate_fst, set_abstention_reason
 from fairaug.skin.types import FST_ROMAN, FST_VALUES, within_one_type
 
 LABEL_WIDTH = 48
@@ -78,9 +78,13 @@ class FstSamples:
 
     def fidelity(self) -> float:
         """Share of samples whose ITA-estimated FST is within one type of their row's FST, among those
-        the estimate did not abstain on (NaN if it abstained on all): `quality/fst_fidelity`'s measure."""
-        pairs = [(estimated, fst) for fst, row in zip(FST_VALUES, self.rows, strict=True) for image in row
-                 if (estimated := estimate_fst(np.asarray(image.convert("RGB")))[0]) is not None]
+        the estimate did not abstain on (NaN if it abstained on all, or on too many: a set of lesion
+        crops): `quality/fst_fidelity`'s measure."""
+        pairs = [(estimate_fst(np.asarray(image.convert("RGB")))[0], fst)
+                 for fst, row in zip(FST_VALUES, self.rows, strict=True) for image in row]
+        if set_abstention_reason([estimated for estimated, _ in pairs]) is not None:
+            return float("nan")
+        pairs = [(estimated, fst) for estimated, fst in pairs if estimated is not None]
         if not pairs:
             return float("nan")
         estimated, requested = zip(*pairs, strict=True)

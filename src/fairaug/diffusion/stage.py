@@ -31,13 +31,16 @@ from fairaug.data.files import MANIFEST
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.base import BASE_FILE, load_base_pipeline, resolve_base, save_tiny_base
 from fairaug.diffusion.data import ManifestImages, balanced_weights
-from fairaug.diffusion.lora import CHECKPOINTS, EMA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraData, LoraTrainer
+from fairaug.diffusion.lora import (CHECKPOINTS, EMA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraData, LoraTrainer,
+                                   check_device_options)
+from fairaug.diffusion.perceptual import WEIGHTS_URLS, PerceptualLoss, vgg16_perceptual
 from fairaug.diffusion.pretrain import pretrain_base
 from fairaug.diffusion.prompts import build_prompt, promptable
 from fairaug.diffusion.sampling import fst_samples, most_common
-from fairaug.io import atomic_dir, atomic_write_text
+from fairaug.io import atomic_dir, atomic_write_text, remove_stale_temps
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5
+from fairaug.weights.require import download_path
 
 BASE_SAMPLES = "samples.png"  # the tiny base's grid, one row per FST
 SAMPLES = "samples"  # the LoRA's validation grids, samples/step_<step>.png
@@ -91,6 +94,16 @@ def lora_data(params: Params, dataset: str, manifest: pd.DataFrame) -> LoraData:
     return LoraData(train, weights, val)
 
 
+def perceptual_network(params: Params) -> PerceptualLoss | None:
+    """train_lora's perceptual loss network with its ImageNet weights, or None when the loss is off; a
+    missing weights file stops here, named."""
+    config = params.train_lora.perceptual_loss
+    if config.weight == 0:
+        return None
+    return vgg16_perceptual(config.layers, download_path(params.weights.cache_dir, WEIGHTS_URLS[config.net],
+                                                         config.weights_path))
+
+
 def training_fingerprint(params: Params, base_dir: Path, manifest_path: Path) -> str:
     """What the LoRA depends on: its params (less checkpoint bookkeeping), the base model, the data."""
     relevant = params.train_lora.model_dump(exclude=CHECKPOINT_ONLY_PARAMS)
@@ -133,17 +146,21 @@ def train_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Path,
                   resume: str | None = "latest") -> Path:
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(params.train_lora.mixed_precision,
                                                                  params.train_lora.mixed_precision))
+    check_device_options(params.train_lora, accelerator.device)  # before anything loads
+    perceptual = perceptual_network(params)
     manifest_path = prepared_dir / MANIFEST
     manifest = pd.read_parquet(manifest_path)
     fingerprint = training_fingerprint(params, base_dir, manifest_path)
     checkpoint = checkpoints.find_checkpoint(out_dir / CHECKPOINTS, resume, fingerprint)
     resumes_in_place = checkpoint is not None and checkpoint.resolve().parent == (out_dir / CHECKPOINTS).resolve()
-    if accelerator.is_main_process and not resumes_in_place and out_dir.exists():
+    if accelerator.is_main_process and resumes_in_place:
+        remove_stale_temps(out_dir, inside=True)  # a persist out: half-written checkpoints, weights of a kill
+    elif accelerator.is_main_process and out_dir.exists():
         shutil.rmtree(out_dir)  # a persist out: an earlier run's files (EMA, kohya, grids, checkpoints) would stay
     accelerator.wait_for_everyone()
     pipeline = load_base_pipeline(base_dir)
     trainer = LoraTrainer(pipeline, lora_data(params, dataset, manifest), params.train_lora, out_dir, fingerprint,
-                          accelerator)
+                          accelerator, perceptual)
     # one row per FST: does the LoRA give the skin type asked for, for the most common labels?
     domain = params.dataset(dataset).domain
     grid_labels = most_common(manifest["label"], 3)

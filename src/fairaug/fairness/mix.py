@@ -5,6 +5,8 @@ Only the train split is mixed: validation (early stopping) and test (the fairnes
 real-only, because they measure the effect on real patients. The synthetic set is read through
 `fairaug.data.storage`: the choice needs only its manifest, and only the PNG bytes of the
 chosen images are held (compressed, decoded one image at a time when the loader asks for it).
+`augmented_train_sets` hands the chosen images to training by ``mix.mode``: in one mixed set
+(concat), or as a synthetic-only set to pretrain on before the real train split (pretrain_finetune).
 """
 
 from __future__ import annotations
@@ -130,10 +132,11 @@ def read_synthetic_manifest(synthetic_dir: Path) -> pd.DataFrame:
     return manifest
 
 
-def mixed_train_set(
+def _chosen_synthetic(
     train_set: ManifestDataset, synthetic_dir: Path, config: MixConfig
-) -> tuple[MixedDataset, pd.DataFrame]:
-    """The real train split ``train_set`` plus the chosen synthetic images, and the counts per FST."""
+) -> tuple[pd.DataFrame, list[bytes], pd.DataFrame]:
+    """The chosen synthetic rows for the real train split ``train_set``, their PNG bytes, and the
+    counts per FST."""
     synthetic = read_synthetic_manifest(synthetic_dir)
     unknown = sorted(set(synthetic.loc[synthetic["kept"], "label"]) - set(train_set.classes))
     if unknown:
@@ -141,7 +144,34 @@ def mixed_train_set(
                         f"{', '.join(train_set.classes)}", file=Path(synthetic_dir) / MANIFEST)  # fmt: skip
     counts = mix_counts(train_set.rows, synthetic, config)
     chosen = select_synthetic(synthetic, counts, config.seed)
-    png = storage.read_synthetic_png(Path(synthetic_dir), chosen)
+    return chosen, storage.read_synthetic_png(Path(synthetic_dir), chosen), counts
+
+
+def mixed_train_set(
+    train_set: ManifestDataset, synthetic_dir: Path, config: MixConfig
+) -> tuple[MixedDataset, pd.DataFrame]:
+    """The real train split ``train_set`` plus the chosen synthetic images, and the counts per FST."""
+    chosen, png, counts = _chosen_synthetic(train_set, synthetic_dir, config)
     mixed = MixedDataset(train_set.root, train_set.rows, chosen, png, train_set.classes, train_set.image_size,
                          train_set.augment)  # fmt: skip
     return mixed, counts
+
+
+def augmented_train_sets(
+    train_set: ManifestDataset, synthetic_dir: Path, config: MixConfig
+) -> tuple[MixedDataset | None, ManifestDataset, pd.DataFrame]:
+    """What the augmented classifier trains on, by ``config.mode``: (pretrain set, train set, counts
+    per FST). concat: no pretrain set, the `mixed_train_set`; pretrain_finetune: the chosen synthetic
+    images alone, then the real train split ``train_set`` itself."""
+    if config.mode == "concat":
+        mixed, counts = mixed_train_set(train_set, synthetic_dir, config)
+        return None, mixed, counts
+    chosen, png, counts = _chosen_synthetic(train_set, synthetic_dir, config)
+    if chosen.empty:
+        raise DataError("mix.mode is pretrain_finetune but the mix chose no synthetic image (mix/wanted "
+                        f"per FST: {counts['wanted'].to_dict()}): nothing to pretrain on",
+                        file=Path(synthetic_dir) / MANIFEST)  # fmt: skip
+    no_real = train_set.rows.iloc[:0]
+    synthetic_only = MixedDataset(train_set.root, no_real, chosen, png, train_set.classes, train_set.image_size,
+                                  train_set.augment)  # fmt: skip
+    return synthetic_only, train_set, counts

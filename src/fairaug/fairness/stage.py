@@ -9,9 +9,11 @@ into their out dir (outputs/<d>/classifier/real, .../augmented):
                             (``fairness/<metric>[.fst<k>]``, with ``.reason`` strings) without
                             intervals or the small-group rule, which are evaluate_fairness's (its
                             params are no dep of a classifier: changing them retrains nothing)
-    mix.json                augmented only: ``mix/<count>.fst<k>`` (real, available, ratio, wanted,
-                            synthetic, share) and the totals, also logged as MLflow metrics
-and log per-epoch ``classifier/train_loss`` and ``classifier/val_loss``, the report's numbers under
+    mix.json                augmented only: ``mode`` (mix.mode, also an MLflow param) and
+                            ``mix/<count>.fst<k>`` (real, available, ratio, wanted, synthetic,
+                            share) and the totals, also logged as MLflow metrics
+and log per-epoch ``classifier/train_loss`` and ``classifier/val_loss`` (mix mode
+pretrain_finetune: ``classifier/pretrain_loss`` of the synthetic phase before them), the report's numbers under
 the same names as in metrics.json, and the files as artifacts. The MLflow run is named after the DVC
 stage, tagged ``fairaug.variant`` and linked to its upstream runs (prepare; augmented: also generate).
 
@@ -61,7 +63,7 @@ from fairaug.fairness.data import make_loader, split_datasets
 from fairaug.fairness.files import METRICS, MIX, PER_FST_PLOT, PREDICTIONS, ROC_PLOT, WEIGHTS
 from fairaug.labels import MALIGNANT_DX
 from fairaug.skin.types import FST_VALUES
-from fairaug.fairness.mix import mix_record, mixed_train_set, read_synthetic_manifest
+from fairaug.fairness.mix import augmented_train_sets, mix_record, read_synthetic_manifest
 from fairaug.fairness.model import save_classifier
 from fairaug.fairness.predictions import prediction_classes, read_predictions, score_column, write_predictions
 from fairaug.fairness.report import delta_report, fairness_report
@@ -161,13 +163,18 @@ def _train_classifier_stage(
         classes = dataset_classes(dataset_config, manifest)
         splits = split_datasets(dataset_config.root, manifest, classes, config)
         artifacts = [WEIGHTS, PREDICTIONS, METRICS]
+        pretrain_set = None
         if synthetic_dir is not None:
-            splits["train"], counts = mixed_train_set(splits["train"], Path(synthetic_dir), params.mix)
+            pretrain_set, splits["train"], counts = augmented_train_sets(splits["train"], Path(synthetic_dir),
+                                                                         params.mix)  # fmt: skip
             mix = mix_record(counts)
-            write_json(out / MIX, mix)
+            write_json(out / MIX, {"mode": params.mix.mode} | mix)
             mlflow.log_metrics(mix)
             artifacts.append(MIX)
-        model, history = train_classifier(splits["train"], splits["val"], config)
+        model, history = train_classifier(splits["train"], splits["val"], config, pretrain_set,
+                                          params.mix.pretrain_epochs)  # fmt: skip
+        for epoch, loss in enumerate(history.pretrain_loss, start=1):
+            mlflow.log_metric("classifier/pretrain_loss", loss, step=epoch)
         for epoch, (train_loss, val_loss) in enumerate(zip(history.train_loss, history.val_loss), start=1):
             mlflow.log_metrics({"classifier/train_loss": train_loss, "classifier/val_loss": val_loss}, step=epoch)
         for epoch, loss in enumerate(history.fst_branch_loss, start=1):

@@ -44,6 +44,7 @@ class TrainingHistory:
     fst_branch_loss: list[float] = field(default_factory=list)  # with the FST confusion branch only
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
+    pretrain_loss: list[float] = field(default_factory=list)  # mix mode pretrain_finetune: the synthetic phase
 
 
 def seed_everything(seed: int) -> None:
@@ -140,12 +141,43 @@ def _run_epoch(
     return loss_sum / weight_sum
 
 
+def _class_weights(dataset: ManifestDataset, config: ClassifierConfig, device: torch.device) -> torch.Tensor | None:
+    if not config.class_weighting:
+        return None
+    return inverse_frequency_weights(dataset.targets, len(dataset.classes)).to(device)
+
+
+def _fst_branch(model: Classifier, dataset: ManifestDataset, config: ClassifierConfig) -> FstBranch | None:
+    return FstBranch.for_training(model, dataset, config) if config.fst_confusion_weight > 0 else None
+
+
+def _pretrain(
+    model: Classifier, dataset: ManifestDataset, config: ClassifierConfig, epochs: int, device: torch.device
+) -> list[float]:
+    """``epochs`` epochs on ``dataset`` alone with its own class weights and optimizer; no early
+    stopping (the validation split is real: the real phase that follows stops early on it).
+    Returns the per-epoch training loss."""
+    class_weights = _class_weights(dataset, config, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loader, fst_branch = make_loader(dataset, config, shuffle=True), _fst_branch(model, dataset, config)
+    progress = progress_bar(range(epochs), desc="pretrain classifier on synthetic images", unit="epoch")
+    return [_run_epoch(model, loader, class_weights, device, optimizer, fst_branch) for _ in progress]
+
+
 def train_classifier(
-    train_set: ManifestDataset, val_set: ManifestDataset, config: ClassifierConfig
+    train_set: ManifestDataset,
+    val_set: ManifestDataset,
+    config: ClassifierConfig,
+    pretrain_set: ManifestDataset | None = None,
+    pretrain_epochs: int = 0,
 ) -> tuple[Classifier, TrainingHistory]:
     """Train on ``train_set`` and keep the weights of the epoch with the lowest validation loss,
     stopping after ``config.patience`` epochs without a new lowest. Same config and data, same
-    weights (on CPU)."""
+    weights (on CPU).
+
+    With ``pretrain_set`` (mix mode pretrain_finetune: the chosen synthetic images) the model first
+    trains ``pretrain_epochs`` epochs on it alone, then on ``train_set`` as above with a fresh
+    optimizer."""
     for name, dataset in (("train", train_set), ("val", val_set)):
         if not len(dataset):
             raise DataError(f"the {name} split has no images: cannot train the classifier")
@@ -158,15 +190,14 @@ def train_classifier(
         pretrained=config.pretrained,
         weights_path=config.weights_path,
     ).to(device)
-    class_weights = None
-    if config.class_weighting:
-        class_weights = inverse_frequency_weights(train_set.targets, len(train_set.classes)).to(device)
+    pretrain_loss = [] if pretrain_set is None else _pretrain(model, pretrain_set, config, pretrain_epochs, device)
+    class_weights = _class_weights(train_set, config, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train_loader = make_loader(train_set, config, shuffle=True)
-    fst_branch = FstBranch.for_training(model, train_set, config) if config.fst_confusion_weight > 0 else None
+    fst_branch = _fst_branch(model, train_set, config)
     val_loader = make_loader(val_set, config)
 
-    history = TrainingHistory()
+    history = TrainingHistory(pretrain_loss=pretrain_loss)
     # a validation loss that is never finite (diverged) keeps the last weights
     best_loss, best_state, epochs_without_improvement = float("inf"), model.state_dict(), 0
     progress = progress_bar(range(1, config.epochs + 1), desc="train classifier", unit="epoch")

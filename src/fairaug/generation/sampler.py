@@ -20,6 +20,7 @@ from fairaug.config.generation import GenerateConfig
 from fairaug.data import storage
 from fairaug.diffusion.base import load_base_pipeline
 from fairaug.diffusion.lora import trained_weights
+from fairaug.diffusion.speed import speed_up
 from fairaug.progress import progress_bar
 
 SCHEDULERS = {
@@ -33,18 +34,32 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 def load_sampler(base_dir: Path, lora_dir: Path | None, config: GenerateConfig,
                  device: torch.device | str = "cpu") -> StableDiffusionPipeline:
-    """The base pipeline with the configured scheduler and the LoRA loaded (and fused, if asked); only
-    weights that the LoRA run wrote are loaded."""
+    """The base pipeline in ``config.dtype`` with the LoRA loaded (and fused, if asked), set up by
+    `configure_sampler`; only weights that the LoRA run wrote are loaded."""
     weights = trained_weights(lora_dir, config.lora_weights) if lora_dir is not None else None
     pipeline = load_base_pipeline(base_dir, torch_dtype=DTYPES[config.dtype])
-    scheduler_cls, options = SCHEDULERS[config.scheduler]
-    pipeline.scheduler = scheduler_cls.from_config(pipeline.scheduler.config, **options)
     if weights is not None:
         pipeline.load_lora_weights(weights.parent, weight_name=weights.name)
         if config.fuse_lora:
             pipeline.fuse_lora()
+    return configure_sampler(pipeline, config, device)
+
+
+def configure_sampler(pipeline: StableDiffusionPipeline, config: GenerateConfig,
+                      device: torch.device | str = "cpu") -> StableDiffusionPipeline:
+    """A loaded pipeline with the configured scheduler and speed options (VAE slicing / tiling,
+    channels-last, compile), on ``device``."""
+    scheduler_cls, options = SCHEDULERS[config.scheduler]
+    pipeline.scheduler = scheduler_cls.from_config(pipeline.scheduler.config, **options)
     pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(device)
+    if config.vae_slicing:
+        pipeline.vae.enable_slicing()
+    if config.vae_tiling:
+        pipeline.vae.enable_tiling()
+    pipeline = pipeline.to(device)
+    speed_up(pipeline.vae, channels_last=config.channels_last)
+    speed_up(pipeline.unet, config.channels_last, config.compile)  # after fusing: the fused weights compiled
+    return pipeline
 
 
 def sample_batch(pipeline: StableDiffusionPipeline, rows: pd.DataFrame, config: GenerateConfig,

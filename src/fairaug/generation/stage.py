@@ -34,9 +34,10 @@ from fairaug.tracking.lineage import dvc_md5
 
 KEPT_GRID = "samples/kept.png"  # MLflow artifact: kept images, one row per (FST, label)
 # the generate params that change a sampled image; the others (counts, labels, batch and shard sizes,
-# the filter) only change which images there are or how they are stored. Seeds and prompts are checked
-# per image (`storage.IMAGE_KEY`).
-PIXEL_PARAMS = {"scheduler", "steps", "guidance_scale", "dtype", "lora_weights", "fuse_lora"}
+# the filter) only change which images there are or how they are stored, and the speed options
+# (vae_slicing, channels_last, compile) float rounding at most. Seeds and prompts are checked per image
+# (`storage.IMAGE_KEY`).
+PIXEL_PARAMS = {"scheduler", "steps", "guidance_scale", "dtype", "lora_weights", "fuse_lora", "vae_tiling"}
 MANIFEST_COLUMNS = ["path", "id", "fst", "label", "prompt", "seed", "index", "confidence", "ssim_to_real",
                     "nearest_real", "kept", "reason"]
 

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from fairaug.errors import DataError
-from fairaug.weights.require import require_file
+from fairaug.weights.require import read_state_dict, require_file
 
 ExtractorName = Literal["inception", "evaluator", "pixels"]
 EXTRACTORS: tuple[ExtractorName, ...] = ("inception", "evaluator", "pixels")
@@ -123,10 +123,7 @@ def inception_extractor(weights: str | Path | None = None, device: str = "cpu", 
                                         f"{INCEPTION_WEIGHTS_FILE}, downloaded on a connected machine)")
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    try:  # torch-fidelity unpickles without weights_only: refuse anything but plain tensors first
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's input error
-        raise DataError(f"not a torch state dict of tensors: {str(err).splitlines()[0][:200]}", file=path) from None
+    read_state_dict(path)  # torch-fidelity unpickles without weights_only: refuse anything but plain tensors first
     try:
         network = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
                                               feature_extractor_weights_path=str(path)).to(device)

@@ -15,7 +15,7 @@ import torch
 import torchvision
 
 from fairaug.errors import DataError
-from fairaug.weights.require import require_file
+from fairaug.weights.require import read_state_dict, require_file
 
 MIN_SIDE = 64  # smaller images are upsampled: LPIPS was calibrated on 64 px patches
 BACKBONE_WEIGHTS = {
@@ -59,16 +59,11 @@ def lpips_from_module(net: str, module: torch.nn.Module, device: str = "cpu") ->
 def load_backbone(module: torch.nn.Module, path: Path) -> None:
     """Load torchvision's ImageNet weights of the backbone (``features.<i>.*``, a .pth state dict read
     with weights_only, or safetensors) into an ``lpips.LPIPS``, whose slices keep the layer indices."""
+    state = read_state_dict(path)
     try:
-        if path.suffix == ".safetensors":
-            import safetensors.torch
-
-            state = safetensors.torch.load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
         module.net.load_state_dict({key: state[f"features.{key.split('.', 1)[1]}"]
                                     for key in module.net.state_dict()})  # fmt: skip
-    except Exception as err:  # noqa: BLE001 - any unreadable or foreign file is the user's input error
+    except Exception as err:  # noqa: BLE001 - a foreign state dict is the user's input error
         raise DataError(f"does not hold torchvision's {module.pnet_type} ImageNet weights: "
                         f"{str(err).splitlines()[0][:200]}", file=path) from None
 

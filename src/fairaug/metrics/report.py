@@ -52,7 +52,7 @@ from fairaug.metrics import functional as F
 from fairaug.metrics.extractors import Extractor, Output, pixels_extractor, thumbnail_features
 from fairaug.metrics.features import FeatureCache, ImageSet, extract
 from fairaug.metrics.perceptual import Lpips
-from fairaug.skin.ita import estimate_fst
+from fairaug.skin.ita import estimate_fst, set_abstention_reason
 from fairaug.stats import ReportWriter, Rows, UndefinedMetricError, bootstrap_indices
 
 PREFIX = "quality/"
@@ -199,11 +199,14 @@ def quality_report(
         estimated_rows = np.flatnonzero(estimated != FST_UNKNOWN)
         within = within_one_type(estimated, synthetic_rows["fst"]).astype(float)
         writer.put("fst_fidelity.abstention", _mean, [(estimated == FST_UNKNOWN).astype(float)], n)
-        writer.put("fst_fidelity", _mean, [within[estimated_rows]], len(estimated_rows))
-        for group, (_, rows) in groups.items():
-            if group.startswith("fst"):
-                rows = np.intersect1d(rows, estimated_rows)
-                writer.put(f"fst_fidelity.{group}", _mean, [within[rows]], len(rows))
+        if (void_reason := set_abstention_reason(estimated)) is not None:
+            writer.unavailable("fst_fidelity", void_reason)
+        else:
+            writer.put("fst_fidelity", _mean, [within[estimated_rows]], len(estimated_rows))
+            for group, (_, rows) in groups.items():
+                if group.startswith("fst"):
+                    rows = np.intersect1d(rows, estimated_rows)
+                    writer.put(f"fst_fidelity.{group}", _mean, [within[rows]], len(rows))
     else:
         writer.unavailable("fst_fidelity", "the synthetic images have no requested FST (an 'fst' column)")
     return writer.report

@@ -7,6 +7,7 @@ visible (a close-up that the lesion fills), the estimate abstains: pigment is ne
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,8 @@ from scipy import ndimage
 from skimage.color import rgb2lab
 from skimage.filters import threshold_otsu
 from skimage.morphology import disk
+
+from fairaug.skin.types import FST_UNKNOWN, FST_VALUES
 
 # Lower ITA bounds of FST I..V, lightest first: ITA > 55 is I, 41 < ITA <= 55 is II, 28 < ITA <= 41
 # is III, 10 < ITA <= 28 is IV, -30 <= ITA <= 10 is V and ITA < -30 is VI (-30 itself belongs to V).
@@ -43,6 +46,7 @@ _LESION_MIN_DARKENING = 5.0  # L* between the light and dark halves of the rim t
 _MIN_RIM_SKIN_SHARE = 0.5  # skin surrounds a lesion: less of the field's rim than this is no skin surround
 _RIM = 0.8  # the field's rim: farther from its centre than this share of its radius
 DEFAULT_MIN_SKIN_FRACTION = 0.2  # prepare.min_skin_fraction's default
+DEFAULT_MAX_ABSTENTION_SHARE = 0.3  # prepare.max_abstention_share's default, and fst_fidelity's
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,23 @@ def estimate_skin(rgb: np.ndarray, min_skin_fraction: float = DEFAULT_MIN_SKIN_F
     surrounded = _rim_share(skin, field) >= _MIN_RIM_SKIN_SHARE
     fst = fst_from_ita(ita) if skin_fraction >= min_skin_fraction and surrounded and skin.any() else None
     return SkinEstimate(fst, ita, skin_fraction, skin)
+
+
+def set_abstention_reason(fst: Iterable[int | None], max_abstention_share: float = DEFAULT_MAX_ABSTENTION_SHARE) -> str | None:
+    """Why the ITA estimates of a whole image set are void, or None when they stand.
+
+    ``fst``: each image's estimate, None, NaN or FST_UNKNOWN where it abstained. In a set where more than
+    ``max_abstention_share`` of the images show too little skin, the view is the lesion's, not the
+    skin's (a set of lesion crops): there an image that seems to show skin mostly shows a lesion
+    that fills the frame, which colour alone cannot tell from skin, so no image of the set gets an FST.
+    """
+    estimates = np.array([FST_UNKNOWN if value is None else value for value in fst], dtype=float)
+    abstained = ~np.isin(estimates, FST_VALUES)  # FST_UNKNOWN, None or NaN
+    if abstained.size == 0 or abstained.mean() <= max_abstention_share:
+        return None
+    return (f"{abstained.mean():.0%} of the images show too little skin around the lesion for an ITA estimate "
+            f"(more than {max_abstention_share:.0%}): a set of lesion crops, in which the other images' 'skin' "
+            "is mostly lesion; no FST is estimated")
 
 
 def estimate_fst(rgb: np.ndarray) -> tuple[int | None, float]:

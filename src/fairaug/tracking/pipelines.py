@@ -116,9 +116,11 @@ def _ancestors(head: Run, known: Mapping[str, Run]) -> dict[str, Run]:
 
 def newest_downstream(client: MlflowClient, experiment_id: str, stage: str, upstream_role: str,
                       run_id: str) -> Run | None:  # fmt: skip
-    """The newest ``stage`` run whose lineage names ``run_id`` as its ``upstream_role`` run."""
+    """The newest finished ``stage`` run whose lineage names ``run_id`` as its ``upstream_role`` run (a
+    failed or abandoned one wrote nothing downstream stages read)."""
     found = client.search_runs([experiment_id],
-                               f'tags."{STAGE_TAG}" = {quoted(stage)} AND tags."{UPSTREAM_TAG}{upstream_role}" = {quoted(run_id)}',
+                               f'tags."{STAGE_TAG}" = {quoted(stage)} AND tags."{UPSTREAM_TAG}{upstream_role}" = {quoted(run_id)}'
+                               " AND attributes.status = 'FINISHED'",
                                max_results=1, order_by=list(NEWEST_FIRST))  # fmt: skip
     return found[0] if found else None
 

@@ -2,7 +2,9 @@
 
 Tags (DESIGN.md): fairaug.stage, fairaug.dataset, fairaug.profile, git.commit (+ git.dirty),
 dvc.md5.<dep> for every dependency dvc.yaml declares, dvc.out_md5.<out> for every output the stage
-wrote, and fairaug.upstream.<role> = the run id of each upstream stage run.
+wrote, fairaug.upstream.<role> = the run id of each upstream stage run, and fairaug.process =
+<host>:<pid> of the stage's process: a run it left RUNNING (killed, or its tracking server stopped
+mid-stage) is marked FAILED by the next run of the stage on that host.
 
 An upstream run is found in MLflow by the DVC md5 of the dependency it produced: the newest finished
 run whose dvc.out_md5.<path> tag is that md5. Nothing is written into the DVC outs, so a rerun with
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from fairaug.config.models import Params
+from fairaug.io import remove_stale_temps
 from fairaug.tracking.lineage import dvc_md5, git_commit, stage_deps
 from fairaug.tracking.search import NEWEST_FIRST, UPSTREAM_TAG, quoted
 from fairaug.tracking.server import check_tracking_server, tracking_errors
@@ -32,6 +36,9 @@ DEFAULT_ARTIFACTS = "mlartifacts"
 DVC_MD5_TAG = "dvc.md5."
 DVC_OUT_MD5_TAG = "dvc.out_md5."
 UPSTREAM_MISSING_TAG = "fairaug.upstream_missing."
+# the process that opened a run (<host>:<pid>): a run still RUNNING whose process is gone was abandoned
+PROCESS_TAG = "fairaug.process"
+ABANDONED_TAG = "fairaug.abandoned"
 # MLflow 3 opens experiments without this tag in its GenAI view (traces, token usage); this one
 # selects the model training view, whose runs table has the Dataset column.
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
@@ -138,6 +145,49 @@ def upstream_tags(experiment_id: str, root: Path, upstream: Mapping[str, Path],
     return tags
 
 
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_gone(process: str) -> bool:
+    """Whether the process a `PROCESS_TAG` names has ended: only decidable on its own host (False elsewhere,
+    and for a pid that another process now has)."""
+    host, _, pid = process.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    with contextlib.suppress(OSError, IndexError):  # exited, not yet reaped by its parent (Linux)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    return False
+
+
+def end_abandoned_runs(client: MlflowClient, experiment_id: str, run_name: str) -> list[str]:
+    """Mark FAILED the runs of ``run_name`` left RUNNING by a process that has ended without closing
+    them (killed, or its tracking server stopped mid-stage so that closing failed); their lineage is
+    then never taken for a finished run's. Runs of live processes (parallel experiments) and of other
+    hosts are left as they are.
+
+    Returns:
+        The run ids marked FAILED.
+    """
+    running = client.search_runs([experiment_id],
+                                 f"attributes.run_name = {quoted(run_name)} AND attributes.status = 'RUNNING'")  # fmt: skip
+    ended = []
+    for run in running:
+        process = run.data.tags.get(PROCESS_TAG, "")
+        if process_gone(process):
+            client.set_tag(run.info.run_id, ABANDONED_TAG,
+                           f"process {process} ended without closing the run; marked FAILED by {this_process()}")
+            client.set_terminated(run.info.run_id, "FAILED")
+            ended.append(run.info.run_id)
+    return ended
+
+
 def lineage_tags(dvc_stage: str, stage: str, dataset: str, params: Params, root: Path) -> dict:
     """The run's tags but its upstream runs: stage, data set, profile, commit, deps' DVC md5s."""
     commit, dirty = git_commit(root)
@@ -147,6 +197,7 @@ def lineage_tags(dvc_stage: str, stage: str, dataset: str, params: Params, root:
         "fairaug.profile": params.profile,
         "git.commit": commit,
         "git.dirty": str(dirty).lower(),
+        PROCESS_TAG: this_process(),
     }
     for dep in stage_deps(dvc_stage, root):
         if (root / dep).exists():
@@ -172,22 +223,27 @@ def stage_run(
         upstream: role (``prepare``, ``train_classifier.real``) -> the upstream output this stage
             reads; tagged with the run that wrote it (module docstring).
         outs: what this stage writes (final paths, not temporary ones), tagged with their DVC md5
-            when the block ends, so that downstream stages find this run.
+            when the block ends, so that downstream stages find this run. Temporaries that a killed
+            earlier run left beside them are removed first.
         dvc_stage: the DVC stage name when it is not ``<stage>@<dataset>`` (a matrix item); the run
             is named after it and its deps are looked up under it.
 
-    The run ends FAILED if the block raises, so a failed stage is visible in the UI.
+    The run ends FAILED if the block raises, so a failed stage is visible in the UI; runs of this
+    stage that an ended process left RUNNING are marked FAILED first (`end_abandoned_runs`).
     """
     import mlflow
 
     root = (root or Path.cwd()).resolve()
     dvc_stage = dvc_stage or f"{stage}@{dataset}"
+    for out in outs:
+        remove_stale_temps(root / out)
     embedded_store = configure_tracking(root)
     # a server that does not answer, or stops answering during the stage: one line, in seconds
     uri = tracking_uri(root)
     check_tracking_server(uri)
     with tracking_errors(uri):
         experiment_id = ensure_experiment(experiment_name(params, dataset), root, embedded_store)
+        end_abandoned_runs(MlflowClient(), experiment_id, dvc_stage)
         tags = lineage_tags(dvc_stage, stage, dataset, params, root)
         tags |= upstream_tags(experiment_id, root, upstream or {}, tags)
         with mlflow.start_run(experiment_id=experiment_id, run_name=dvc_stage, tags=tags) as run:

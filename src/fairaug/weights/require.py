@@ -36,6 +36,14 @@ def checkpoints_dir(cache_dir: str | Path) -> Path:
     return Path(cache_dir) / CHECKPOINTS_SUBDIR
 
 
+def download_path(cache_dir: str | Path, url: str, configured: str | Path | None = None,
+                  project_root: str | Path = ".") -> Path:
+    """Where a stage loads the download ``url`` from: the ``configured`` local file (relative to the
+    project root), else the weights cache, under the file name torchvision and torch hub give it."""
+    root = Path(project_root)
+    return root / configured if configured else checkpoints_dir(root / cache_dir) / Path(url).name
+
+
 def snapshot_dir(cache: str | Path, hub_id: str, revision: str) -> Path:
     """Where a Hugging Face hub cache keeps ``hub_id`` at ``revision``."""
     return Path(cache) / f"models--{hub_id.replace('/', '--')}" / "snapshots" / revision
@@ -74,3 +82,19 @@ def require_hub_snapshot(cache: str | Path, hub_id: str, revision: str) -> Path:
     for name in required_snapshot_files(snapshot):
         require_file(snapshot / name, f"base model {hub_id}@{revision[:12]}")
     return snapshot
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """The tensors of a weights file: safetensors, or a torch file read with weights_only (no pickled
+    code runs); an unreadable or foreign file is a DataError naming it."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            import safetensors.torch
+
+            return safetensors.torch.load_file(path)
+        import torch
+
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - an unreadable or foreign file is the user's input error
+        raise DataError(f"not a state dict of tensors: {str(err).splitlines()[0][:200]}", file=path) from None

@@ -12,12 +12,12 @@ sha256 included); their file hashes are recorded in the lock file on the first f
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from fairaug.config.models import Params
-from fairaug.weights.require import checkpoints_dir, hub_cache, snapshot_dir
+from fairaug.weights.require import checkpoints_dir, download_path, hub_cache, snapshot_dir
 
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 TORCHVISION_URLS = {  # the IMAGENET1K_V1 weights, as torchvision 0.29 names them
@@ -27,6 +27,7 @@ TORCHVISION_URLS = {  # the IMAGENET1K_V1 weights, as torchvision 0.29 names the
     "resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
     "efficientnet_b0": "https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth",
 }
+PERCEPTUAL_URLS = {"vgg16": TORCHVISION_URLS["vgg"]}  # train_lora.perceptual_loss.net -> its ImageNet weights
 # full sha256 of downloads, by file name; not yet confirmed by a fetch from this repository
 URL_SHA256 = {
     "weights-inception-2015-12-05-6726825d.pth": "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
@@ -99,13 +100,17 @@ def weight_plan(params: Params, project_root: Path = Path(".")) -> list[WeightSp
         ))  # fmt: skip
     quality = params.evaluate_quality
     if "inception" in quality.extractors and (quality.inception_weights or quality.require_weights):
-        path = root / quality.inception_weights if quality.inception_weights else (
-            checkpoints_dir(cache) / Path(INCEPTION_URL).name)
+        path = download_path(params.weights.cache_dir, INCEPTION_URL, quality.inception_weights, root)
         specs.append(_url_spec(INCEPTION_URL, "Inception-v3 FID weights (torch-fidelity)", path, "evaluate_quality"))
     if quality.lpips_weights or quality.require_weights:
         url = TORCHVISION_URLS[quality.lpips_net]
-        path = root / quality.lpips_weights if quality.lpips_weights else checkpoints_dir(cache) / Path(url).name
+        path = download_path(params.weights.cache_dir, url, quality.lpips_weights, root)
         specs.append(_url_spec(url, f"LPIPS backbone ({quality.lpips_net}, ImageNet)", path, "evaluate_quality"))
+    perceptual = params.train_lora.perceptual_loss
+    if perceptual.weight > 0:
+        url = PERCEPTUAL_URLS[perceptual.net]
+        path = download_path(params.weights.cache_dir, url, perceptual.weights_path, root)
+        specs.append(_url_spec(url, f"perceptual loss network ({perceptual.net}, ImageNet)", path, "train_lora"))
     classifier = params.train_classifier
     if classifier.arch != "small_cnn" and classifier.weights_path:
         url = TORCHVISION_URLS[classifier.arch]
@@ -113,4 +118,14 @@ def weight_plan(params: Params, project_root: Path = Path(".")) -> list[WeightSp
                                checkpoints_dir(cache) / Path(url).name,
                                "train_classifier, generate (filter), evaluate_quality (evaluator)",
                                convert_to=root / classifier.weights_path))  # fmt: skip
-    return specs
+    return _merge_shared(specs)
+
+
+def _merge_shared(specs: list[WeightSpec]) -> list[WeightSpec]:
+    """One spec per file: LPIPS on vgg and the perceptual loss may load the same vgg16 download."""
+    merged: dict[tuple[str, Path], WeightSpec] = {}
+    for spec in specs:
+        same = merged.get((spec.key, spec.path))
+        merged[spec.key, spec.path] = replace(same, what=f"{same.what}; {spec.what}",
+                                              used_by=f"{same.used_by}, {spec.used_by}") if same else spec
+    return list(merged.values())

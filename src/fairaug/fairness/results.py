@@ -1,0 +1,217 @@
+"""The effect over seeds: finished DVC experiments collected into one Markdown table per data set
+(`fairaug results`, docs/results.md).
+
+Experiments come from ``dvc exp show --json`` (those of the HEAD commit, finished: run in the
+workspace, or by `dvc queue start` with executor state success), each with its params and the numbers of every ``outputs/<d>/metrics/fairness.json`` it
+has, merged with the ``fairness_detail.json`` beside it (a DVC out, read from the experiment with
+`dvc.api.read`). Experiments are grouped by every param whose value differs between them, except
+the seeds (`SEED_PARAMS`): the runs of one group differ only by seeds, so their spread is the
+seed-to-seed variation of the result. Per group and data set, each metric of the real-only and the
+augmented classifier and their paired difference (``fairness/delta.<metric>``: augmented minus
+real-only within one experiment) is given as mean ± sample standard deviation (ddof 1) over the
+experiments that have it, with their number and each FST group's test images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairaug.errors import DataError
+from fairaug.fairness.files import FAIRNESS
+from fairaug.io import atomic_write_text
+from fairaug.metrics_files import detail_path
+from fairaug.names import metric_key
+from fairaug.skin.types import FST_ROMAN, FST_VALUES
+
+# params that only draw random numbers: runs that differ by these alone are repeats of one setting
+SEED_PARAMS = (
+    "prepare.seed",  # the split: its variation is part of what a result must survive
+    "base.pretrain.seed",
+    "train_lora.seed",
+    "generate.seed",
+    "mix.seed",
+    "train_classifier.seed",
+    "train_classifier.evaluator_seed",
+    "evaluate_quality.seed",
+    "evaluate_fairness.seed",
+)
+# column -> the variant of its keys (`metric_key`): fairness/auroc, fairness/augmented.auroc, fairness/delta.auroc
+VARIANTS = {"real": None, "augmented": "augmented", "delta": "delta"}
+# the rows of a table: per-FST values (with the group's test images) and the gaps
+PER_FST_METRICS = ("auroc", "sensitivity")
+OVERALL_METRICS = ("auroc", "balanced_accuracy", "auroc_gap", "eod")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One finished DVC experiment: its name, its params flattened to dotted keys, and per data set
+    the fairness numbers (fairness.json and fairness_detail.json merged)."""
+
+    name: str
+    params: Mapping[str, object]
+    fairness: Mapping[str, Mapping[str, float]]
+
+
+def flatten(data: Mapping, prefix: str = "") -> dict[str, object]:
+    """Nested params -> ``{"mix.mode": ...}``; lists stay values."""
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def experiments_from_show(
+    show: Sequence[Mapping], read_file: Callable[[str, str], str]
+) -> tuple[str, list[Experiment]]:
+    """The baseline commit and its finished experiments from ``dvc exp show --json`` output;
+    ``read_file(path, rev)`` reads a file of an experiment (the detail files)."""
+    baselines = [entry for entry in show if entry.get("rev") != "workspace"]
+    if not baselines:
+        raise DataError("dvc exp show lists no commit: commit the project, then run experiments")
+    baseline = baselines[0]
+    experiments = []
+    for entry in baseline.get("experiments") or []:
+        if (entry.get("executor") or {}).get("state", "success") != "success":  # queued, running or failed
+            continue
+        revision = entry["revs"][0]
+        if revision.get("error") or not revision.get("data"):
+            continue
+        data = revision["data"]
+        params = {}
+        for file, content in data.get("params", {}).items():
+            prefix = "" if file == "params.yaml" else f"{file}:"
+            params |= flatten(content.get("data", {}), prefix)
+        fairness = {}
+        for path, content in data.get("metrics", {}).items():
+            if Path(path).name != FAIRNESS or "data" not in content:
+                continue
+            detail = detail_path(path).as_posix()
+            try:
+                extra = json.loads(read_file(detail, revision["rev"]))
+            except Exception as err:  # DVC raises its own error types for a missing file or cache entry
+                raise DataError(f"experiment {revision['name']}: cannot read {detail} ({err})") from None
+            fairness[Path(path).parent.parent.name] = content["data"] | extra
+        if fairness:
+            experiments.append(Experiment(revision["name"] or revision["rev"][:7], params, fairness))
+    return baseline["rev"], experiments
+
+
+def read_experiments(repo: Path) -> tuple[str, list[Experiment]]:
+    """The HEAD commit and its finished experiments in the DVC project at ``repo``."""
+    import dvc.api  # DVC is only needed here; importing it costs a second
+
+    shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo,
+                           capture_output=True, text=True)  # fmt: skip
+    if shown.returncode != 0:
+        last = (shown.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DataError(f"dvc exp show failed in {repo}: {last}")
+    return experiments_from_show(json.loads(shown.stdout),
+                                 lambda path, rev: dvc.api.read(path, repo=str(repo), rev=rev))  # fmt: skip
+
+
+def setting_params(experiments: Sequence[Experiment]) -> list[str]:
+    """The params whose value differs between experiments, seeds left out: what makes a group."""
+    keys = sorted({key for e in experiments for key in e.params} - set(SEED_PARAMS))
+    return [key for key in keys if len({json.dumps(e.params.get(key), sort_keys=True) for e in experiments}) > 1]
+
+
+def seed_summary(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (ddof 1; NaN for one value) and number of the finite values."""
+    finite = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if not len(finite):
+        return math.nan, math.nan, 0
+    return float(finite.mean()), float(finite.std(ddof=1)) if len(finite) > 1 else math.nan, len(finite)
+
+
+def _rows() -> list[tuple[str, str | None]]:
+    """(metric name, the fairness key of its group size or None)."""
+    rows = [(f"{m}.fst{k}", metric_key(f"fst{k}.n")) for m in PER_FST_METRICS for k in FST_VALUES]
+    return rows + [(m, None) for m in OVERALL_METRICS]
+
+
+def aggregate(experiments: Sequence[Experiment]) -> pd.DataFrame:
+    """One row per data set, setting (group of experiments), metric and variant (real, augmented,
+    delta): mean, std and seeds (`seed_summary`), test_n (the FST group's test images, or their
+    range over the group's experiments), experiments (their names)."""
+    varying = setting_params(experiments)
+    groups: dict[str, list[Experiment]] = {}
+    for e in experiments:
+        setting = ", ".join(f"{key}={json.dumps(e.params.get(key))}" for key in varying) or "all experiments"
+        groups.setdefault(setting, []).append(e)
+    records = []
+    datasets = sorted({d for e in experiments for d in e.fairness})
+    for dataset in datasets:
+        for setting, members in groups.items():
+            runs = [e for e in members if dataset in e.fairness]
+            if not runs:
+                continue
+            for metric, n_key in _rows():
+                sizes = sorted({int(e.fairness[dataset][n_key]) for e in runs if n_key in e.fairness[dataset]})
+                test_n = "" if not sizes else str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+                for variant, prefix in VARIANTS.items():
+                    key = metric_key(metric, prefix)
+                    mean, std, seeds = seed_summary([e.fairness[dataset].get(key) for e in runs])
+                    records.append({"dataset": dataset, "setting": setting, "metric": metric, "variant": variant,
+                                    "mean": mean, "std": std, "seeds": seeds, "test_n": test_n,
+                                    "experiments": ", ".join(sorted(e.name for e in runs))})  # fmt: skip
+    return pd.DataFrame(records, columns=["dataset", "setting", "metric", "variant", "mean", "std", "seeds",
+                                          "test_n", "experiments"])  # fmt: skip
+
+
+def _cell(mean: float, std: float, seeds: int) -> str:
+    seeds = int(seeds)
+    if not seeds:
+        return "n/a"
+    spread = "" if math.isnan(std) else f" ± {std:.3f}"
+    return f"{mean:.3f}{spread} ({seeds})"
+
+
+def _label(metric: str) -> str:
+    name, _, group = metric.partition(".fst")
+    return f"{name} FST {FST_ROMAN[int(group)]}" if group else metric
+
+
+def results_markdown(table: pd.DataFrame, commit: str, command: str) -> str:
+    """docs/results.md: per data set and setting, a row per metric with real-only, augmented and
+    delta as ``mean ± std (seeds)``, and the FST group's test images."""
+    lines = ["# Fairness effect over seeds", "",
+             f"Made by `{command}` from the finished DVC experiments of commit `{commit}`.",
+             "Each cell: mean ± sample standard deviation (ddof 1) over the experiments of the setting "
+             "(they differ only by seeds: " + ", ".join(f"`{p}`" for p in SEED_PARAMS) + "), and in "
+             "brackets how many have the value (n/a: none; fairness_reasons.json says why). delta = augmented - real-only within each experiment. "
+             "test n: the FST group's test images.", ""]  # fmt: skip
+    for dataset, by_dataset in table.groupby("dataset", sort=True):
+        lines += [f"## {dataset}", ""]
+        for setting, rows in by_dataset.groupby("setting", sort=True):
+            lines += [f"### {setting}", "", f"Experiments: {rows['experiments'].iloc[0]}", "",
+                      "| metric | test n | real-only | augmented | delta |", "|---|---|---|---|---|"]  # fmt: skip
+            for metric, cells in rows.groupby("metric", sort=False):
+                by_variant = cells.set_index("variant")
+                values = [_cell(*by_variant.loc[v, ["mean", "std", "seeds"]]) for v in VARIANTS]
+                lines.append(f"| {_label(metric)} | {cells['test_n'].iloc[0]} | {' | '.join(values)} |")
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_results(repo: Path, out: Path, command: str) -> pd.DataFrame:
+    """Collect the finished experiments of the DVC project ``repo`` into ``out`` (Markdown, written
+    atomically; ``command`` is recorded as what made it); returns the `aggregate` table."""
+    commit, experiments = read_experiments(Path(repo))
+    if not experiments:
+        raise DataError(f"no finished DVC experiment with {FAIRNESS} at commit {commit[:7]}: queue some (dvc exp "
+                        "run --queue -S train_classifier.seed=1 ...) and run them (dvc queue start)")  # fmt: skip
+    table = aggregate(experiments)
+    atomic_write_text(Path(out), results_markdown(table, commit, command))
+    return table
