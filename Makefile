@@ -14,8 +14,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 # Fixture data behind data.dvc: same seeds, same bytes, so a fresh clone regenerates exactly the
 # data that data.dvc records (no network and no DVC remote needed).
-DERM_FIXTURE := fairaug fixture derm --out data/ham10000 --n 600 --seed 0
-WOUND_FIXTURE := fairaug fixture wound --out data/wound --n 240 --seed 1 --layout csv
+DERM_FIXTURE := fairaug fixture derm --out data/ham10000 --n 1500 --seed 0
+WOUND_FIXTURE := fairaug fixture wound --out data/wound --n 1500 --seed 1 --layout csv
 
 .PHONY: setup data fixtures demo test test-fast browser postgresql services-up services-down bench clean-outputs
 

@@ -41,7 +41,7 @@ DX_PROBABILITIES: dict[str, float] = {
     "nv": 0.40, "mel": 0.15, "bkl": 0.15, "bcc": 0.10, "akiec": 0.08, "vasc": 0.06, "df": 0.06,
 }  # fmt: skip
 # Skewed to light skin like dermatology data sets (Fitzpatrick17k, ISIC): few V-VI.
-FST_PROBABILITIES: dict[int, float] = {1: 0.22, 2: 0.30, 3: 0.24, 4: 0.12, 5: 0.08, 6: 0.04}
+FST_PROBABILITIES: dict[int, float] = {1: 0.20, 2: 0.27, 3: 0.22, 4: 0.14, 5: 0.10, 6: 0.07}
 PHASE_PROBABILITIES: dict[str, float] = {"I": 0.30, "P": 0.45, "R": 0.25}
 
 JPEG_QUALITY = 92

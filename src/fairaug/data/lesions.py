@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fairaug.skin.render import Canvas, Lab, Skin, sample_lattice, sample_skin, skin_canvas, to_rgb
+from fairaug.skin.render import Canvas, Lab, Skin, photograph, sample_lattice, sample_skin, skin_canvas
 
 Renderer = Callable[[Canvas], None]  # paints one lesion onto a canvas
 
@@ -95,10 +95,21 @@ def _line_alpha(canvas: Canvas, polyline: np.ndarray, width: float) -> np.ndarra
 # Dermoscopy
 
 
+# What makes diagnoses overlap, as in real dermoscopy (no label noise: every image shows its lesion):
+# lesions of one diagnosis range from faint to vivid (`Canvas.strength`); naevi and melanomas lie on
+# one continuum of atypia, each diagnosis drawing it from its own Beta distribution, which overlap
+# (dysplastic naevi, early melanomas); some keratoses are as dark as melanomas, some basal cell
+# carcinomas pigmented; images of one lesion differ in scale (camera distance).
+_LESION_STRENGTH = (0.6, 1.15)
+_ATYPIA: dict[str, tuple[float, float]] = {"nv": (2.0, 5.0), "mel": (5.0, 2.0)}
+_CAMERA_DISTANCE = (0.9, 1.1)
+
+
 @dataclass(frozen=True)
 class DermLesion:
     skin: Skin
     paint_lesion: Renderer
+    strength: float  # `Canvas.strength`: lesions of one diagnosis range from faint to vivid
     hairs: tuple[tuple[np.ndarray, float, Lab], ...]  # (polyline, width, colour)
     vignette_radius: float | None  # None: no dermoscope frame in the photo
 
@@ -114,6 +125,7 @@ def sample_derm_lesion(rng: np.random.Generator, dx: str, fst: int) -> DermLesio
     return DermLesion(
         skin=skin,
         paint_lesion=_LESION_SAMPLERS[dx](rng),
+        strength=float(rng.uniform(*_LESION_STRENGTH)),
         hairs=tuple(hairs),
         vignette_radius=float(rng.uniform(0.47, 0.62)) if rng.random() < 0.7 else None,
     )
@@ -122,7 +134,9 @@ def sample_derm_lesion(rng: np.random.Generator, dx: str, fst: int) -> DermLesio
 def render_derm(lesion: DermLesion, rng: np.random.Generator, size: int, zoom: float = 1.0) -> np.ndarray:
     """One image of the lesion; ``zoom`` > 1: a close-up crop (magnified scene, no dermoscope frame)."""
     canvas, x, y = skin_canvas(rng, size, lesion.skin)
-    canvas.u, canvas.v, canvas.pixel = canvas.u / zoom, canvas.v / zoom, canvas.pixel / zoom
+    scale = zoom * rng.uniform(*_CAMERA_DISTANCE)  # the dermoscope never sits at quite the same height
+    canvas.u, canvas.v, canvas.pixel = canvas.u / scale, canvas.v / scale, canvas.pixel / scale
+    canvas.strength = lesion.strength
     lesion.paint_lesion(canvas)
     for polyline, width, colour in lesion.hairs:
         canvas.paint(0.9 * _line_alpha(canvas, polyline, width), colour)
@@ -134,57 +148,60 @@ def render_derm(lesion: DermLesion, rng: np.random.Generator, size: int, zoom: f
         canvas.lab[..., 0] *= 1.0 - 0.05 * np.clip(distance / radius, 0.0, 1.0) ** 4
         frame = np.clip((distance - radius) / 0.035 + 0.5, 0.0, 1.0)
         canvas.paint(frame, np.array([3.0, 0.5, 1.0]) + rng.normal(0, 0.4, size=(size, size, 1)))
-    return to_rgb(canvas.lab)
+    return photograph(canvas, rng)
 
 
-def _sample_nv(rng: np.random.Generator) -> Renderer:
-    """Melanocytic nevus: round, regular border, uniform brown, slightly darker centre, faint network."""
-    blob = _random_blob(rng, (0.15, 0.24), (2, 3), (0.0, 0.04), elongation=(1.0, 1.15), softness=1.8)
+def _sample_melanocytic(rng: np.random.Generator, atypia: float) -> Renderer:
+    """A melanocytic lesion of ``atypia`` 0 (a banal naevus: small, round, regular border, uniform brown,
+    darker centre, faint network) to 1 (a florid melanoma: large, asymmetric, irregular border, several
+    colours: dark brown, black, blue-grey)."""
+    blob = _random_blob(rng, (0.14 + 0.07 * atypia, 0.2 + 0.09 * atypia), (2, 3, 4, 5, 7),
+                        (0.01 + 0.04 * atypia, 0.03 + 0.09 * atypia), elongation=(1.0, 1.15 + 0.35 * atypia),
+                        softness=1.8 - 0.8 * atypia)  # fmt: skip
     network_period = rng.uniform(0.05, 0.07)
-    brown = (rng.uniform(-27, -20), rng.uniform(1, 4), rng.uniform(7, 11))
-
-    def paint(canvas: Canvas) -> None:
-        alpha = blob.alpha(canvas)
-        canvas.paint(alpha, canvas.tone(brown))
-        canvas.paint(0.5 * blob.alpha(canvas, scale=0.5) * alpha, canvas.tone((-32, 3, 6)))
-        network = np.cos(2 * np.pi * canvas.u / network_period) * np.cos(2 * np.pi * canvas.v / network_period)
-        canvas.lab[..., 0] -= 2.5 * canvas.skin.contrast * alpha * network
-
-    return paint
-
-
-def _sample_mel(rng: np.random.Generator) -> Renderer:
-    """Melanoma: large, asymmetric, irregular border, several colours (dark brown, black, blue-grey)."""
-    blob = _random_blob(rng, (0.2, 0.29), (2, 3, 4, 5, 7), (0.04, 0.12), elongation=(1.1, 1.5), softness=1.0)
+    brown = (rng.uniform(-27, -20) - 6 * atypia, rng.uniform(1, 4), rng.uniform(7, 11) - 4 * atypia)
     palette = [(-55, -9, -12), (-25, -13, -24), (-14, 2, 10), (-40, 2, 0)]  # black, blue-grey, light/dark brown
     blotches = [
         (blob.centre + rng.normal(0, 0.09, 2), rng.uniform(0.05, 0.1), palette[i])
-        for i in rng.permutation(len(palette))[: rng.integers(2, 5)]
+        for i in rng.permutation(len(palette))[: rng.binomial(len(palette), atypia)]
     ]
     roughness = rng.standard_normal((12, 12))
 
     def paint(canvas: Canvas) -> None:
         alpha = blob.alpha(canvas)
-        canvas.paint(alpha, canvas.tone((-33, 3, 6)))
+        canvas.paint(alpha, canvas.tone(brown))
+        canvas.paint(0.5 * blob.alpha(canvas, scale=0.5) * alpha, canvas.tone((-32, 3, 6)))
         uneven = sample_lattice(roughness, canvas.u, canvas.v)
         for (centre_u, centre_v), spread, colour in blotches:
             bump = np.exp(-((canvas.u - centre_u) ** 2 + (canvas.v - centre_v) ** 2) / (2 * spread**2))
             canvas.paint(alpha * np.clip((bump + 0.25 * uneven - 0.4) * 3.0, 0.0, 0.95), canvas.tone(colour))
-        canvas.lab[..., 0] += 3.0 * canvas.skin.contrast * alpha * uneven
+        network = np.cos(2 * np.pi * canvas.u / network_period) * np.cos(2 * np.pi * canvas.v / network_period)
+        contrast = canvas.skin.contrast * canvas.strength
+        canvas.lab[..., 0] -= 2.5 * contrast * alpha * network * (1 - 0.5 * atypia)
+        canvas.lab[..., 0] += 3.0 * contrast * alpha * uneven * atypia
 
     return paint
+
+
+def _sample_nv(rng: np.random.Generator) -> Renderer:
+    return _sample_melanocytic(rng, rng.beta(*_ATYPIA["nv"]))
+
+
+def _sample_mel(rng: np.random.Generator) -> Renderer:
+    return _sample_melanocytic(rng, rng.beta(*_ATYPIA["mel"]))
 
 
 def _sample_bkl(rng: np.random.Generator) -> Renderer:
     """Benign keratosis: sharp light-brown oval, cerebriform texture, milia-like and comedo-like dots."""
     blob = _random_blob(rng, (0.16, 0.24), (3, 5), (0.02, 0.06), elongation=(1.3, 1.7), softness=1.0)
+    pigment = rng.uniform(0.8, 2.2)  # light-brown to as dark as a melanoma
     texture = rng.standard_normal((18, 18))
     dots = [(blob.centre + rng.normal(0, 0.07, 2), bool(rng.random() < 0.6)) for _ in range(rng.integers(3, 8))]
 
     def paint(canvas: Canvas) -> None:
         alpha = blob.alpha(canvas)
-        canvas.paint(alpha, canvas.tone((-14, -1, 7)))
-        canvas.lab[..., 0] += 5.0 * canvas.skin.contrast * alpha * sample_lattice(texture, canvas.u, canvas.v)
+        canvas.paint(alpha, canvas.tone((-14 * pigment, -1, 7)))
+        canvas.lab[..., 0] += 5.0 * canvas.skin.contrast * canvas.strength * alpha * sample_lattice(texture, canvas.u, canvas.v)
         for centre, milium in dots:
             dot = _disc_alpha(canvas, centre, 0.016, softness=1.0)
             canvas.paint(alpha * dot, canvas.tone((12, -6, 0) if milium else (-30, 0, 2)))
@@ -202,7 +219,9 @@ def _sample_bcc(rng: np.random.Generator) -> Renderer:
         for point in trunk[rng.choice(len(trunk), size=rng.integers(2, 4), replace=False)]:
             branch = _bezier(point, point + rng.normal(0, 0.04, 2), point + rng.normal(0, 0.07, 2), points=8)
             vessels.append((branch, 0.7))
-    nests = [(blob.centre + rng.normal(0, 0.06, 2), rng.uniform(0.015, 0.03)) for _ in range(rng.integers(0, 3))]
+    pigmented = rng.random() < 0.25  # pigmented basal cell carcinoma: many blue-grey nests
+    nests = [(blob.centre + rng.normal(0, 0.06, 2), rng.uniform(0.015, 0.03))
+             for _ in range(rng.integers(3, 7) if pigmented else rng.integers(0, 3))]  # fmt: skip
 
     def paint(canvas: Canvas) -> None:
         alpha = blob.alpha(canvas)
@@ -234,10 +253,11 @@ def _sample_df(rng: np.random.Generator) -> Renderer:
     """Dermatofibroma: small and round; a central white scar-like patch inside a brown ring."""
     ring = _random_blob(rng, (0.1, 0.14), (2, 3), (0.02, 0.06), elongation=(1.0, 1.25), softness=2.5)
     scar = _Blob(ring.centre, ring.radius * rng.uniform(0.4, 0.5), _harmonics(rng, (3, 4), (0.05, 0.12)))
+    scar_opacity = rng.uniform(0.4, 0.9)  # the central white patch is not always clear
 
     def paint(canvas: Canvas) -> None:
         canvas.paint(ring.alpha(canvas), canvas.tone((-18, 2, 8)))
-        canvas.paint(0.9 * scar.alpha(canvas), canvas.tone((13, -6, -6)))
+        canvas.paint(scar_opacity * scar.alpha(canvas), canvas.tone((13, -6, -6)))
 
     return paint
 
@@ -281,32 +301,38 @@ class WoundPatient:
 def sample_wound_patient(rng: np.random.Generator, fst: int) -> WoundPatient:
     return WoundPatient(
         skin=sample_skin(rng, fst),
-        wound=_random_blob(rng, (0.16, 0.23), (2, 3, 4), (0.05, 0.13), elongation=(1.0, 1.8)),
+        wound=_random_blob(rng, (0.13, 0.25), (2, 3, 4), (0.05, 0.13), elongation=(1.0, 1.8)),
         slough=rng.standard_normal((10, 10)),
         granules=rng.standard_normal((40, 40)),
     )
 
 
+# Healing is a continuum: a visit's progress (0: a fresh wound, 1: a mature scar) is drawn from its
+# phase's Beta distribution, and neighbouring phases overlap (a wound late in I looks like one early in
+# P), as wound-care annotators find. Everything the phase changes follows the progress.
+_HEALING_PROGRESS: dict[str, tuple[float, float]] = {"I": (2.0, 7.0), "P": (8.0, 8.0), "R": (7.0, 2.0)}
+
+
 def render_wound(patient: WoundPatient, phase: str, rng: np.random.Generator, size: int) -> np.ndarray:
     canvas, _, _ = skin_canvas(rng, size, patient.skin)
     wound = patient.wound
-    # Tissue colours are absolute (a wound bed is red on any skin); erythema and scars depend on the skin.
-    if phase == "I":
-        # Inflammatory: swollen red margin around a dark-red bed with yellow slough/exudate.
-        canvas.paint(0.8 * wound.alpha(canvas, scale=1.45) ** 0.5, canvas.tone((-6, 18, 4)))
-        bed = wound.alpha(canvas)
-        canvas.paint(bed, np.array([36.0, 38.0, 24.0]))
-        cover = np.clip((sample_lattice(patient.slough, canvas.u, canvas.v) + 0.2) * 1.5, 0.0, 0.95)
-        canvas.paint(bed * cover, np.array([74.0, 8.0, 46.0]))
-    elif phase == "P":
-        # Proliferative: beefy red granulation tissue with a granular surface and a pink epithelial rim.
-        canvas.paint(wound.alpha(canvas, scale=1.12), canvas.tone((4, 12, 0)))
-        bed = wound.alpha(canvas, scale=0.9)
-        canvas.paint(bed, np.array([46.0, 50.0, 30.0]))
-        canvas.lab[..., 0] += 5.0 * bed * sample_lattice(patient.granules, canvas.u, canvas.v)
-    else:
-        # Remodeling: a smaller, smooth, pale pink epithelialised scar.
-        scar = _Blob(wound.centre, wound.radius * 0.7, wound.harmonics, elongation=wound.elongation * 1.5,
-                     orientation=wound.orientation, softness=2.0)  # fmt: skip
-        canvas.paint(0.9 * scar.alpha(canvas), canvas.tone((10, 8, -5)))
-    return to_rgb(canvas.lab)
+    progress = rng.beta(*_HEALING_PROGRESS[phase])
+    inflammation = max(0.0, 1.0 - progress / 0.5)  # swelling, erythema and slough of the first days
+    granulation = max(0.0, 1.0 - abs(progress - 0.45) / 0.35)  # beefy granular tissue, mid-way
+    closure = min(1.0, max(0.0, (progress - 0.45) / 0.45))  # epithelialised share of the bed
+    # Tissue colours are absolute (a wound bed is red on any skin); erythema and scars depend on the
+    # skin, so they fade on dark skin (`Canvas.tone`).
+    canvas.paint(0.8 * inflammation * wound.alpha(canvas, scale=1.45) ** 0.5, canvas.tone((-6, 22, 6)))
+    # The pink epithelial rim grows inwards into a smaller, pale, elongated scar.
+    scar = _Blob(wound.centre, wound.radius * (1.12 - 0.42 * closure), wound.harmonics,
+                 elongation=wound.elongation * (1.0 + 0.5 * closure), orientation=wound.orientation,
+                 softness=2.0)  # fmt: skip
+    canvas.paint(0.9 * scar.alpha(canvas), canvas.tone((4 + 6 * closure, 12 - 4 * closure, -5 * closure)))
+    if closure < 1.0:
+        bed = wound.alpha(canvas, scale=0.95 * (1.0 - closure) ** 0.6)
+        dark_red, beefy_red = np.array([40.0, 42.0, 26.0]), np.array([46.0, 50.0, 30.0])
+        canvas.paint(bed, dark_red + min(1.0, progress / 0.45) * (beefy_red - dark_red))
+        slough = np.clip((sample_lattice(patient.slough, canvas.u, canvas.v) + 0.3 - 1.6 * progress) * 1.5, 0.0, 0.9)
+        canvas.paint(bed * slough, np.array([74.0, 8.0, 46.0]))
+        canvas.lab[..., 0] += 5.0 * granulation * bed * sample_lattice(patient.granules, canvas.u, canvas.v)
+    return photograph(canvas, rng)

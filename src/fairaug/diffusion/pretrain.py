@@ -30,7 +30,7 @@ from fairaug.diffusion.optim import adamw
 from fairaug.diffusion.prompts import all_prompts, build_prompt, promptable
 from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.progress import progress_bar
-from fairaug.skin.render import sample_skin, skin_canvas, to_rgb
+from fairaug.skin.render import photograph, sample_skin, skin_canvas
 from fairaug.skin.types import FST_VALUES
 
 KL_WEIGHT = 1e-6  # as SD's VAE: a nearly deterministic autoencoder whose latents stay well-scaled
@@ -50,7 +50,7 @@ class GenericSkinImages(Dataset):
         for index, fst in enumerate(self.fst):
             rng = np.random.default_rng(step_seed(seed, index, GENERIC_SKIN_STREAM))
             canvas, _, _ = skin_canvas(rng, resolution, sample_skin(rng, int(fst)))
-            pixels.append(torch.from_numpy(to_rgb(canvas.lab)).permute(2, 0, 1).float() / 127.5 - 1.0)
+            pixels.append(torch.from_numpy(photograph(canvas, rng)).permute(2, 0, 1).float() / 127.5 - 1.0)
         self.pixels = torch.stack(pixels) if pixels else torch.empty(0, 3, resolution, resolution)
 
     def __len__(self) -> int:
