@@ -1,6 +1,7 @@
 """Load params.yaml into `Params`, and write params.yaml from a profile.
 
-A profile is an overlay (profiles/<name>.yaml) on the model defaults, which are the `tiny` profile.
+A profile is an overlay (profiles/<name>.yaml) on the model defaults. The `tiny` profile is the defaults
+plus what only its fixture data allows (30 test images per FST); tests build on the bare defaults.
 `fairaug profile NAME` writes the merged, fully explicit params.yaml, so DVC sees every value and
 `dvc exp run -S key=value` works on top of any profile.
 """
