@@ -136,7 +136,7 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) 
 
 def make_project(root: Path, fixture_data: Path, datasets: tuple[str, ...] = ()) -> Path:
     """A copy of this project (params, dvc.yaml, stages, code) with the small fixture data under data/
-    (only ``datasets``' when given), in its own git + DVC repo."""
+    (only ``datasets``' when given), in its own git + DVC repo; its split holds no per-FST minimum."""
     root.mkdir(parents=True)
     for name in PROJECT_FILES:
         source = REPO_ROOT / name
@@ -149,6 +149,8 @@ def make_project(root: Path, fixture_data: Path, datasets: tuple[str, ...] = ())
             shutil.copytree(fixture_data / name, root / "data" / name)
     else:
         shutil.copytree(fixture_data, root / "data")
+    # the tiny profile's 30 test images per FST need its 1500-image fixtures, not these small ones
+    write_params(root, prepare={"split": {"min_test_per_fst": None}})
     run(["git", "init", "-q"], root)
     run(["git", "config", "user.email", "test@example.com"], root)
     run(["git", "config", "user.name", "test"], root)
