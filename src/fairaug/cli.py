@@ -413,7 +413,6 @@ def dashboard(
 ) -> None:
     """Open the Streamlit dashboard (runs, compare, fairness, samples, registry), bound to 127.0.0.1."""
     import os
-    import subprocess
 
     if not DASHBOARD_APP.is_file():
         raise FairaugError(f"dashboard app not found: {DASHBOARD_APP} (run from a source checkout)")
@@ -421,7 +420,8 @@ def dashboard(
     command = [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP), "--server.address", "127.0.0.1",
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     console.print(f"fairaug dashboard on http://127.0.0.1:{port}")
-    raise SystemExit(subprocess.call(command, env=env))
+    # Streamlit takes over this process, so a signal to `fairaug dashboard` stops the server too
+    os.execve(sys.executable, command, env)
 
 def main() -> None:
     from fairaug.progress import quiet_library_bars

@@ -1,5 +1,6 @@
 """`fairaug dashboard` in a real headless Chromium: the Compare page finishes its script and holds the
-per-FST chart; the screenshot is kept as a test artifact (its path is printed)."""
+per-FST chart; the screenshot is kept as a test artifact (its path is printed). Terminating the command
+stops the server (no orphaned Streamlit)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,7 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--window-size=1400,2600"]  # fmt: skip
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian chromium + chromium-driver not installed "
-                       "(`make test` installs them)"),  # fmt: skip
-]
+pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
@@ -45,20 +42,31 @@ def wait_until_serving(url: str, server: subprocess.Popen, timeout: float = 60) 
 
 
 @pytest.fixture
-def dashboard_url(seeded):
+def dashboard(seeded):
     port = free_port()
     fairaug = Path(sys.executable).parent / "fairaug"
     server = subprocess.Popen([str(fairaug), "dashboard", "--port", str(port), "--tracking-uri", seeded["uri"]],
                               cwd=seeded["root"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         wait_until_serving(f"http://127.0.0.1:{port}/_stcore/health", server)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", server
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def test_compare_page_renders_the_per_fst_chart_in_chromium(dashboard_url, tmp_path):
+def test_terminating_the_command_stops_the_server(dashboard):
+    url, server = dashboard
+    server.terminate()
+    server.wait(timeout=30)
+    with pytest.raises(OSError):  # connection refused: nothing serves the port any more
+        urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian chromium + chromium-driver not installed "
+                    "(`make test` installs them)")  # fmt: skip
+def test_compare_page_renders_the_per_fst_chart_in_chromium(dashboard, tmp_path):
+    dashboard_url, _ = dashboard
     from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
