@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from fairaug.config import load_params
 from fairaug.data.files import MANIFEST
 from fairaug.diffusion.base import load_base_pipeline
+from fairaug.diffusion.data import ManifestImages
 from fairaug.fairness.files import WEIGHTS
 from fairaug.generation.plan import build_plan
 from fairaug.generation.sampler import load_sampler, sample_batch
@@ -49,16 +49,16 @@ def confidence_row(link: str, extractor, images: list[np.ndarray], labels: list[
     return row
 
 
-def load_images(root: Path, paths: pd.Series, resolution: int) -> list[np.ndarray]:
-    return [np.asarray(Image.open(root / path).convert("RGB").resize((resolution, resolution), Image.Resampling.BICUBIC))
-            for path in paths]
-
-
 @torch.no_grad()
-def reconstruct(vae, images: list[np.ndarray]) -> list[np.ndarray]:
-    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    decoded = vae.decode(vae.encode(pixels).latent_dist.mean).sample
-    return list(((decoded.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+def real_and_reconstructed(pipeline, test: pd.DataFrame, root: Path, resolution: int) -> tuple[list, list]:
+    """The test images at the base's resolution, and their round trip through its VAE."""
+    pixels = torch.stack([item["pixels"] for item in ManifestImages(test, root, resolution, [""] * len(test))])
+    decoded = pipeline.vae.decode(pipeline.vae.encode(pixels).latent_dist.mean).sample
+
+    def as_arrays(batch: torch.Tensor) -> list[np.ndarray]:
+        return [np.asarray(image) for image in pipeline.image_processor.postprocess(batch, output_type="pil")]
+
+    return as_arrays(pixels), as_arrays(decoded)
 
 
 def sample(pipeline, plan: pd.DataFrame, config, negative_prompt: str) -> list[np.ndarray]:
@@ -84,13 +84,11 @@ def main() -> None:
     rows = []
 
     started = time.perf_counter()
-    real = load_images(args.project / dataset.root, test["path"], params.base.resolution)
-    rows.append(confidence_row("real test images", extractor, real, list(test["label"]), list(test["fst"]),
-                               started, sampled=False))
-    started = time.perf_counter()
-    vae = load_base_pipeline(base_dir).vae
-    rows.append(confidence_row("their VAE reconstructions", extractor, reconstruct(vae, real), list(test["label"]),
-                               list(test["fst"]), started, sampled=False))
+    real, reconstructed = real_and_reconstructed(load_base_pipeline(base_dir), test, args.project / dataset.root,
+                                                 params.base.resolution)
+    for link, images in (("real test images", real), ("their VAE reconstructions", reconstructed)):
+        rows.append(confidence_row(link, extractor, images, list(test["label"]), list(test["fst"]), started,
+                                   sampled=False))
 
     config = params.generate.model_copy(update={"per_cell": args.per_cell, "overgenerate": 1.0})
     plan = build_plan(config, params.prompts.templates[dataset.domain], dataset.domain, labels)
