@@ -325,15 +325,16 @@ def test_fresh_run_starts_from_an_empty_out_and_generate_loads_only_its_weights(
     assert record["selection"]["step"] == 2 and record["selection"]["rule"] == "samples"
     validations = pd.read_csv(out / VALIDATION_PLOT)
     assert validations["step"].tolist() == [0, 2] and validations["selected"].tolist() == [False, True]
-    assert validations[["val_loss", "label_confidence", "kid", "fst_fidelity"]].notna().all().all()
+    assert validations[["val_loss", "label_confidence", "kid"]].notna().all().all()  # fst_fidelity: NaN at 1 step
     run = mlflow.search_runs(experiment_names=["fairaug/ham10000"], output_format="list")[0]
     history = mlflow.MlflowClient().get_metric_history
     for name, column in [("val/label_confidence", "label_confidence"), ("val/kid", "kid"),
                          ("val/fst_fidelity", "fst_fidelity")]:
-        logged = [(m.step, m.value) for m in history(run.info.run_id, name)]
-        assert logged == list(zip([0, 2], validations[column], strict=True)), name
+        logged = sorted((m.step, m.value) for m in history(run.info.run_id, name))
+        assert [step for step, _ in logged] == [0, 2], name
+        np.testing.assert_array_equal([value for _, value in logged], validations[column], err_msg=name)
     assert "fairaug.upstream_missing.train_classifier" in run.data.tags  # its lineage names the judge
-    assert "selected by samples: the highest label confidence" in (out / MODEL_CARD).read_text()
+    assert f"step 2's weights, selected by samples: {record['selection']['reason']};" in (out / MODEL_CARD).read_text()
     (out / "marker").write_text("left by hand")
     lora_stage()  # the same training: it resumes its own checkpoint and keeps the out
     assert (out / "marker").exists()
