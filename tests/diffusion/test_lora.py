@@ -1,4 +1,4 @@
-"""LoRA training pieces: step randomness, balanced sampling, checkpoints, and the saved LoRA."""
+"""LoRA training pieces: step randomness, balanced sampling, checkpoints, selection, and the saved LoRA."""
 
 import json
 import shutil
@@ -23,15 +23,19 @@ from fairaug.data.prepare import prepare_dataset
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import StepBatchSampler, balanced_weights, hflip
-from fairaug.diffusion.lora import (CHECKPOINTS, EMA_WEIGHTS, KOHYA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraTrainer,
-                                   trained_weights)
+from fairaug.diffusion.lora import (CHECKPOINTS, EMA_WEIGHTS, KID, KOHYA_WEIGHTS, LABEL_CONFIDENCE, LATEST_WEIGHTS,
+                                   LORA_WEIGHTS, VAL_LOSS, WEIGHTS_RECORD, LoraTrainer, TrainingState, lora_state,
+                                   selection_record, trained_weights)
 from fairaug.diffusion.loss import PosteriorCache, draw_step_noise, encode_latents
 from fairaug.diffusion.perceptual import PerceptualLoss
 from fairaug.diffusion.prompts import all_prompts
-from fairaug.diffusion.stage import MODEL_CARD, SAMPLES, lora_data, train_lora
+from fairaug.diffusion.stage import MODEL_CARD, SAMPLES, VALIDATION_PLOT, lora_data, train_lora
 from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.errors import ConfigError, DataError, exit_on_user_error
+from fairaug.fairness.files import WEIGHTS
+from fairaug.fairness.model import build_classifier, save_classifier
 from fairaug.generation.sampler import load_sampler
+from fairaug.generation.validation import validation_judge
 from fairaug.io import sha256_file
 
 
@@ -104,7 +108,7 @@ def tiny_params(fixture_data, **overrides) -> Params:
     params = Params()
     datasets = {"ham10000": DatasetConfig(format="ham10000", root=str(fixture_data / "ham10000"), domain="derm")}
     lora = TrainLoraConfig(**{"batch_size": 4, "max_steps": 6, "checkpoint_every": 3, "validate_every": 3,
-                              "validation_images": 8, **overrides})
+                              "validation_images": 8, "select_by": "val_loss", **overrides})
     return params.model_copy(update={"datasets": datasets, "train_lora": lora})
 
 
@@ -167,26 +171,93 @@ def test_cached_latents_train_the_same_lora(fixture_data, derm_manifest, tmp_pat
     assert max((states[True][k] - states[False][k]).abs().max().item() for k in states[True]) <= 1e-5
 
 
+def weights_scores(trainer: LoraTrainer):
+    """A stub judge of the validation samples: label confidence high at step 3 and lower at step 6,
+    KID equal to step 0's, each plus a term that follows the LoRA's weights (a resumed run that
+    trained other weights scores differently)."""
+    def score(step: int) -> dict[str, float]:
+        assert not trainer.pipeline.unet.training  # sampled without LoRA dropout
+        weights = sum(float(v.double().abs().sum()) for v in lora_state(trainer.pipeline.unet).values())
+        return {LABEL_CONFIDENCE: {0: 0.1, 3: 0.5, 6: 0.3}[step] + weights * 1e-9, KID: 0.01}
+
+    return score
+
+
 def test_resume_from_checkpoint_equals_uninterrupted(fixture_data, derm_manifest, tmp_path):
-    params = tiny_params(fixture_data, dropout=0.1)
+    params = tiny_params(fixture_data, dropout=0.1, select_by="samples")
     data = lora_data(params, "ham10000", derm_manifest)
-    full = LoraTrainer(fresh_tiny_pipeline(params), data, params.train_lora, tmp_path / "full", "fp",
-                       Accelerator(cpu=True))
-    full.train()
+
+    def trainer(name: str, config: TrainLoraConfig = params.train_lora) -> LoraTrainer:
+        return LoraTrainer(fresh_tiny_pipeline(params), data, config, tmp_path / name, "fp", Accelerator(cpu=True))
+
+    full = trainer("full")
+    full.train(on_validation=weights_scores(full))
+    assert full.state.best_step == 3  # not the last step: the selected weights are checkpointed too
     # a second run is stopped after its first checkpoint (step 3), then a new trainer resumes it
-    partial_config = params.train_lora.model_copy(update={"max_steps": 3})
-    first = LoraTrainer(fresh_tiny_pipeline(params), data, partial_config, tmp_path / "split", "fp",
-                        Accelerator(cpu=True))
-    first.train()
-    resumed = LoraTrainer(fresh_tiny_pipeline(params), data, params.train_lora, tmp_path / "split", "fp",
-                          Accelerator(cpu=True))
+    first = trainer("split", params.train_lora.model_copy(update={"max_steps": 3}))
+    first.train(on_validation=weights_scores(first))
+    resumed = trainer("split")
     assert resumed.resume("latest") == 3
-    resumed.train()
-    for name, state in full.final_states().items():
-        other = resumed.final_states()[name]
+    resumed.train(on_validation=weights_scores(resumed))
+    full_states, resumed_states = full.final_states(), resumed.final_states()
+    assert full_states.keys() == resumed_states.keys() == {LORA_WEIGHTS, LATEST_WEIGHTS, EMA_WEIGHTS}
+    for name, state in full_states.items():
+        other = resumed_states[name]
         assert state.keys() == other.keys()
-        assert max((state[k] - other[k]).abs().max().item() for k in state) <= 1e-6, name
+        assert all(torch.equal(state[k], other[k]) for k in state), name
+    assert not all(torch.equal(full_states[LORA_WEIGHTS][k], full_states[LATEST_WEIGHTS][k])
+                   for k in full_states[LORA_WEIGHTS])
     assert resumed.state.history == full.state.history
+    assert resumed.state.validations == full.state.validations and [v["step"] for v in full.state.validations] == [0, 3, 6]
+    pd.testing.assert_frame_equal(resumed.validation_frame(), full.validation_frame())
+    assert resumed.selection() == full.selection()
+
+
+def test_samples_select_the_most_confident_validation_no_further_from_real_than_the_base(
+        fixture_data, derm_manifest, tmp_path):
+    # step 0 is the base model; 1 and 4 are the most confident but drift further (KID) than it: never
+    # selected; 2 ties the base's KID ("no worse") and beats 3; 3 and 4 without improvement stop
+    # training (patience 2) before step 5
+    scores = {0: (0.2, 0.10), 1: (0.6, 0.15), 2: (0.4, 0.10), 3: (0.35, 0.05), 4: (0.9, 0.2), 5: (1.0, 0.0)}
+    params = tiny_params(fixture_data, select_by="samples", max_steps=8, validate_every=1, checkpoint_every=10,
+                         early_stopping_patience=2, cache_latents=False, batch_size=2)
+    data = lora_data(params, "ham10000", derm_manifest)
+    data.val = None  # no validation loss: the samples alone decide
+    trainer = LoraTrainer(fresh_tiny_pipeline(params), data, params.train_lora, tmp_path / "lora", "fp",
+                          Accelerator(cpu=True))
+    weights = {}
+
+    def judge(step: int) -> dict[str, float]:
+        weights[step] = lora_state(trainer.pipeline.unet)
+        return {LABEL_CONFIDENCE: scores[step][0], KID: scores[step][1]}
+
+    with pytest.raises(ValueError, match="select_by: samples needs the scores of the validation samples"):
+        trainer.train()
+    state = trainer.train(on_validation=judge)
+    assert state.best_step == 2 and state.stopped_early and state.step == 4
+    assert state.validations_without_improvement == 2
+    shipped = trainer.final_states()
+    assert all(torch.equal(shipped[LORA_WEIGHTS][k], weights[2][k]) for k in weights[2])
+    assert all(torch.equal(shipped[LATEST_WEIGHTS][k], weights[4][k]) for k in weights[4])
+    frame = trainer.validation_frame()
+    assert list(frame.columns) == ["step", "val_loss", "label_confidence", "kid", "fst_fidelity", "selected"]
+    assert frame["step"].tolist() == [0, 1, 2, 3, 4] and frame["selected"].tolist() == [False, False, True, False, False]
+    assert frame["kid"].tolist() == [scores[step][1] for step in range(5)]
+    assert trainer.selection() == {"step": 2, "rule": "samples", "reason": (
+        "the highest label confidence (0.400) among the validations whose KID (0.1) is at most the base model's "
+        "(0.1, step 0)")}
+
+
+def test_a_selection_without_a_validation_as_close_to_real_as_the_base_takes_the_closest():
+    validations = [{"step": 0, VAL_LOSS: 0.5, LABEL_CONFIDENCE: 0.2, KID: 0.1},
+                   {"step": 2, VAL_LOSS: 0.4, LABEL_CONFIDENCE: 0.9, KID: 0.3},
+                   {"step": 4, VAL_LOSS: 0.3, LABEL_CONFIDENCE: 0.5, KID: 0.2}]
+    state = TrainingState(step=4, best_step=4, validations=validations)
+    assert selection_record("samples", state)["reason"] == (
+        "no validation's KID was at most the base model's (0.1, step 0): the lowest KID (0.2)")
+    assert selection_record("val_loss", state) == {"step": 4, "rule": "val_loss",
+                                                   "reason": "the lowest validation loss (0.3000)"}
+    assert selection_record("val_loss", TrainingState(step=6))["rule"] == "latest"
 
 
 def test_early_stopping_and_kohya_export(fixture_data, derm_manifest, tmp_path):
@@ -200,7 +271,7 @@ def test_early_stopping_and_kohya_export(fixture_data, derm_manifest, tmp_path):
     assert state.stopped_early and state.step < 12
     assert state.validations_without_improvement == 2
     best_step = int(np.argmin(val_losses)) + 1
-    assert val_losses.min() == state.best_val_loss and best_step == state.step - 2
+    assert best_step == state.best_step == state.step - 2
     shipped = trainer.final_states()[LORA_WEIGHTS]
     assert all(torch.equal(shipped[k], trainer.best_state[k]) for k in shipped)  # the best, not the last
     written = trainer.save_final()
@@ -212,17 +283,22 @@ def test_early_stopping_and_kohya_export(fixture_data, derm_manifest, tmp_path):
 
 @pytest.fixture
 def lora_stage(fixture_data, derm_manifest, tiny_base, tmp_path, mlflow_uri, monkeypatch):
-    """Runs train_lora (two steps, one checkpoint per step) into tmp_path/lora; returns the out."""
+    """Runs train_lora (two steps, one checkpoint per step, validation grids judged by an untrained
+    classifier) into tmp_path/lora; returns the out."""
     monkeypatch.chdir(tmp_path)
     prepared, base = tmp_path / "prepared", shutil.copytree(tiny_base, tmp_path / "base")
     prepared.mkdir()
     derm_manifest.to_parquet(prepared / MANIFEST)
+    classifier = tmp_path / "classifier" / "real"
+    save_classifier(build_classifier("small_cnn", sorted(derm_manifest["label"].unique()), 32), classifier / WEIGHTS)
     out = tmp_path / "lora"
 
     def run(resume="latest", **overrides):
         params = tiny_params(fixture_data, **{"max_steps": 2, "checkpoint_every": 1, "validate_every": 2,
-                                              "validation_images": 4, "sample_steps": 1, **overrides})
-        return train_lora(params, "ham10000", prepared, base, out, resume)
+                                              "validation_images": 4, "sample_steps": 1, "select_by": "samples",
+                                              **overrides})
+        judge = validation_judge(params, "ham10000", prepared, classifier)
+        return train_lora(params, "ham10000", prepared, base, out, resume, judge)
 
     run.out, run.base = out, base
     return run
@@ -244,15 +320,29 @@ def one_error_line(capsys, call) -> str:
 
 def test_fresh_run_starts_from_an_empty_out_and_generate_loads_only_its_weights(lora_stage, capsys):
     out = lora_stage()
-    assert set(json.loads((out / WEIGHTS_RECORD).read_text())["weights"]) == {LORA_WEIGHTS, EMA_WEIGHTS}
+    record = json.loads((out / WEIGHTS_RECORD).read_text())
+    assert set(record["weights"]) == {LORA_WEIGHTS, LATEST_WEIGHTS, EMA_WEIGHTS}
+    assert record["selection"]["step"] == 2 and record["selection"]["rule"] == "samples"
+    validations = pd.read_csv(out / VALIDATION_PLOT)
+    assert validations["step"].tolist() == [0, 2] and validations["selected"].tolist() == [False, True]
+    assert validations[["val_loss", "label_confidence", "kid"]].notna().all().all()  # fst_fidelity: NaN at 1 step
+    run = mlflow.search_runs(experiment_names=["fairaug/ham10000"], output_format="list")[0]
+    history = mlflow.MlflowClient().get_metric_history
+    for name, column in [("val/label_confidence", "label_confidence"), ("val/kid", "kid"),
+                         ("val/fst_fidelity", "fst_fidelity")]:
+        logged = sorted((m.step, m.value) for m in history(run.info.run_id, name))
+        assert [step for step, _ in logged] == [0, 2], name
+        np.testing.assert_array_equal([value for _, value in logged], validations[column], err_msg=name)
+    assert "fairaug.upstream_missing.train_classifier" in run.data.tags  # its lineage names the judge
+    assert f"step 2's weights, selected by samples: {record['selection']['reason']};" in (out / MODEL_CARD).read_text()
     (out / "marker").write_text("left by hand")
     lora_stage()  # the same training: it resumes its own checkpoint and keeps the out
     assert (out / "marker").exists()
 
     lora_stage(ema={"enabled": False})  # another training: starts over
     assert not (out / "marker").exists() and not (out / EMA_WEIGHTS).exists()
-    recorded = json.loads((out / WEIGHTS_RECORD).read_text())
-    assert recorded == {"weights": {LORA_WEIGHTS: sha256_file(out / LORA_WEIGHTS)}}
+    recorded = json.loads((out / WEIGHTS_RECORD).read_text())["weights"]
+    assert recorded == {name: sha256_file(out / name) for name in (LORA_WEIGHTS, LATEST_WEIGHTS)}
     kept = checkpoints.complete_checkpoints(out / CHECKPOINTS)
     assert len({checkpoints.read_state(checkpoint)["fingerprint"] for checkpoint in kept}) == 1
     assert sorted(p.name for p in (out / SAMPLES).iterdir()) == ["step_000000.png", "step_000002.png"]
@@ -261,6 +351,7 @@ def test_fresh_run_starts_from_an_empty_out_and_generate_loads_only_its_weights(
     stderr = one_error_line(capsys, lambda: load_sampler(lora_stage.base, out, GenerateConfig(lora_weights="ema")))
     assert f"generate.lora_weights: ema: the LoRA run did not write {out / EMA_WEIGHTS}" in stderr
     assert load_sampler(lora_stage.base, out, GenerateConfig(lora_weights="final")) is not None
+    assert load_sampler(lora_stage.base, out, GenerateConfig(lora_weights="latest")) is not None
 
     weights = out / LORA_WEIGHTS
     data = bytearray(weights.read_bytes())

@@ -1,6 +1,8 @@
 """train_lora as users run it: killed with SIGKILL and rerun (script and `dvc repro`), and under
-`accelerate launch --cpu --num_processes 2`; each ends with the uninterrupted run's LoRA."""
+`accelerate launch --cpu --num_processes 2`; each ends with the uninterrupted run's LoRA (the selected
+one, the latest and the EMA) and validation scores."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,34 +13,37 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from fairaug.diffusion.lora import CHECKPOINTS, EMA_WEIGHTS, LORA_WEIGHTS
-from fairaug.diffusion.stage import MODEL_CARD, PLOTS
+from fairaug.diffusion.lora import CHECKPOINTS, EMA_WEIGHTS, LATEST_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD
+from fairaug.diffusion.stage import MODEL_CARD, PLOTS, VALIDATION_PLOT
 
 from conftest import make_project, run, write_params
 
 pytestmark = pytest.mark.slow
 DATASET = "ham10000"
 PREPARED, BASE = f"outputs/{DATASET}/prepared", f"outputs/{DATASET}/models/base"
-STAGE_ARGS = ["pipelines/train_lora.py", "--dataset", DATASET, "--prepared", PREPARED, "--base", BASE]
+STAGE_ARGS = ["pipelines/train_lora.py", "--dataset", DATASET, "--prepared", PREPARED, "--base", BASE,
+              "--classifier", f"outputs/{DATASET}/classifier/real"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, fixture_data) -> Path:
-    """A project with tiny limits, its base model built by DVC, and an uninterrupted reference LoRA."""
+    """A project with tiny limits, its base model and the filter's classifier (the judge of the
+    validation grids) built by DVC, and an uninterrupted reference LoRA."""
     root = make_project(tmp_path_factory.mktemp("lora") / "project", fixture_data)
     write_params(
         root,
         base={"pretrain": {"vae_steps": 4, "unet_steps": 4, "generic_skin_images": 12}},
         train_lora={"max_steps": 8, "batch_size": 4, "checkpoint_every": 3, "validate_every": 4,
                     "validation_images": 8, "sample_steps": 2, "dropout": 0.1},
+        train_classifier={"epochs": 1},
     )
-    run(["dvc", "repro", f"base_model@{DATASET}"], root)
+    run(["dvc", "repro", f"base_model@{DATASET}", f"train_classifier@{DATASET}-real"], root)
     run([sys.executable, *STAGE_ARGS, "--out", "outputs/reference"], root)
     return root
 
 
 def assert_same_lora(first: Path, second: Path, atol: float) -> None:
-    for name in (LORA_WEIGHTS, EMA_WEIGHTS):
+    for name in (LORA_WEIGHTS, LATEST_WEIGHTS, EMA_WEIGHTS):
         a, b = load_file(str(first / name)), load_file(str(second / name))
         assert a.keys() == b.keys() and len(a) > 0
         worst = max((a[k] - b[k]).abs().max().item() for k in a)
@@ -64,9 +69,14 @@ def test_sigkill_then_rerun_equals_uninterrupted(trained):
     assert not (out / LORA_WEIGHTS).exists()
     resumed = run([sys.executable, *STAGE_ARGS, "--out", str(out)], trained)
     assert "train_lora: resuming from" in resumed.stderr
-    assert_same_lora(trained / "outputs" / "reference", out, atol=1e-6)
+    reference = trained / "outputs" / "reference"
+    assert_same_lora(reference, out, atol=1e-6)
+    for name in (LORA_WEIGHTS, LATEST_WEIGHTS, VALIDATION_PLOT):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert json.loads((out / WEIGHTS_RECORD).read_text()) == json.loads((reference / WEIGHTS_RECORD).read_text())
     assert (out / MODEL_CARD).read_text().count("Not for") == 1  # model card with limits
     assert (out / PLOTS).read_text().startswith("step,train_loss,val_loss")
+    assert (out / VALIDATION_PLOT).read_text().startswith("step,val_loss,label_confidence,kid,fst_fidelity,selected")
 
 
 def test_killed_dvc_repro_resumes_and_matches(trained):

@@ -144,10 +144,19 @@ class TrainLoraConfig(StrictModel):
     )
     checkpoint_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
     checkpoint_limit: int = Field(2, gt=0, description="checkpoints kept (oldest deleted)")
-    validate_every: int = Field(150, gt=0, description="steps between validation loss and sample grids")
+    validate_every: int = Field(
+        150, gt=0, description="steps between validations (validation loss, sample grid and its scores)"
+    )
     validation_images: int = Field(64, gt=0, description="validation images in the validation loss")
+    select_by: Literal["samples", "val_loss"] = Field(
+        "samples", description="which validation's LoRA is shipped (pytorch_lora_weights.safetensors; the last "
+        "step's is _latest) and what early stopping waits for. samples: the grid of every label x FST (one seed "
+        "each) scored by the filter's classifier (classifier/real, never the evaluator): the highest label "
+        "confidence among validations whose KID to the real val split is no worse than the base model's "
+        "(step 0); val_loss: the lowest validation loss",
+    )
     early_stopping_patience: int | None = Field(
-        None, gt=0, description="stop after this many validations without improvement; null: never"
+        None, gt=0, description="stop after this many validations without improvement of select_by; null: never"
     )
     sample_steps: int = Field(20, gt=0, description="sampler steps of the validation grids")
     guidance_scale: float = Field(5.0, ge=1, description="classifier-free guidance of the validation grids")

@@ -44,7 +44,10 @@ class GenerateConfig(StrictModel):
         False, description="UNet and VAE in channels-last memory format (faster convolutions on CUDA tensor cores)"
     )
     compile: bool = Field(False, description="torch.compile the UNet (slow first batch, then faster on a GPU)")
-    lora_weights: Literal["ema", "final"] = Field("ema", description="which LoRA of train_lora to load")
+    lora_weights: Literal["ema", "final", "latest"] = Field(
+        "ema", description="which LoRA of train_lora to load: ema (the moving average at the last step), final (the "
+        "validation train_lora.select_by selected), latest (the last step's)",
+    )
     fuse_lora: bool = Field(True, description="fuse the LoRA into the UNet (faster sampling)")
     filter: FilterConfig = Field(default_factory=FilterConfig)
     seed: int = Field(0, description="base seed; each image's seed derives from (seed, fst, label, index)")

@@ -2,9 +2,16 @@
 
 Exact resume: every random draw of a step comes from (seed, step) (see data.py and loss.py), and a
 checkpoint holds everything else that evolves: LoRA weights, EMA, optimizer, lr scheduler, the
-best validated weights and the history. A run killed after checkpoint k and resumed ends with the
-same LoRA as an uninterrupted run. Under `accelerate launch` each process takes a slice of every
-global batch; gradients are averaged, so N processes train like one.
+selected validation's weights and every validation's scores (step 0's, the base model's, among them).
+A run killed after checkpoint k and resumed ends with the same LoRA as an uninterrupted run. Under
+`accelerate launch` each process takes a slice of every global batch; gradients are averaged, so N
+processes train like one.
+
+Selection (``train_lora.select_by``, `selection_key`): each validation scores the LoRA, and the best
+validation's weights are shipped (``LORA_WEIGHTS``), the last step's beside them (``LATEST_WEIGHTS``).
+The sample scores come from a callback (``on_validation``): the judge is a classifier, which lives
+above this package. Only the main process samples and scores; every process gets its scores, so all
+take the same decision (and stop early together).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import contextlib
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from diffusers import StableDiffusionPipeline
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -44,7 +52,8 @@ from fairaug.progress import progress_bar
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 EMA_WEIGHTS = "pytorch_lora_weights_ema.safetensors"
 KOHYA_WEIGHTS = "pytorch_lora_weights_kohya.safetensors"
-WEIGHTS_BY_CHOICE = {"ema": EMA_WEIGHTS, "final": LORA_WEIGHTS}  # generate.lora_weights -> file
+LATEST_WEIGHTS = "pytorch_lora_weights_latest.safetensors"  # the last step's (LORA_WEIGHTS: the selected one's)
+WEIGHTS_BY_CHOICE = {"ema": EMA_WEIGHTS, "final": LORA_WEIGHTS, "latest": LATEST_WEIGHTS}  # generate.lora_weights
 # the weights files the run wrote, with their sha256: the out is a DVC persist out, so a file in it is
 # not proof that this run wrote it
 WEIGHTS_RECORD = "lora.json"
@@ -52,15 +61,24 @@ CHECKPOINTS = "checkpoints"
 VALIDATION_STREAM = 7  # seed stream of the fixed validation noise, apart from training steps
 DROPOUT_STREAM = 2
 ENCODE_BATCH = 64  # images per VAE call when caching latents
+# a validation's scores, also their MLflow names: the loss here, the sample scores from on_validation
+VAL_LOSS = "val/loss"
+LABEL_CONFIDENCE = "val/label_confidence"  # the judge's mean probability of the requested label
+KID = "val/kid"  # between the grid and the real validation split, in the judge's feature space
+FST_FIDELITY = "val/fst_fidelity"
 
 
 @dataclass
 class TrainingState:
     step: int = 0
-    best_val_loss: float = math.inf
+    best_step: int | None = None  # the selected validation's; its weights are best_state
     validations_without_improvement: int = 0
     stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
+    validations: list[dict] = field(default_factory=list)  # step and scores; step 0 (the base model) first
+
+
+OnValidation = Callable[[int], Mapping[str, float] | None]
 
 
 @dataclass
@@ -117,9 +135,47 @@ def save_kohya(state: dict[str, torch.Tensor], path: Path) -> Path:
     return path
 
 
-def record_weights(out_dir: Path, written: list[Path]) -> Path:
-    """Write ``WEIGHTS_RECORD``: each written weights file's name and sha256."""
-    return write_json(Path(out_dir) / WEIGHTS_RECORD, {"weights": {path.name: sha256_file(path) for path in written}})
+def record_weights(out_dir: Path, written: list[Path], selection: Mapping | None = None) -> Path:
+    """Write ``WEIGHTS_RECORD``: each written weights file's name and sha256, and the `selection`."""
+    record = {"weights": {path.name: sha256_file(path) for path in written}}
+    return write_json(Path(out_dir) / WEIGHTS_RECORD, record | ({"selection": dict(selection)} if selection else {}))
+
+
+def _finite(value: float | None, worst: float) -> float:
+    return worst if value is None or math.isnan(value) else value
+
+
+def selection_key(select_by: str, scores: Mapping[str, float], reference: Mapping[str, float]) -> tuple[int, float]:
+    """Orders validations under ``select_by``, the better one greater.
+
+    samples: the validations whose KID is at most the base model's (``reference``: step 0's scores)
+    by label confidence, above all others, which go by KID (the least drift first): a LoRA may not buy
+    label confidence by drifting further from the real images than no LoRA at all. val_loss: by
+    validation loss. A missing or NaN score (a diverged LoRA) is the worst.
+    """
+    if select_by == "val_loss":
+        return 0, -_finite(scores.get(VAL_LOSS), math.inf)
+    kid = _finite(scores.get(KID), math.inf)
+    if kid <= _finite(reference.get(KID), math.inf):
+        return 1, _finite(scores.get(LABEL_CONFIDENCE), -math.inf)
+    return 0, -kid
+
+
+def selection_record(select_by: str, state: TrainingState) -> dict:
+    """Which step's weights ``LORA_WEIGHTS`` holds, by what rule and why, in words (lora.json, model card)."""
+    chosen = next((v for v in state.validations if v["step"] == state.best_step), None)
+    if chosen is None:
+        return {"step": state.step, "rule": "latest", "reason": "no validation to select by (no validation split)"}
+    reference = state.validations[0]
+    if select_by == "val_loss":
+        reason = f"the lowest validation loss ({chosen[VAL_LOSS]:.4f})"
+    elif selection_key(select_by, chosen, reference)[0] == 1:
+        reason = (f"the highest label confidence ({chosen[LABEL_CONFIDENCE]:.3f}) among the validations whose KID "
+                  f"({chosen[KID]:.4g}) is at most the base model's ({reference[KID]:.4g}, step 0)")
+    else:
+        reason = (f"no validation's KID was at most the base model's ({reference[KID]:.4g}, step 0): the lowest KID "
+                  f"({chosen[KID]:.4g})")
+    return {"step": state.best_step, "rule": select_by, "reason": reason}
 
 
 def trained_weights(lora_dir: Path, choice: str) -> Path:
@@ -284,31 +340,62 @@ class LoraTrainer:
         unet.train()
         return float(loss)
 
-    def _validate(self, on_validation: Callable[[int], None] | None) -> dict:
-        val_loss = self.validation_loss()
-        if on_validation is not None and self.accelerator.is_main_process:
-            on_validation(self.state.step)
-        if val_loss is None:
+    def _sample_scores(self, on_validation: OnValidation | None) -> dict[str, float]:
+        """The callback's scores of this step's samples (UNet in eval mode: no LoRA dropout), computed by
+        the main process alone and sent to every process."""
+        if on_validation is None:
             return {}
-        if val_loss < self.state.best_val_loss:
-            self.state.best_val_loss = val_loss
-            self.state.validations_without_improvement = 0
-            self.best_state = lora_state(self.accelerator.unwrap_model(self.unet))
-        else:
-            self.state.validations_without_improvement += 1
-        patience = self.config.early_stopping_patience
-        self.state.stopped_early = patience is not None and self.state.validations_without_improvement >= patience
-        return {"val/loss": val_loss}
+        scores: list[dict | None] = [None]
+        if self.accelerator.is_main_process:
+            unet = self.accelerator.unwrap_model(self.unet)
+            unet.eval()
+            try:
+                scores[0] = dict(on_validation(self.state.step) or {})
+            finally:
+                unet.train()
+        return broadcast_object_list(scores)[0]
+
+    def _validate(self, on_validation: OnValidation | None) -> dict[str, float]:
+        """Score this step; after step 0 (the base model, the reference), apply the selection rule."""
+        scores = {VAL_LOSS: loss} if (loss := self.validation_loss()) is not None else {}
+        scores |= self._sample_scores(on_validation)
+        select_by, state = self.config.select_by, self.state
+        if select_by == "samples" and not {LABEL_CONFIDENCE, KID} <= scores.keys():
+            raise ValueError(f"train_lora.select_by: samples needs {LABEL_CONFIDENCE} and {KID} from on_validation, "
+                             f"which gave {sorted(scores)}")
+        if state.step > 0 and (select_by == "samples" or VAL_LOSS in scores):
+            reference = state.validations[0] if state.validations and state.validations[0]["step"] == 0 else {}
+            best = next((v for v in state.validations if v["step"] == state.best_step), None)
+            if best is None or selection_key(select_by, scores, reference) > selection_key(select_by, best, reference):
+                state.best_step, state.validations_without_improvement = state.step, 0
+                self.best_state = lora_state(self.accelerator.unwrap_model(self.unet))
+            else:
+                state.validations_without_improvement += 1
+            patience = self.config.early_stopping_patience
+            state.stopped_early = patience is not None and state.validations_without_improvement >= patience
+        state.validations.append({"step": state.step, **scores})
+        return scores
 
     def train(self, resume: str | Path | None = "latest", log: Callable[[dict, int], None] | None = None,
-              on_validation: Callable[[int], None] | None = None) -> TrainingState:
+              on_validation: OnValidation | None = None) -> TrainingState:
+        """Train to ``max_steps`` (or an early stop), resuming ``resume``. ``log(metrics, step)``: each
+        step's metrics, on the main process. ``on_validation(step)``: called on the main process at
+        each validation, step 0 (before any LoRA step) included, with the pipeline's UNet carrying the
+        LoRA; returns the scores of its samples (``LABEL_CONFIDENCE``, ``KID``, ``FST_FIDELITY``),
+        which select_by samples needs."""
         config, accelerator = self.config, self.accelerator
+        if config.select_by == "samples" and on_validation is None:
+            raise ValueError("train_lora.select_by: samples needs the scores of the validation samples (on_validation=)")
         accumulation = config.gradient_accumulation_steps
         start = self.resume(resume)
         sampler = StepBatchSampler(self.data.weights, self.micro_batch, config.seed, start * accumulation,
                                    config.max_steps * accumulation, accelerator.process_index, accelerator.num_processes)
         micro_batches = iter(sampler)  # this process's image indices of each micro-step
         self.unet.train()
+        if start == 0:  # the base model (a new LoRA is the identity): the reference the LoRA must beat
+            metrics = self._validate(on_validation)
+            if log is not None and accelerator.is_main_process and metrics:
+                log(metrics, 0)
         progress = progress_bar(range(start, config.max_steps), initial=start, total=config.max_steps,
                                 desc="train_lora", hide=not accelerator.is_local_main_process)
         for step in progress:
@@ -344,10 +431,11 @@ class LoraTrainer:
 
     # ---------------------------------------------------------------- results
     def final_states(self) -> dict[str, dict[str, torch.Tensor]]:
-        """The LoRA to ship (the best validated one when early stopping is on) and its EMA variant."""
+        """The LoRA to ship (the selected validation's; the last step's when nothing was validated), the
+        last step's, and the EMA at the last step."""
         unet = self.accelerator.unwrap_model(self.unet)
-        use_best = self.config.early_stopping_patience is not None and self.best_state is not None
-        states = {LORA_WEIGHTS: self.best_state if use_best else lora_state(unet)}
+        latest = lora_state(unet)
+        states = {LORA_WEIGHTS: self.best_state if self.best_state is not None else latest, LATEST_WEIGHTS: latest}
         if self.ema is not None:
             self.ema.store(self.params)
             self.ema.copy_to(self.params)
@@ -359,11 +447,23 @@ class LoraTrainer:
         """Write the final weights files and, last, their record; return the weights files."""
         if not self.accelerator.is_main_process:
             return []
-        written = [save_lora(state, self.out_dir, name) for name, state in self.final_states().items()]
+        states = self.final_states()
+        written = [save_lora(state, self.out_dir, name) for name, state in states.items()]
         if self.config.export_kohya:
-            written.append(save_kohya(self.final_states()[LORA_WEIGHTS], self.out_dir / KOHYA_WEIGHTS))
-        record_weights(self.out_dir, written)
+            written.append(save_kohya(states[LORA_WEIGHTS], self.out_dir / KOHYA_WEIGHTS))
+        record_weights(self.out_dir, written, self.selection())
         return written
+
+    def selection(self) -> dict:
+        return selection_record(self.config.select_by, self.state)
 
     def history_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.state.history)
+
+    def validation_frame(self) -> pd.DataFrame:
+        """One row per validation (step 0 first): step, val_loss, label_confidence, kid, fst_fidelity, and
+        whether its weights are the shipped ones (selected)."""
+        columns = {"step": "step", VAL_LOSS: "val_loss", LABEL_CONFIDENCE: "label_confidence", KID: "kid",
+                   FST_FIDELITY: "fst_fidelity"}
+        frame = pd.DataFrame(self.state.validations, columns=list(columns)).rename(columns=columns)
+        return frame.assign(selected=frame["step"] == self.state.best_step)

@@ -6,10 +6,15 @@ grid of samples per FST (``samples.png``); real profiles record a pinned hub rev
 path in ``base.json`` (`resolve_base`).
 
 train_lora (outputs/<d>/models/lora, a DVC `persist` out so checkpoints survive a rerun):
-pytorch_lora_weights.safetensors (+ _ema, optional _kohya), lora.json (the weights files this run
-wrote, with their sha256), checkpoints/, plots/loss.csv (DVC plot), samples/ (validation grids),
-README.md (model card). A run that does not resume one of the out's own checkpoints starts from an
-empty out, so nothing of an earlier run stays in it.
+pytorch_lora_weights.safetensors (the selected validation's, `train_lora.select_by`; + _latest, _ema,
+optional _kohya), lora.json (the weights files this run wrote, with their sha256, and which step was
+selected and why), checkpoints/, plots/loss.csv and plots/validation.csv (every validation's scores),
+samples/ (validation grids), README.md (model card). A run that does not resume one of the out's own
+checkpoints starts from an empty out, so nothing of an earlier run stays in it.
+
+The validation grids are judged by a classifier (`SampleJudge`, built in `fairaug.generation.validation`
+above this package: the filter's, never the evaluator); each grid is sampled once, and the same images
+are saved, looked at for their skin type and scored.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import mlflow
+import numpy as np
 import pandas as pd
 from accelerate import Accelerator
 from mlflow.entities import Metric
@@ -31,8 +39,8 @@ from fairaug.data.files import MANIFEST
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.base import BASE_FILE, load_base_pipeline, resolve_base, save_tiny_base
 from fairaug.diffusion.data import ManifestImages, balanced_weights
-from fairaug.diffusion.lora import (CHECKPOINTS, EMA_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD, LoraData, LoraTrainer,
-                                   check_device_options)
+from fairaug.diffusion.lora import (CHECKPOINTS, EMA_WEIGHTS, FST_FIDELITY, LATEST_WEIGHTS, LORA_WEIGHTS,
+                                   WEIGHTS_RECORD, LoraData, LoraTrainer, check_device_options)
 from fairaug.diffusion.perceptual import WEIGHTS_URLS, PerceptualLoss, vgg16_perceptual
 from fairaug.diffusion.pretrain import pretrain_base
 from fairaug.diffusion.prompts import build_prompt, promptable
@@ -45,8 +53,19 @@ from fairaug.weights.require import download_path
 BASE_SAMPLES = "samples.png"  # the tiny base's grid, one row per FST
 SAMPLES = "samples"  # the LoRA's validation grids, samples/step_<step>.png
 PLOTS = "plots/loss.csv"
+VALIDATION_PLOT = "plots/validation.csv"  # one row per validation, step 0 first; `selected`: the shipped one
 MODEL_CARD = "README.md"
 CHECKPOINT_ONLY_PARAMS = {"checkpoint_every", "checkpoint_limit"}
+
+
+class SampleJudge(Protocol):
+    """Scores sampled images with the labels they were asked for: ``{LABEL_CONFIDENCE: .., KID: ..}``
+    (`fairaug.diffusion.lora`'s names)."""
+
+    source: Path  # the out holding its model: an upstream of train_lora (lineage)
+    key: str  # identifies its model's weights: the selection, and so the checkpoints, depend on them
+
+    def __call__(self, images: Sequence[np.ndarray], labels: Sequence[str]) -> dict[str, float]: ...
 
 
 def base_model(params: Params, dataset: str, prepared_dir: Path, out_dir: Path) -> Path:
@@ -104,17 +123,18 @@ def perceptual_network(params: Params) -> PerceptualLoss | None:
                                                          config.weights_path))
 
 
-def training_fingerprint(params: Params, base_dir: Path, manifest_path: Path) -> str:
-    """What the LoRA depends on: its params (less checkpoint bookkeeping), the base model, the data."""
+def training_fingerprint(params: Params, base_dir: Path, manifest_path: Path, judge_key: str | None = None) -> str:
+    """What the LoRA depends on: its params (less checkpoint bookkeeping), the base model, the data, and
+    the judge of its samples (the selection and early stopping follow its scores)."""
     relevant = params.train_lora.model_dump(exclude=CHECKPOINT_ONLY_PARAMS)
     payload = json.dumps({"train_lora": relevant, "prompts": params.prompts.model_dump(),
                           "resolution": params.base.resolution, "base": dvc_md5(base_dir),
-                          "data": dvc_md5(manifest_path)}, sort_keys=True)
+                          "data": dvc_md5(manifest_path), "judge": judge_key}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def write_model_card(out_dir: Path, params: Params, dataset: str, base_dir: Path, manifest_path: Path,
-                     history: pd.DataFrame) -> Path:
+                     history: pd.DataFrame, selection: dict) -> Path:
     base = json.loads((base_dir / BASE_FILE).read_text()) if (base_dir / BASE_FILE).exists() else {}
     last = history.iloc[-1].to_dict() if len(history) else {}
     config = params.train_lora
@@ -127,7 +147,9 @@ tags: [stable-diffusion, lora, fairaug, research-only]
 LoRA (rank {config.rank}, alpha {config.alpha}) on the UNet attention of the base model, trained with
 FST-balanced sampling (cells {', '.join(config.balance_by)}, power {config.balance_power}) for
 {last.get('step', 0):.0f} steps. Load with `StableDiffusionPipeline.load_lora_weights(dir)`
-(`{LORA_WEIGHTS}`{f"; EMA weights in `{EMA_WEIGHTS}`" if config.ema.enabled else ""}).
+(`{LORA_WEIGHTS}`: step {selection['step']}'s weights, selected by {selection['rule']}: {selection['reason']};
+the last step's in `{LATEST_WEIGHTS}`{f"; EMA weights in `{EMA_WEIGHTS}`" if config.ema.enabled else ""}).
+Every validation's scores: `{VALIDATION_PLOT}`.
 
 - Base model: {json.dumps(base) or base_dir}
 - Data version (DVC md5 of the prepared manifest): {dvc_md5(manifest_path)}
@@ -143,14 +165,18 @@ the training data, and may reproduce training images: check memorization before 
 
 
 def train_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Path, out_dir: Path,
-                  resume: str | None = "latest") -> Path:
+               resume: str | None = "latest", judge: SampleJudge | None = None) -> Path:
+    """Train the LoRA into ``out_dir``, resuming its own checkpoint. ``judge`` scores each validation
+    grid; ``train_lora.select_by: samples`` needs one."""
+    if judge is None and params.train_lora.select_by == "samples":
+        raise ValueError("train_lora.select_by: samples needs a judge of the validation samples (judge=)")
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(params.train_lora.mixed_precision,
                                                                  params.train_lora.mixed_precision))
     check_device_options(params.train_lora, accelerator.device)  # before anything loads
     perceptual = perceptual_network(params)
     manifest_path = prepared_dir / MANIFEST
     manifest = pd.read_parquet(manifest_path)
-    fingerprint = training_fingerprint(params, base_dir, manifest_path)
+    fingerprint = training_fingerprint(params, base_dir, manifest_path, judge.key if judge is not None else None)
     checkpoint = checkpoints.find_checkpoint(out_dir / CHECKPOINTS, resume, fingerprint)
     resumes_in_place = checkpoint is not None and checkpoint.resolve().parent == (out_dir / CHECKPOINTS).resolve()
     if accelerator.is_main_process and resumes_in_place:
@@ -161,28 +187,34 @@ def train_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Path,
     pipeline = load_base_pipeline(base_dir)
     trainer = LoraTrainer(pipeline, lora_data(params, dataset, manifest), params.train_lora, out_dir, fingerprint,
                           accelerator, perceptual)
-    # one row per FST: does the LoRA give the skin type asked for, for the most common labels?
+    # one row per FST, one column per label of the train split (one seed each), then healthy skin: does
+    # the LoRA give the skin type asked for, and the label?
     domain = params.dataset(dataset).domain
-    grid_labels = most_common(manifest["label"], 3)
+    train_labels = manifest.loc[manifest["split"] == "train", "label"]
+    grid_labels = most_common(train_labels, train_labels.nunique())
 
-    def log_grid(step: int) -> None:
+    def score_grid(step: int) -> dict[str, float]:
         samples = fst_samples(pipeline, params.prompts.templates, domain, grid_labels, seed=params.train_lora.seed,
                               steps=params.train_lora.sample_steps, guidance=params.train_lora.guidance_scale,
                               negative_prompt=params.prompts.negative, seeds_per_label=1)
         (out_dir / SAMPLES).mkdir(parents=True, exist_ok=True)
         samples.grid().save(out_dir / SAMPLES / f"step_{step:06d}.png")
         mlflow.log_image(samples.grid(), f"{SAMPLES}/step_{step:06d}.png")
-        mlflow.log_metric("train/fst_fidelity", samples.fidelity(), step=step)
+        scores = {FST_FIDELITY: samples.fidelity()}
+        if judge is not None:  # the label columns, not the healthy skin one
+            images = [np.asarray(image.convert("RGB")) for row in samples.rows for image in row[:len(grid_labels)]]
+            scores |= judge(images, grid_labels * len(samples.rows))
+        return scores
 
     stage_params = {"train_lora": params.train_lora.model_dump(), "prompts": params.prompts.model_dump()}
-    tracked = (stage_run("train_lora", dataset, params, stage_params,
-                         upstream={"prepare": prepared_dir, "base_model": base_dir}, outs=[out_dir])
+    upstream = {"prepare": prepared_dir, "base_model": base_dir}
+    if judge is not None:
+        upstream["train_classifier"] = judge.source
+    tracked = (stage_run("train_lora", dataset, params, stage_params, upstream=upstream, outs=[out_dir])
                if accelerator.is_main_process else contextlib.nullcontext())
     with tracked:
-        if accelerator.is_main_process:
-            log_grid(0)  # before training (a new LoRA is the identity): the base model's fst_fidelity
         trainer.train(checkpoint, log=lambda metrics, step: mlflow.log_metrics(metrics, step=step),
-                      on_validation=log_grid)
+                      on_validation=score_grid)
         if accelerator.is_main_process:
             weights = trainer.save_final()
             history = trainer.history_frame()
@@ -190,8 +222,10 @@ def train_lora(params: Params, dataset: str, prepared_dir: Path, base_dir: Path,
             plot = history.rename(columns={"train/loss": "train_loss", "val/loss": "val_loss"})
             atomic_write_text(out_dir / PLOTS, plot[[c for c in ("step", "train_loss", "val_loss") if c in plot]]
                               .to_csv(index=False))
-            write_model_card(out_dir, params, dataset, base_dir, manifest_path, history)
-            for path in [*weights, out_dir / WEIGHTS_RECORD, out_dir / MODEL_CARD, out_dir / PLOTS]:
+            atomic_write_text(out_dir / VALIDATION_PLOT, trainer.validation_frame().to_csv(index=False))
+            write_model_card(out_dir, params, dataset, base_dir, manifest_path, history, trainer.selection())
+            for path in [*weights, out_dir / WEIGHTS_RECORD, out_dir / MODEL_CARD, out_dir / PLOTS,
+                         out_dir / VALIDATION_PLOT]:
                 mlflow.log_artifact(str(path), artifact_path=str(Path("lora", path.relative_to(out_dir)).parent))
     accelerator.wait_for_everyone()
     return out_dir
