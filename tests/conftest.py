@@ -17,7 +17,8 @@ os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 # Two xdist workers (and the stages they start) share the cores: one OpenMP thread per process. With
-# torch's default of one per core, concurrent processes oversubscribe them and spin (bench/threads.py).
+# torch's default of one per core, concurrent processes oversubscribe them and spin (bench/threads.py:
+# 28x slower). A pipeline runs one stage at a time and keeps the default, faster for a process alone.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 # the venv's console scripts (dvc, fairaug) even when pytest is started as .venv/bin/python -m pytest
