@@ -19,11 +19,32 @@ PREPARED, CLASSIFIER = "outputs/wound/prepared", "outputs/wound/classifier/real"
 QUEUE_TIMEOUT_S = 900
 
 
-def queue_states(root, env) -> list[str]:
-    """The state column of `dvc queue status` (Queued, Running, Success, Failed, ...)."""
+def queue_states(root, env) -> dict[str, str]:
+    """Experiment name -> the state column of `dvc queue status` (Queued, Running, Success, Failed, ...)."""
     lines = run(["dvc", "queue", "status"], root, env=env).stdout.splitlines()
-    return [line.split()[-1] for line in lines[1:]
-            if line.strip() and not line.startswith(("Worker", "No worker", "No experiments"))]  # fmt: skip
+    return {line.split()[1]: line.split()[-1] for line in lines[1:]
+            if line.strip() and not line.startswith(("Worker", "No worker", "No experiments"))}  # fmt: skip
+
+
+def queue_and_run(root, env, seeds) -> dict[str, str]:
+    """Queue one experiment per split seed and run them two at a time; the queue's final states."""
+    for seed in seeds:
+        run(["dvc", "exp", "run", "--queue", "-n", f"seed-{seed}", "-S", f"prepare.seed={seed}",
+             "train_classifier@wound-real"], root, env=env)  # fmt: skip
+    started = time.monotonic()
+    run(["dvc", "queue", "start", "-j", "2"], root, env=env)
+    while (states := queue_states(root, env)) and {"Queued", "Running"} & set(states.values()):
+        assert time.monotonic() - started < QUEUE_TIMEOUT_S, states
+        time.sleep(5)
+    return states
+
+
+def failed_logs(root, env, states: dict[str, str]) -> str:
+    """The states, then the log of every experiment that failed."""
+    failed = [name for name, state in states.items() if state == "Failed"]
+    logs = [run(["dvc", "queue", "logs", name], root, check=False, env=env) for name in failed]
+    return "\n".join([str(states), *(f"{name}: {log.stdout[-3000:]}{log.stderr[-2000:]}"
+                                      for name, log in zip(failed, logs, strict=True))])
 
 
 def dvc_project_with_tracked_data(root, fixture_data):
@@ -56,15 +77,18 @@ def exp_show(root, env) -> dict[int, dict]:
 def test_four_queued_experiments_run_two_at_a_time_against_one_server(tmp_path, fixture_data, services):
     root = dvc_project_with_tracked_data(tmp_path / "project", fixture_data)
     env = services.env
-    for seed in SEEDS:
-        run(["dvc", "exp", "run", "--queue", "-n", f"seed-{seed}", "-S", f"prepare.seed={seed}",
-             "train_classifier@wound-real"], root, env=env)  # fmt: skip
-    started = time.monotonic()
-    run(["dvc", "queue", "start", "-j", "2"], root, env=env)
-    while (states := queue_states(root, env)) and any(s in ("Queued", "Running") for s in states):
-        assert time.monotonic() - started < QUEUE_TIMEOUT_S, states
-        time.sleep(5)
-    assert states == ["Success"] * len(SEEDS), run(["dvc", "queue", "status"], root, env=env).stdout
+    states = queue_and_run(root, env, SEEDS)
+    # DVC's queue workers race each other (treeverse/dvc#10673, #8763): with -j 2 a task now and then
+    # fails in DVC's own bookkeeping, outside any stage. Such a task is queued once more (what a user
+    # does); a stage that failed (DVC: "failed to reproduce") fails the test.
+    if failed := [name for name, state in states.items() if state == "Failed"]:
+        logs = failed_logs(root, env, states)
+        assert "failed to reproduce" not in logs, logs
+        print(f"re-queued after DVC's worker race: {logs}")
+        run(["dvc", "queue", "remove", "--failed"], root, env=env)
+        states = queue_and_run(root, env, [int(name.removeprefix("seed-")) for name in failed])
+    assert sorted(states) == [f"seed-{seed}" for seed in SEEDS] and set(states.values()) == {"Success"}, \
+        failed_logs(root, env, states)
 
     experiments = exp_show(root, env)
     assert sorted(experiments) == list(SEEDS), experiments
