@@ -9,6 +9,8 @@ import torchvision
 from pydantic import ValidationError
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sklearn.utils.class_weight import compute_class_weight
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from fairaug.config import DatasetConfig, PrepareConfig
 from fairaug.config.models import SplitConfig
@@ -17,7 +19,7 @@ from fairaug.data.fixtures import write_derm_fixture
 from fairaug.data.prepare import prepare_dataset
 from fairaug.errors import DataError
 from fairaug.labels import HAM10000_DX, MALIGNANT_DX
-from fairaug.fairness.data import ManifestDataset, make_loader, split_datasets
+from fairaug.fairness.data import IMAGENET_MEAN, IMAGENET_STD, ManifestDataset, flip_and_rotate, make_loader, split_datasets
 from fairaug.fairness.model import build_classifier, load_classifier, save_classifier
 from fairaug.fairness.predictions import read_predictions, write_predictions
 from fairaug.fairness.report import fairness_report
@@ -148,13 +150,29 @@ def test_inverse_frequency_weights_match_sklearn_balanced():
 def test_augmentation_only_for_training(derm):
     root, manifest = derm
     rows = manifest.head(3)
+    config = FAST.model_copy(update={"batch_size": 3})
     plain = ManifestDataset(root, rows, CLASSES, 32)
-    assert torch.equal(plain[0][0], plain[0][0])
+    assert torch.equal(next(iter(make_loader(plain, config)))[0], torch.stack([plain[i][0] for i in range(3)]))
     augmented = ManifestDataset(root, rows, CLASSES, 32, augment=True)
     torch.manual_seed(0)
-    draws = [augmented[0][0] for _ in range(4)]
+    draws = [next(iter(make_loader(augmented, config)))[0] for _ in range(4)]
     assert any(not torch.equal(draws[0], d) for d in draws[1:])
-    assert draws[0].shape == (3, 32, 32)
+    assert draws[0].shape == (3, 3, 32, 32)
+
+
+@pytest.mark.parametrize(("degrees", "hflip", "vflip"), [(0.0, True, False), (90.0, False, True), (-12.5, True, True), (7.0, False, False)])
+def test_batch_flips_and_rotations_match_torchvision_per_image(degrees, hflip, vflip):
+    torch.manual_seed(0)
+    images = torch.randn(4, 3, 32, 32)
+    n = len(images)
+    batch = flip_and_rotate(images, torch.full((n,), degrees), torch.full((n,), hflip), torch.full((n,), vflip))
+    black = ((-torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)).view(3, 1, 1)
+    expected = []
+    for image in images - black:  # torchvision fills the corners with 0: black before normalisation
+        image = TF.horizontal_flip(image) if hflip else image
+        image = TF.vertical_flip(image) if vflip else image
+        expected.append(TF.rotate(image, degrees, interpolation=InterpolationMode.NEAREST) + black)
+    torch.testing.assert_close(batch, torch.stack(expected))
 
 
 def test_unknown_label_and_empty_split_are_data_errors(derm, datasets):
