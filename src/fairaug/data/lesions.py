@@ -3,8 +3,8 @@
 Shapes live in "scene" coordinates (units of the image side, origin at the lesion site); each image
 views the scene through its own rotation, flip and shift (`fairaug.skin.render.skin_canvas`), so the
 images of one lesion show the same lesion. Lesion colours are offsets from the skin colour that fade
-with its FST's contrast (`Canvas.tone`); wound tissue colours are absolute. The fixtures draw the
-lesions and write the images (`fairaug.data.fixtures`).
+with its FST's contrast (`Canvas.tone`); so are wound tissue colours (those seen on FST I). The
+fixtures draw the lesions and write the images (`fairaug.data.fixtures`).
 """
 
 from __future__ import annotations
@@ -320,8 +320,9 @@ def render_wound(patient: WoundPatient, phase: str, rng: np.random.Generator, si
     inflammation = max(0.0, 1.0 - progress / 0.5)  # swelling, erythema and slough of the first days
     granulation = max(0.0, 1.0 - abs(progress - 0.45) / 0.35)  # beefy granular tissue, mid-way
     closure = min(1.0, max(0.0, (progress - 0.45) / 0.45))  # epithelialised share of the bed
-    # Tissue colours are absolute (a wound bed is red on any skin); erythema and scars depend on the
-    # skin, so they fade on dark skin (`Canvas.tone`).
+    # Every colour is seen against the skin (`Canvas.tone`): the bed's tissue colours are those of FST
+    # I, and on darker skin erythema, rim, bed, slough and the granular sheen all differ less from the
+    # skin around them, as wound tissue and inflammation are harder to assess on dark skin.
     canvas.paint(0.8 * inflammation * wound.alpha(canvas, scale=1.45) ** 0.5, canvas.tone((-6, 22, 6)))
     # The pink epithelial rim grows inwards into a smaller, pale, elongated scar.
     scar = _Blob(wound.centre, wound.radius * (1.12 - 0.42 * closure), wound.harmonics,
@@ -331,8 +332,11 @@ def render_wound(patient: WoundPatient, phase: str, rng: np.random.Generator, si
     if closure < 1.0:
         bed = wound.alpha(canvas, scale=0.95 * (1.0 - closure) ** 0.6)
         dark_red, beefy_red = np.array([40.0, 42.0, 26.0]), np.array([46.0, 50.0, 30.0])
-        canvas.paint(bed, dark_red + min(1.0, progress / 0.45) * (beefy_red - dark_red))
+        bed_colour = dark_red + min(1.0, progress / 0.45) * (beefy_red - dark_red)
+        canvas.paint(bed, canvas.tone(bed_colour - patient.skin.colour))
         slough = np.clip((sample_lattice(patient.slough, canvas.u, canvas.v) + 0.3 - 1.6 * progress) * 1.5, 0.0, 0.9)
-        canvas.paint(bed * slough, np.array([74.0, 8.0, 46.0]))
-        canvas.lab[..., 0] += 5.0 * granulation * bed * sample_lattice(patient.granules, canvas.u, canvas.v)
+        canvas.paint(bed * slough, canvas.tone(np.array([74.0, 8.0, 46.0]) - patient.skin.colour))
+        sheen = 5.0 * patient.skin.contrast * granulation
+        canvas.lab[..., 0] += sheen * bed * sample_lattice(patient.granules, canvas.u, canvas.v)
     return photograph(canvas, rng)
+
