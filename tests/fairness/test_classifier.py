@@ -175,6 +175,15 @@ def test_batch_flips_and_rotations_match_torchvision_per_image(degrees, hflip, v
     torch.testing.assert_close(batch, torch.stack(expected))
 
 
+def test_saved_classifier_bytes_do_not_depend_on_the_run(tmp_path):
+    """safetensors writes metadata keys in a random order (safetensors#584): the same weights must
+    still give the same file, so that DVC sees an unchanged out."""
+    model = build_classifier("small_cnn", ["I", "P", "R"], 32)
+    saved = {save_classifier(model, tmp_path / f"{i}.safetensors").read_bytes() for i in range(6)}
+    assert len(saved) == 1
+    assert torch.equal(load_classifier(tmp_path / "0.safetensors").head.weight, model.head.weight)
+
+
 def test_unknown_label_and_empty_split_are_data_errors(derm, datasets):
     root, manifest = derm
     with pytest.raises(DataError, match="labels nv are not among the classes akiec, bcc, bkl, df, mel, vasc"):

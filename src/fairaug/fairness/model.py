@@ -115,7 +115,20 @@ def save_classifier(model: Classifier, path: str | Path) -> Path:
     """Write the weights as safetensors (atomically), with arch, classes and image size as metadata."""
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     metadata = {"arch": model.arch, "classes": json.dumps(model.classes), "image_size": str(model.image_size)}
-    return atomic_write_bytes(path, safetensors.torch.save(state, metadata=metadata))
+    return atomic_write_bytes(path, _sorted_metadata(safetensors.torch.save(state, metadata=metadata)))
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """The safetensors bytes with the header's metadata keys sorted: safetensors writes them in a
+    random order per process (safetensors#584), so the same weights would give files, and DVC hashes,
+    that differ between runs. Same keys, same header length: only their order changes."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    canonical = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(canonical) > length:  # not safetensors' own JSON: keep its (valid) bytes
+        return data
+    return data[:8] + canonical.ljust(length) + data[8 + length :]
 
 
 def load_classifier(path: str | Path) -> Classifier:
