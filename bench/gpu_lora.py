@@ -40,14 +40,16 @@ def run_ours(base, data, config, out: Path) -> float:
     pipeline = StableDiffusionPipeline(**(base.components | {"unet": copy.deepcopy(base.unet)}))
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(config.mixed_precision, config.mixed_precision))
     trainer = LoraTrainer(pipeline, data, config, out, "bench", accelerator)
-    times = []
+    times = {}
 
     def log(metrics, step):
         torch.cuda.synchronize()
-        times.append(time.perf_counter())
+        times[step] = time.perf_counter()
 
+    # the trainer validates at step 0 and at its last step (max_steps = WARMUP + STEPS + 1): both outside
+    # the timed steps WARMUP + 1 .. WARMUP + STEPS, the ones the plain loop times
     trainer.train(resume=None, log=log)
-    return (times[-1] - times[WARMUP - 1]) / STEPS
+    return (times[WARMUP + STEPS] - times[WARMUP]) / STEPS
 
 
 def run_plain(base, data, config) -> float:
@@ -128,8 +130,9 @@ def main() -> None:
                                              "base": BaseConfig(resolution=RESOLUTION)})
         data = lora_data(params, "derm", manifest)
         for batch in BATCHES:
-            config = TrainLoraConfig(batch_size=batch, max_steps=WARMUP + STEPS, lr=1e-4, checkpoint_every=10_000,
-                                     validate_every=10_000, cache_latents=False, **options)
+            config = TrainLoraConfig(batch_size=batch, max_steps=WARMUP + STEPS + 1, lr=1e-4, checkpoint_every=10_000,
+                                     validate_every=10_000, cache_latents=False, select_by="val_loss",
+                                     **options)
             ours, plain = [], []
             for repeat in range(REPEATS):  # alternate, so that drifting clocks hit both alike
                 ours.append(run_ours(base, data, config, Path(tmp) / f"ours-{batch}-{repeat}"))

@@ -223,9 +223,10 @@ class LoraTrainer:
             if self.perceptual is not None:  # the decoder runs with gradients, at full resolution
                 pipeline.vae.enable_gradient_checkpointing()
         speed_up(pipeline.unet, config.channels_last, config.compile)  # after the adapter: LoRA layers compiled too
-        self.ema = EMAModel(self.params, decay=config.ema.decay) if config.ema.enabled else None
         optimizer = lora_optimizer(self.params, config.lr, config.weight_decay, config.use_8bit_adam)
         self.unet, self.optimizer = accelerator.prepare(pipeline.unet, optimizer)
+        # after prepare: EMAModel copies the LoRA weights where they are, on the accelerator now
+        self.ema = EMAModel(self.params, decay=config.ema.decay) if config.ema.enabled else None
         # stepped by hand once per optimizer step: accelerate's wrapper would step it once per process
         self.lr_scheduler = get_scheduler(config.lr_scheduler, self.optimizer.optimizer,
                                           num_warmup_steps=config.lr_warmup_steps, num_training_steps=config.max_steps)
@@ -276,7 +277,8 @@ class LoraTrainer:
         self.lr_scheduler.load_state_dict(training["lr_scheduler"])
         checkpoints.restore_rng_states(training["rng"])
         if self.ema is not None:
-            self.ema.load_state_dict(torch.load(found / checkpoints.EMA_STATE, weights_only=True))
+            self.ema.load_state_dict(torch.load(found / checkpoints.EMA_STATE, weights_only=True,
+                                                map_location=self.accelerator.device))
         if (found / checkpoints.BEST_STATE).exists():
             self.best_state = load_file(str(found / checkpoints.BEST_STATE))
         fields_ = TrainingState.__dataclass_fields__

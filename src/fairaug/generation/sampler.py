@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,9 @@ SCHEDULERS = {
     "euler": (EulerDiscreteScheduler, {}),
 }
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# PNG encoding (zlib, outside the GIL) of one batch runs on these threads while the next batch samples:
+# at 512 px an image takes 50-200 ms to encode, as long as a GPU takes to sample it
+PNG_ENCODERS = min(8, os.cpu_count() or 1)
 
 
 def load_sampler(base_dir: Path, lora_dir: Path | None, config: GenerateConfig,
@@ -94,20 +99,21 @@ def generate_shards(pipeline: StableDiffusionPipeline, plan: pd.DataFrame, out_d
     to_sample = mine[~mine["id"].isin(reusable["id"])]
     batches = (to_sample.iloc[first : first + config.batch_size]
                for first in range(0, len(to_sample), config.batch_size))
-    sampled: dict[str, bytes] = {}  # images sampled for this shard or, at the end of a batch, the next
+    sampled: dict[str, Future[bytes]] = {}  # images sampled for this shard or, at the end of a batch, the next
     written = []
-    with progress_bar(total=len(to_sample), desc=f"generate (rank {rank})", unit="img") as progress:
+    with (ThreadPoolExecutor(PNG_ENCODERS, thread_name_prefix="png") as encoder,
+          progress_bar(total=len(to_sample), desc=f"generate (rank {rank})", unit="img") as progress):
         start = time.perf_counter()
         for shard, rows in mine.groupby("shard"):
             images = storage.read_reusable(reusable[reusable["shard"] == shard])
             while not set(rows["id"]) <= images.keys() | sampled.keys():
                 batch = next(batches)
                 pixels = sample_batch(pipeline, batch, config, negative_prompt)
-                sampled |= {image_id: storage.png_bytes(image)
+                sampled |= {image_id: encoder.submit(storage.png_bytes, image)
                             for image_id, image in zip(batch["id"], pixels, strict=True)}
                 progress.update(len(batch))
                 progress.set_postfix(img_per_s=f"{progress.n / (time.perf_counter() - start):.2f}")
-            images |= {image_id: sampled.pop(image_id) for image_id in rows["id"] if image_id in sampled}
+            images |= {image_id: sampled.pop(image_id).result() for image_id in rows["id"] if image_id in sampled}
             storage.write_shard(storage.shard_path(out_dir, shard), rows[storage.IMAGE_COLUMNS],
                                 [images[image_id] for image_id in rows["id"]], fingerprint)
             written.append(int(shard))
