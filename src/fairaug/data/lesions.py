@@ -339,4 +339,3 @@ def render_wound(patient: WoundPatient, phase: str, rng: np.random.Generator, si
         sheen = 5.0 * patient.skin.contrast * granulation
         canvas.lab[..., 0] += sheen * bed * sample_lattice(patient.granules, canvas.u, canvas.v)
     return photograph(canvas, rng)
-

@@ -120,7 +120,7 @@ def save_classifier(model: Classifier, path: str | Path) -> Path:
 
 def _sorted_metadata(data: bytes) -> bytes:
     """The safetensors bytes with the header's metadata keys sorted: safetensors writes them in a
-    random order per process (safetensors#584), so the same weights would give files, and DVC hashes,
+    random order on every save (safetensors#584), so the same weights would give files, and DVC hashes,
     that differ between runs. Same keys, same header length: only their order changes."""
     length = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + length])
