@@ -15,8 +15,9 @@ from PIL import Image
 from fairaug.config import load_params
 from fairaug.config.diffusion import DEFAULT_TEMPLATES, BaseConfig, PretrainConfig
 from fairaug.config.loader import render_params
-from fairaug.diffusion.base import BASE_FILE, build_tiny_pipeline, load_base_pipeline, resolve_base, save_tiny_base
+from fairaug.diffusion.base import build_tiny_pipeline, load_base_pipeline, resolve_base, save_tiny_base
 from fairaug.diffusion.base import weight_hashes
+from fairaug.diffusion.files import BASE_FILE
 from fairaug.diffusion.loss import encode_latents
 from fairaug.diffusion.pretrain import pretrain_tiny, pretraining_images
 from fairaug.diffusion.prompts import all_prompts

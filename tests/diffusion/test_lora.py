@@ -23,9 +23,10 @@ from fairaug.data.prepare import prepare_dataset
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import StepBatchSampler, balanced_weights, hflip
-from fairaug.diffusion.lora import (CHECKPOINTS, EMA_WEIGHTS, KID, KOHYA_WEIGHTS, LABEL_CONFIDENCE, LATEST_WEIGHTS,
-                                   LORA_WEIGHTS, VAL_LOSS, WEIGHTS_RECORD, LoraTrainer, TrainingState, lora_state,
-                                   selection_record, trained_weights)
+from fairaug.diffusion.files import (EMA_WEIGHTS, KOHYA_WEIGHTS, LATEST_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD,
+                                    trained_weights)
+from fairaug.diffusion.lora import (CHECKPOINTS, KID, LABEL_CONFIDENCE, VAL_LOSS, LoraTrainer, TrainingState, lora_state,
+                                   selection_record)
 from fairaug.diffusion.loss import PosteriorCache, draw_step_noise, encode_latents
 from fairaug.diffusion.perceptual import PerceptualLoss
 from fairaug.diffusion.prompts import all_prompts

@@ -74,5 +74,5 @@ def test_the_walk_follows_function_level_and_re_exported_imports(tmp_path):
     script.write_text("def main():\n    from fairaug.generation.stage import generate_synthetic\n")
     deps = code_deps(script)
     assert "src/fairaug/generation/stage.py" in deps and "src/fairaug/data/storage.py" in deps
-    assert "src/fairaug/diffusion/lora.py" in deps  # through generation.sampler
+    assert "src/fairaug/diffusion/files.py" in deps  # through generation.sampler
     assert not any(dep.startswith(("src/fairaug/config/", "src/fairaug/tracking/")) for dep in deps)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from fairaug.diffusion.lora import CHECKPOINTS, EMA_WEIGHTS, LATEST_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD
+from fairaug.diffusion.files import EMA_WEIGHTS, LATEST_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD
+from fairaug.diffusion.lora import CHECKPOINTS
 from fairaug.diffusion.stage import MODEL_CARD, PLOTS, VALIDATION_PLOT
 
 from conftest import make_project, run, write_params

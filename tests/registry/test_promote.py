@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 from fairaug.cli import app
 from fairaug.config import Params, render_params
 from fairaug.config.diffusion import TrainLoraConfig
-from fairaug.diffusion.base import BASE_FILE
-from fairaug.diffusion.lora import EMA_WEIGHTS, LORA_WEIGHTS, add_lora, lora_state, record_weights, save_lora
+from fairaug.diffusion.files import BASE_FILE, EMA_WEIGHTS, LORA_WEIGHTS
+from fairaug.diffusion.lora import add_lora, lora_state, record_weights, save_lora
 from fairaug.errors import ConfigError, DataError
 from fairaug.fairness.files import FAIRNESS
 from fairaug.fairness.stage import HEADLINE as FAIRNESS_HEADLINE

@@ -17,11 +17,11 @@ from huggingface_hub import snapshot_download
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from fairaug.config.diffusion import BaseConfig
-from fairaug.errors import ConfigError, DataError
-from fairaug.io import sha256_file, verify_sha256, write_json
+from fairaug.diffusion.files import BASE_FILE, verify_base_weights
+from fairaug.errors import ConfigError
+from fairaug.io import sha256_file, write_json
 from fairaug.weights.require import hub_cache, require_hub_snapshot
 
-BASE_FILE = "base.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 # The base generates skin images for a medical study: no NSFW filter (it blanks images it misreads);
 # safetensors only: a pickled .bin can run code when loaded.
@@ -147,21 +147,6 @@ def resolve_base(base: BaseConfig, out_dir: Path, cache_dir: str | Path | None =
     record["weights"] = weight_hashes(snapshot)
     write_json(Path(out_dir) / BASE_FILE, record)
     return record
-
-
-def verify_base_weights(base_dir: Path, record: dict, location: Path, *, all_present: bool = True) -> None:
-    """Refuse weights under ``location`` whose sha256 is not the one ``base_dir/base.json`` recorded.
-
-    ``all_present=False`` (hub bases) checks only the recorded files in the local cache: the hub
-    downloads what a pipeline needs, and a file not on disk cannot have been altered on it.
-    """
-    record_file = Path(base_dir) / BASE_FILE
-    if not record.get("weights"):
-        raise DataError("no weight hashes recorded; rerun `dvc repro base_model`", file=record_file)
-    for name, digest in record["weights"].items():
-        path = Path(location) / name
-        if all_present or path.is_file():
-            verify_sha256(path, digest, record_file, "restore it or rerun `dvc repro base_model`")
 
 
 def load_base_pipeline(base_dir: Path, **kwargs) -> StableDiffusionPipeline:

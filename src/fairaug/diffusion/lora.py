@@ -17,7 +17,6 @@ take the same decision (and stop early together).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import sys
 from collections.abc import Callable, Mapping
@@ -41,22 +40,15 @@ from torch.utils.data import DataLoader
 from fairaug.config.diffusion import TrainLoraConfig
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
+from fairaug.diffusion.files import EMA_WEIGHTS, KOHYA_WEIGHTS, LATEST_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD
 from fairaug.diffusion.loss import (PosteriorCache, StepNoise, decode_latents, denoise, denoising_loss, draw_step_noise,
                                    encode_latents, encode_prompts, predicted_original, weighted_mse)
 from fairaug.diffusion.optim import lora_optimizer
 from fairaug.diffusion.speed import require_cuda, speed_up
 from fairaug.errors import ConfigError, DataError
-from fairaug.io import sha256_file, temp_path, verify_sha256, write_json
+from fairaug.io import sha256_file, temp_path, write_json
 from fairaug.progress import progress_bar
 
-LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
-EMA_WEIGHTS = "pytorch_lora_weights_ema.safetensors"
-KOHYA_WEIGHTS = "pytorch_lora_weights_kohya.safetensors"
-LATEST_WEIGHTS = "pytorch_lora_weights_latest.safetensors"  # the last step's (LORA_WEIGHTS: the selected one's)
-WEIGHTS_BY_CHOICE = {"ema": EMA_WEIGHTS, "final": LORA_WEIGHTS, "latest": LATEST_WEIGHTS}  # generate.lora_weights
-# the weights files the run wrote, with their sha256: the out is a DVC persist out, so a file in it is
-# not proof that this run wrote it
-WEIGHTS_RECORD = "lora.json"
 CHECKPOINTS = "checkpoints"
 VALIDATION_STREAM = 7  # seed stream of the fixed validation noise, apart from training steps
 DROPOUT_STREAM = 2
@@ -176,23 +168,6 @@ def selection_record(select_by: str, state: TrainingState) -> dict:
         reason = (f"no validation's KID was at most the base model's ({reference[KID]:.4g}, step 0): the lowest KID "
                   f"({chosen[KID]:.4g})")
     return {"step": state.best_step, "rule": select_by, "reason": reason}
-
-
-def trained_weights(lora_dir: Path, choice: str) -> Path:
-    """The weights file ``generate.lora_weights: <choice>`` names, if the LoRA run wrote it: listed in
-    its ``WEIGHTS_RECORD``, with the recorded bytes."""
-    path = Path(lora_dir) / WEIGHTS_BY_CHOICE[choice]
-    record_file = Path(lora_dir) / WEIGHTS_RECORD
-    if not record_file.is_file():
-        raise DataError("not found: no finished train_lora run wrote this directory; run `dvc repro train_lora` "
-                        "first", file=record_file)
-    recorded = json.loads(record_file.read_text())["weights"]
-    if path.name not in recorded:
-        why = " (its EMA was off: train_lora.ema.enabled false)" if choice == "ema" else ""
-        raise ConfigError(f"generate.lora_weights: {choice}: the LoRA run did not write {path}{why}; it wrote "
-                          f"{', '.join(sorted(recorded))}")
-    verify_sha256(path, recorded[path.name], record_file, "rerun `dvc repro train_lora`")
-    return path
 
 
 class LoraTrainer:

@@ -37,10 +37,10 @@ from mlflow.entities import Metric
 from fairaug.config import Params
 from fairaug.data.files import MANIFEST
 from fairaug.diffusion import checkpoints
-from fairaug.diffusion.base import BASE_FILE, load_base_pipeline, resolve_base, save_tiny_base
+from fairaug.diffusion.base import load_base_pipeline, resolve_base, save_tiny_base
 from fairaug.diffusion.data import ManifestImages, balanced_weights
-from fairaug.diffusion.lora import (CHECKPOINTS, EMA_WEIGHTS, FST_FIDELITY, LATEST_WEIGHTS, LORA_WEIGHTS,
-                                   WEIGHTS_RECORD, LoraData, LoraTrainer, check_device_options)
+from fairaug.diffusion.files import BASE_FILE, EMA_WEIGHTS, LATEST_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD
+from fairaug.diffusion.lora import CHECKPOINTS, FST_FIDELITY, LoraData, LoraTrainer, check_device_options
 from fairaug.diffusion.perceptual import WEIGHTS_URLS, PerceptualLoss, vgg16_perceptual
 from fairaug.diffusion.pretrain import pretrain_base
 from fairaug.diffusion.prompts import build_prompt, promptable

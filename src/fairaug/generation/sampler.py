@@ -21,7 +21,7 @@ from diffusers import (
 from fairaug.config.generation import GenerateConfig
 from fairaug.data import storage
 from fairaug.diffusion.base import load_base_pipeline
-from fairaug.diffusion.lora import trained_weights
+from fairaug.diffusion.files import trained_weights
 from fairaug.diffusion.speed import speed_up
 from fairaug.progress import progress_bar
 

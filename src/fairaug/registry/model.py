@@ -22,8 +22,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
 from fairaug.config import Params
-from fairaug.diffusion.base import BASE_FILE, verify_base_weights
-from fairaug.diffusion.lora import trained_weights
+from fairaug.diffusion.files import BASE_FILE, trained_weights, verify_base_weights
 from fairaug.errors import FairaugError
 from fairaug.registry.pyfunc_model import BASE_ARTIFACT, LORA_ARTIFACT
 

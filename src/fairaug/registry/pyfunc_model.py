@@ -7,7 +7,8 @@ list, a string, or a DataFrame with a ``prompt`` column), PNG bytes out, one per
 ``num_inference_steps``, ``guidance_scale``, ``height``, ``width``, ``negative_prompt`` and ``seed``
 (image i gets seed + i: the same call gives the same images).
 
-Imports only diffusers, torch and mlflow, so it loads where fairaug is not installed.
+Imports only diffusers, torch and mlflow, so it loads where fairaug is not installed; torch and
+diffusers when the model loads, so the registry reads the artifact names without them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import io
 
 import mlflow
 import pandas as pd
-import torch
 from mlflow.pyfunc import PythonModel
 
 BASE_ARTIFACT = "base"
@@ -40,6 +40,7 @@ class LoraPipelineModel(PythonModel):
     def load_context(self, context) -> None:
         from pathlib import Path
 
+        import torch
         from diffusers import StableDiffusionPipeline
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -52,6 +53,8 @@ class LoraPipelineModel(PythonModel):
         self.pipeline.to(device)
 
     def predict(self, context, model_input, params: dict | None = None) -> list[bytes]:
+        import torch
+
         params = params or {}
         prompts = prompts_of(model_input)
         seed = int(params.get("seed", 0))
