@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fairaug.errors import exit_on_user_error
 from fairaug.config import load_params
-from fairaug.fairness.stage import evaluate_fairness
+from fairaug.fairness.evaluation import evaluate_fairness
 from fairaug.progress import quiet_library_bars
 
 

@@ -20,7 +20,7 @@ from fairaug.diffusion.stage import SAMPLES
 from fairaug.fairness.files import ROC_PLOT
 from fairaug.fairness.predictions import score_column
 from fairaug.fairness.report import fairness_report
-from fairaug.fairness.stage import fairness_metrics, roc_table
+from fairaug.fairness.evaluation import fairness_metrics, roc_table
 from fairaug.skin.types import FST_VALUES
 from fairaug.tracking.lineage import dvc_md5
 from fairaug.tracking.runs import DVC_OUT_MD5_TAG, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, numeric_metrics

@@ -28,16 +28,8 @@ from fairaug.fairness.files import FAIRNESS, METRICS, MIX, PER_FST_PLOT, PREDICT
 from fairaug.fairness.mix import MixedDataset, mix_counts
 from fairaug.labels import HAM10000_DX, MALIGNANT_DX
 from fairaug.skin.types import FST_VALUES
-from fairaug.fairness.stage import (
-    HEADLINE,
-    classifier_report,
-    classifier_stage,
-    evaluate_fairness,
-    point_report,
-    train_augmented_classifier,
-    train_real_classifier,
-    with_worst_fst,
-)
+from fairaug.fairness.evaluation import HEADLINE, classifier_report, evaluate_fairness, with_worst_fst
+from fairaug.fairness.stage import classifier_stage, point_report, train_augmented_classifier, train_real_classifier
 from fairaug.metrics_files import detail_path, read_metrics, worst_fst
 from fairaug.tracking import stage_run
 

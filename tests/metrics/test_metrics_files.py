@@ -3,7 +3,7 @@ gates finding per-FST and worst-FST values that live in the detail files only.""
 
 import json
 
-from fairaug.fairness.stage import HEADLINE as FAIRNESS_HEADLINE
+from fairaug.fairness.evaluation import HEADLINE as FAIRNESS_HEADLINE
 from fairaug.skin.types import FST_VALUES
 from fairaug.io import reasons_path, write_json
 from fairaug.metrics.stage import HEADLINE as QUALITY_HEADLINE

@@ -29,7 +29,7 @@ from fairaug.diffusion.files import BASE_FILE, EMA_WEIGHTS, LORA_WEIGHTS
 from fairaug.diffusion.lora import add_lora, lora_state, record_weights, save_lora
 from fairaug.errors import ConfigError, DataError
 from fairaug.fairness.files import FAIRNESS
-from fairaug.fairness.stage import HEADLINE as FAIRNESS_HEADLINE
+from fairaug.fairness.evaluation import HEADLINE as FAIRNESS_HEADLINE
 from fairaug.io import write_json
 from fairaug.metrics.files import QUALITY
 from fairaug.metrics.stage import HEADLINE as QUALITY_HEADLINE
