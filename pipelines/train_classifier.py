@@ -1,4 +1,4 @@
-"""DVC stages train_classifier@<dataset>-real, train_classifier@<dataset>-evaluator and
+"""DVC stages train_classifier@<dataset>-real, train_evaluator@<dataset> and
 train_classifier_augmented@<dataset>: the downstream classifier whose per-FST quality measures the
 effect of synthetic augmentation (real: the real train split only; augmented: plus kept synthetic
 images mixed by params `mix`), and the evaluator (the real train split, its own seed) that grades

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT
+from fairaug.config.fairness import ClassifierConfig
 
 SRC = REPO_ROOT / "src"
 NOT_DEPS = ("fairaug.config", "fairaug.tracking", "fairaug.errors", "fairaug.progress")
@@ -76,3 +77,15 @@ def test_the_walk_follows_function_level_and_re_exported_imports(tmp_path):
     assert "src/fairaug/generation/stage.py" in deps and "src/fairaug/data/storage.py" in deps
     assert "src/fairaug/diffusion/files.py" in deps  # through generation.sampler
     assert not any(dep.startswith(("src/fairaug/config/", "src/fairaug/tracking/")) for dep in deps)
+
+
+@pytest.mark.parametrize(("stage", "other_seed"), [("train_classifier", "evaluator_seed"),
+                                                   ("train_evaluator", "seed"),
+                                                   ("train_classifier_augmented", "evaluator_seed")])
+def test_classifier_stages_list_every_classifier_param_but_the_other_models_seed(stage, other_seed):
+    """Key by key, so that a seed experiment keeps the evaluator and a new evaluator seed retrains
+    nothing else; a param added to ClassifierConfig must join the lists."""
+    listed = {param.removeprefix("train_classifier.") for param in stages()[stage]["params"]
+              if param.startswith("train_classifier")}
+    assert "train_classifier" not in stages()[stage]["params"]  # the whole section would be every key
+    assert listed == set(ClassifierConfig.model_fields) - {other_seed}

@@ -35,7 +35,7 @@ class ClassifierConfig(StrictModel):
     augment: bool = Field(True, description="random flips and small rotations of training images")
     seed: int = Field(0, description="seeds python, numpy and torch: same seed, same weights (on CPU)")
     evaluator_seed: int = Field(
-        1, description="seed of the evaluator (train_classifier@<d>-evaluator), the classifier evaluate_quality "
+        1, description="seed of the evaluator (train_evaluator@<d>), the classifier evaluate_quality "
         "grades synthetic images with: never the filter's, so a different seed from `seed`"
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: load in the training process)")

@@ -39,15 +39,15 @@ from fairaug.fairness.training import predict, train_classifier
 from fairaug.io import atomic_dir, write_json
 from fairaug.tracking import numeric_metrics, stage_run
 
-REAL_ONLY_VARIANTS = ("real", "evaluator")  # the train_classifier matrix; augmented is a stage of its own
-
 
 def classifier_stage(dataset: str, variant: str) -> str:
-    """The DVC name of a train_classifier stage: train_classifier@<dataset>-real and -evaluator (a
-    matrix over data set x variant) and train_classifier_augmented@<dataset>, a stage of its own
-    because it alone depends on the synthetic set (dvc.yaml explains)."""
-    if variant in REAL_ONLY_VARIANTS:
-        return f"train_classifier@{dataset}-{variant}"
+    """The DVC name of a classifier stage: train_classifier@<dataset>-real (a matrix over data set x
+    variant), train_evaluator@<dataset> and train_classifier_augmented@<dataset>, stages of their own
+    because each depends on other params or inputs (dvc.yaml explains)."""
+    if variant == "real":
+        return f"train_classifier@{dataset}-real"
+    if variant == "evaluator":
+        return f"train_evaluator@{dataset}"
     return f"train_classifier_{variant}@{dataset}"
 
 

@@ -3,7 +3,7 @@ class logits where the network has them, for the Inception Score).
 
     inception   Inception-v3 with the torch-fidelity FID weights: the standard extractor, only with a
                 weights file (configured, or in torch hub's cache); never on random weights.
-    evaluator   a classifier trained only for measuring (train_classifier@<d>-evaluator: the real train
+    evaluator   a classifier trained only for measuring (train_evaluator@<d>: the real train
                 split, its own seed), never the generate filter's: backbone features, head logits, and
                 its classes for the label metrics. Nothing is graded by the model that selected it.
     pixels      standardised 16x16 thumbnails: no weights, works on any folder offline.
@@ -87,7 +87,7 @@ def evaluator_extractor(classifier_path: str | Path | None, device: str = "cpu")
     if classifier_path is None or not Path(classifier_path).is_file():
         where = f" at {classifier_path}" if classifier_path else ""
         return unavailable("evaluator", f"evaluator classifier not found{where} (run "
-                                        "train_classifier@<dataset>-evaluator, or pass --evaluator)")  # fmt: skip
+                                        "train_evaluator@<dataset>, or pass --evaluator)")  # fmt: skip
     model = load_classifier(classifier_path).to(device)
     transform = image_transform(model.image_size)
 

@@ -12,7 +12,7 @@ An unavailable metric is left out of the numbers (standard JSON, numbers only fo
 Besides `quality_report`'s keys, the generate filter's own statistics from the synthetic manifest:
 ``quality/filter.acceptance[.fst<k>]`` (share of sampled images that passed the filter) and
 ``quality/filter.below_bar[.fst<k>]`` (share of kept images kept below the confidence bar to fill
-their cell). Classifier-based metrics use the evaluator (train_classifier@<d>-evaluator), never the
+their cell). Classifier-based metrics use the evaluator (train_evaluator@<d>), never the
 real-only classifier that the filter used. Logs every number as an MLflow metric under the same
 name, the three files as artifacts.
 """
