@@ -1,8 +1,9 @@
-"""The train_classifier stages: real-only, evaluator and augmented (evaluate_fairness: `fairaug.fairness.evaluation`).
+"""The classifier stages: real-only, evaluator and augmented (evaluate_fairness is in `evaluation`).
 
-train_classifier@<dataset>-real (real train split) and train_classifier_augmented@<dataset> (real
-train split plus kept synthetic images, `fairaug.fairness.mix`; validation and test stay real) write
-into their out dir (outputs/<d>/classifier/real, .../augmented):
+train_classifier@<dataset>-real (real train split), train_evaluator@<dataset> (real train split,
+train_classifier.evaluator_seed) and train_classifier_augmented@<dataset> (real train split plus kept
+synthetic images, `fairaug.fairness.mix`; validation and test stay real) write into their out dir
+(outputs/<d>/classifier/real, .../evaluator, .../augmented):
     model.safetensors       the small CNN / backbone with its classes in the metadata
     predictions.parquet     the real test split: path, label, fst, group_id, score_<label> per class
     metrics.json            `point_report` of those predictions: `fairness_report`'s values
