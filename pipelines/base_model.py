@@ -1,4 +1,4 @@
-"""DVC stage base_model@<dataset>: pretrain the tiny base (tiny profile) or record a pinned hub/local one."""
+"""DVC stage base_model: pretrain the tiny base on every data set (tiny profile) or record a pinned hub/local one."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from fairaug.progress import quiet_library_bars
 def main() -> None:
     quiet_library_bars()
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--prepared", type=Path, required=True, help="outputs/<dataset>/prepared")
-    parser.add_argument("--out", type=Path, required=True, help="outputs/<dataset>/models/base")
+    parser.add_argument("--train-splits", type=Path, required=True,
+                        help="outputs/base_train: <dataset>.parquet of every data set")
+    parser.add_argument("--out", type=Path, required=True, help="outputs/models/base")
     args = parser.parse_args()
-    base_model(load_params(), args.dataset, args.prepared, args.out)
+    base_model(load_params(), args.train_splits, args.out)
 
 
 if __name__ == "__main__":

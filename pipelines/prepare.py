@@ -1,4 +1,5 @@
-"""DVC stage prepare@<dataset>: validate the raw data, write manifest.parquet and the validation report."""
+"""DVC stage prepare@<dataset>: validate the raw data, write manifest.parquet and the validation report,
+and the train split for the shared base model."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--out", type=Path, required=True, help="outputs/<dataset>/prepared")
+    parser.add_argument("--base-train", type=Path, required=True, help="outputs/base_train/<dataset>.parquet")
     args = parser.parse_args()
-    prepare(load_params(), args.dataset, args.out)
+    prepare(load_params(), args.dataset, args.out, args.base_train)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.project / "params.yaml")
     dataset, outputs = params.dataset(args.dataset), args.project / "outputs" / args.dataset
-    base_dir, lora_dir = outputs / "models" / "base", outputs / "models" / "lora"
+    base_dir, lora_dir = args.project / "outputs" / "models" / "base", outputs / "models" / "lora"
     extractor = evaluator_extractor(outputs / "classifier" / "evaluator" / WEIGHTS)
     manifest = pd.read_parquet(outputs / "prepared" / MANIFEST)
     test = manifest[(manifest["split"] == "test") & (manifest["fst"] >= 1)]

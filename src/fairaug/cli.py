@@ -157,7 +157,7 @@ def promote_command(
     else:
         outputs = project / "outputs" / dataset
         outcome = promote(params, dataset, outputs / "metrics" / QUALITY, outputs / "metrics" / FAIRNESS,
-                          outputs / "models" / "lora", outputs / "models" / "base", dry_run=dry_run,
+                          outputs / "models" / "lora", project / "outputs" / "models" / "base", dry_run=dry_run,
                           force_reason=reason, root=project)  # fmt: skip (promotion.json is the stage's)
     name = params.promote.registered_model(dataset)
     which = f"version {outcome.version}" if outcome.version is not None else "a new version"

@@ -15,13 +15,14 @@ from PIL import Image
 from fairaug.config import load_params
 from fairaug.config.diffusion import DEFAULT_TEMPLATES, BaseConfig, PretrainConfig
 from fairaug.config.loader import render_params
+from fairaug.config.models import DatasetConfig
 from fairaug.diffusion.base import build_tiny_pipeline, load_base_pipeline, resolve_base, save_tiny_base
 from fairaug.diffusion.base import weight_hashes
 from fairaug.diffusion.files import BASE_FILE
 from fairaug.diffusion.loss import encode_latents
 from fairaug.diffusion.pretrain import pretrain_tiny, pretraining_images
 from fairaug.diffusion.prompts import all_prompts
-from fairaug.diffusion.stage import BASE_SAMPLES
+from fairaug.diffusion.stage import BASE_SAMPLES, base_samples
 from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.errors import ConfigError, exit_on_user_error
 from fairaug.labels import HAM10000_DX
@@ -38,17 +39,38 @@ def tokenizer():
     return build_tokenizer(all_prompts(DEFAULT_TEMPLATES, {"derm": list(HAM10000_DX)}))
 
 
-@pytest.fixture(scope="module")
-def train_images(fixture_data):
-    """The derm fixture as a train split, plus generic skin images."""
+def derm_train_split(fixture_data, n: int) -> tuple[pd.DataFrame, DatasetConfig]:
+    """The first ``n`` images of the derm fixture as a train split, and its data set config."""
     root = fixture_data / "ham10000"
     metadata = pd.read_csv(root / "HAM10000_metadata.csv")
     paths = {p.stem: p.relative_to(root).as_posix() for p in root.glob("*/*.jpg")}
     train = pd.DataFrame({"path": metadata["image_id"].map(paths), "label": metadata["dx"],
-                          "fst": metadata["fitzpatrick"]}).head(48)  # fmt: skip
-    images, fst = pretraining_images(train, root, 32, DEFAULT_TEMPLATES, "derm", FEW_STEPS)
-    assert len(images) == len(fst) == 48 + FEW_STEPS.generic_skin_images
+                          "fst": metadata["fitzpatrick"]}).head(n)  # fmt: skip
+    return train, DatasetConfig(format="ham10000", root=str(root), domain="derm")
+
+
+@pytest.fixture(scope="module")
+def train_images(fixture_data):
+    """The derm fixture as a train split, plus generic skin images."""
+    train, config = derm_train_split(fixture_data, 48)
+    images = pretraining_images({"ham10000": train}, {"ham10000": config}, 32, DEFAULT_TEMPLATES, FEW_STEPS)
+    assert len(images) == 48 + FEW_STEPS.generic_skin_images
     return images
+
+
+def test_pretraining_images_hold_every_data_set_prompted_by_its_domain(fixture_data):
+    derm, derm_config = derm_train_split(fixture_data, 5)
+    labels = pd.read_csv(fixture_data / "wound" / "labels.csv").head(4)
+    wound = pd.DataFrame({"path": labels["image"], "label": labels["label"], "fst": labels["fst"]})
+    wound_config = DatasetConfig(format="csv", root=str(fixture_data / "wound"), domain="wound")
+    images = pretraining_images({"ham10000": derm, "wound": wound}, {"ham10000": derm_config, "wound": wound_config},
+                                32, DEFAULT_TEMPLATES, FEW_STEPS)  # fmt: skip
+    prompts = [images[i]["prompt"] for i in range(len(images))]
+    assert len(prompts) == 5 + 4 + FEW_STEPS.generic_skin_images
+    assert all("dermoscopic image of" in prompt for prompt in prompts[:5])
+    assert all("photo of a wound in the" in prompt for prompt in prompts[5:9])
+    assert all(prompt.endswith("photo of healthy skin") for prompt in prompts[9:])
+    assert images[5]["pixels"].shape == images[0]["pixels"].shape == (3, 32, 32)
 
 
 def generate(pipeline, seed=0):
@@ -171,28 +193,37 @@ def test_pickled_local_base_is_refused(tokenizer, tmp_path):
 
 
 @pytest.mark.slow
-def test_base_model_stage_end_to_end(project):
-    run(["python", "pipelines/prepare.py", "--dataset", "ham10000", "--out", "outputs/ham10000/prepared"], project)
+def test_base_model_stage_pretrains_one_base_for_every_data_set_with_a_run_in_each(project):
+    for dataset in ("ham10000", "wound"):
+        run(["python", "pipelines/prepare.py", "--dataset", dataset, "--out", f"outputs/{dataset}/prepared",
+             "--base-train", f"outputs/base_train/{dataset}.parquet"], project)  # fmt: skip
     params = load_params(project / "params.yaml")
     few = params.base.pretrain.model_copy(update={"vae_steps": 5, "unet_steps": 5, "generic_skin_images": 12})
     params = params.model_copy(update={"base": params.base.model_copy(update={"pretrain": few})})
     (project / "params.yaml").write_text(render_params(params))
-    out = project / "outputs" / "ham10000" / "models" / "base"
-    run(["python", "pipelines/base_model.py", "--dataset", "ham10000", "--prepared", "outputs/ham10000/prepared",
+    out = project / "outputs" / "models" / "base"
+    run(["python", "pipelines/base_model.py", "--train-splits", "outputs/base_train",
          "--out", str(out.relative_to(project))], project)  # fmt: skip
 
     assert json.loads((out / BASE_FILE).read_text())["source"] == "tiny"
-    assert isinstance(StableDiffusionPipeline.from_pretrained(out), StableDiffusionPipeline)
-    with Image.open(out / BASE_SAMPLES) as grid:
-        assert grid.height == 6 * 96  # one row per FST
+    pipeline = StableDiffusionPipeline.from_pretrained(out)
+    vocabulary = pipeline.tokenizer.get_vocab()
+    assert {"dermoscopic</w>", "wound</w>", "inflammatory</w>"} <= vocabulary.keys()  # both domains' words
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    by_name = {run.info.run_name: run for run in client.search_runs(
-        [client.get_experiment_by_name("fairaug/ham10000").experiment_id])}
-    tracked = by_name["base_model@ham10000"]
-    tags = tracked.data.tags
-    assert tags["fairaug.stage"] == "base_model" and tags["fairaug.dataset"] == "ham10000"
-    assert tags["fairaug.upstream.prepare"] == by_name["prepare@ham10000"].info.run_id
-    assert tags["dvc.out_md5.outputs/ham10000/models/base"] == dvc_md5(out)  # what downstream stages look up
-    assert tracked.data.params["base.pretrain.unet_steps"] == "5"
-    assert [m.step for m in client.get_metric_history(tracked.info.run_id, "pretrain/unet_loss")] == list(range(5))
-    assert {a.path for a in client.list_artifacts(tracked.info.run_id)} >= {BASE_SAMPLES, BASE_FILE}
+    runs = {}
+    for dataset in ("ham10000", "wound"):
+        with Image.open(out / base_samples(dataset)) as grid:
+            assert grid.height == 6 * 96  # one row per FST
+        by_name = {run.info.run_name: run for run in client.search_runs(
+            [client.get_experiment_by_name(f"fairaug/{dataset}").experiment_id])}
+        tracked = runs[dataset] = by_name["base_model"]
+        tags = tracked.data.tags
+        assert tags["fairaug.stage"] == "base_model" and tags["fairaug.dataset"] == dataset
+        assert tags["fairaug.upstream.prepare"] == by_name[f"prepare@{dataset}"].info.run_id
+        assert tags["dvc.out_md5.outputs/models/base"] == dvc_md5(out)  # what downstream stages look up
+        assert tracked.data.params["base.pretrain.unet_steps"] == "5"
+        assert [m.step for m in client.get_metric_history(tracked.info.run_id, "pretrain/unet_loss")] == list(range(5))
+        assert {a.path for a in client.list_artifacts(tracked.info.run_id)} >= {BASE_SAMPLES, BASE_FILE}
+    # one process trained the base: the second data set's run is nested under the first's
+    assert runs["wound"].data.tags["mlflow.parentRunId"] == runs["ham10000"].info.run_id
+    assert all("base/fst_fidelity" in tracked.data.metrics for tracked in runs.values())  # NaN after 5 steps

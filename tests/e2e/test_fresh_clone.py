@@ -25,7 +25,7 @@ from conftest import REPO_ROOT, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DATASETS = ("ham10000", "wound")
-PER_DATASET_STAGES = ("prepare", "base_model", "train_lora", "generate", "evaluate_quality", "train_evaluator",
+PER_DATASET_STAGES = ("prepare", "train_lora", "generate", "evaluate_quality", "train_evaluator",
                       "train_classifier_augmented", "evaluate_fairness", "promote")
 LOAD_CHAMPION = """
 import io, sys
@@ -57,7 +57,7 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path, service
     run(["fairaug", "profile", "ci"], clone)  # the documented one-command switch; tiny takes minutes
     first = run(["dvc", "repro"], clone)
     stages = [f"{stage}@{dataset}" for stage in PER_DATASET_STAGES for dataset in DATASETS]
-    stages += [f"train_classifier@{dataset}-real" for dataset in DATASETS]
+    stages += [f"train_classifier@{dataset}-real" for dataset in DATASETS] + ["base_model"]  # one for all
     for stage in stages:
         assert f"Running stage '{stage}'" in first.stdout
     second = run(["dvc", "repro"], clone)
@@ -93,6 +93,7 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path, service
         lineage = runs["train_lora"].data.tags
         assert lineage["fairaug.upstream.prepare"] == runs["prepare"].info.run_id
         assert lineage["fairaug.upstream.base_model"] == runs["base_model"].info.run_id
+        assert runs["base_model"].data.tags["fairaug.upstream.prepare"] == runs["prepare"].info.run_id
         assert runs["generate"].data.tags["fairaug.upstream.train_lora"] == runs["train_lora"].info.run_id
         assert (clone / "outputs" / dataset / "models" / "lora" / "pytorch_lora_weights.safetensors").exists()
         metrics = clone / "outputs" / dataset / "metrics"

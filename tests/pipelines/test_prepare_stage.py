@@ -36,6 +36,8 @@ def test_dvc_repro_prepare_tracks_lineage_and_is_idempotent(project):
         assert report["n_images"] == len(manifest) > 0
         assert "<table>" in (out / VALIDATION_HTML).read_text()
         assert manifest.groupby("group_id")["split"].nunique().max() == 1
+        base_train = pd.read_parquet(project / "outputs" / "base_train" / f"{dataset}.parquet")  # the shared base's
+        pd.testing.assert_frame_equal(base_train, manifest[manifest["split"] == "train"].reset_index(drop=True))
 
         (tracked,) = [r for r in runs if r.info.run_name == f"prepare@{dataset}"]
         run_id = tracked.info.run_id

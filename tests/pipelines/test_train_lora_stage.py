@@ -21,7 +21,7 @@ from conftest import make_project, run, write_params
 
 pytestmark = pytest.mark.slow
 DATASET = "ham10000"
-PREPARED, BASE = f"outputs/{DATASET}/prepared", f"outputs/{DATASET}/models/base"
+PREPARED, BASE = f"outputs/{DATASET}/prepared", "outputs/models/base"
 STAGE_ARGS = ["pipelines/train_lora.py", "--dataset", DATASET, "--prepared", PREPARED, "--base", BASE,
               "--classifier", f"outputs/{DATASET}/classifier/real"]
 
@@ -38,7 +38,7 @@ def trained(tmp_path_factory, fixture_data) -> Path:
                     "validation_images": 8, "sample_steps": 2, "dropout": 0.1},
         train_classifier={"epochs": 1},
     )
-    run(["dvc", "repro", f"base_model@{DATASET}", f"train_classifier@{DATASET}-real"], root)
+    run(["dvc", "repro", "base_model", f"train_classifier@{DATASET}-real"], root)
     run([sys.executable, *STAGE_ARGS, "--out", "outputs/reference"], root)
     return root
 

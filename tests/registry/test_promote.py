@@ -42,6 +42,7 @@ from fairaug.tracking import stage_run
 
 DATASET = "ham10000"
 MODEL = "fairaug-ham10000-lora"
+BASE = Path("outputs/models/base")  # one base for every data set (dvc.yaml)
 GOOD = {
     "quality/memorization.near_copy.pixels": 0.0, "quality/fst_fidelity": 0.98, "quality/kid.pixels": 0.1,
     "quality/fid.inception": math.nan, "fairness/delta.auroc_gap": 0.0, "fairness/delta.balanced_accuracy": 0.01,
@@ -85,7 +86,7 @@ def project(tmp_path, tiny_base, loras, mlflow_uri, monkeypatch) -> Path:
     """A project root with params.yaml and outputs/ham10000 (base, LoRA 1, passing metrics)."""
     root = tmp_path / "project"
     (root / "outputs" / DATASET / "models").mkdir(parents=True)
-    shutil.copytree(tiny_base, root / "outputs" / DATASET / "models" / "base")
+    shutil.copytree(tiny_base, root / BASE)
     use_lora(root, loras[1])
     write_metrics(root, GOOD)
     (root / "params.yaml").write_text(render_params(Params()))
@@ -111,7 +112,7 @@ def write_metrics(root: Path, metrics: dict, reasons: dict = REASONS) -> None:
 def promote(root: Path, params: Params | None = None, **options) -> registry.Outcome:
     outputs = root / "outputs" / DATASET
     return promote_stage(params or Params(), DATASET, outputs / "metrics" / QUALITY, outputs / "metrics" / FAIRNESS,
-                         outputs / "models" / "lora", outputs / "models" / "base", outputs / "metrics" / PROMOTION,
+                         outputs / "models" / "lora", root / BASE, outputs / "metrics" / PROMOTION,
                          root=root, **options)
 
 
@@ -147,7 +148,7 @@ def test_passing_lora_becomes_champion_with_its_gates_recorded(project):
     fairness_json = project / "outputs" / DATASET / "metrics" / FAIRNESS  # read from its detail file
     assert "fairness/augmented.auroc.fst5" not in json.loads(fairness_json.read_text())
     assert tags["fairaug.lora_sha256"] == lora_candidate(Params(), DATASET, project / "outputs" / DATASET / "models" / "lora",
-                                                          project / "outputs" / DATASET / "models" / "base").digest
+                                                          project / BASE).digest
     assert champion() == 1
     promotion = json.loads((project / "outputs" / DATASET / "metrics" / PROMOTION).read_text())
     assert promotion["promotion/version"] == 1 and promotion["promotion/promoted"] == 1
@@ -304,7 +305,7 @@ def test_generate_cli_prompts_the_champion_with_its_template(project, tmp_path):
 
 
 def test_only_the_lora_runs_weights_and_the_recorded_base_are_registered(project):
-    lora, base = project / "outputs" / DATASET / "models" / "lora", project / "outputs" / DATASET / "models" / "base"
+    lora, base = project / "outputs" / DATASET / "models" / "lora", project / BASE
     record_weights(lora, [lora / LORA_WEIGHTS])  # a run without EMA: the EMA file is an earlier run's
     with pytest.raises(ConfigError, match=f"generate.lora_weights: ema: .* did not write {lora / EMA_WEIGHTS}"):
         lora_candidate(Params(), DATASET, lora, base)

@@ -182,7 +182,8 @@ def test_file_where_the_out_directory_should_be_is_one_line(wound_project, servi
     assert "ERROR: failed to reproduce 'prepare@wound': [Errno 20] Not a directory" in result.stderr, result.stderr
     assert "prepare@wound" not in locked_stages(root)
     # the stage alone (as `dvc repro` runs it when DVC has nothing to check first): its one line
-    result = run(["python", "pipelines/prepare.py", "--dataset", "wound", "--out", PREPARED], root, check=False,
+    result = run(["python", "pipelines/prepare.py", "--dataset", "wound", "--out", PREPARED, "--base-train",
+                  "outputs/base_train/wound.parquet"], root, check=False,
                  env=services.env)  # fmt: skip
     assert result.returncode != 0
     assert one_line_error(result.stderr) == ["error: outputs/wound is a file where a directory is expected"]

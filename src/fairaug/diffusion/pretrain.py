@@ -1,8 +1,9 @@
 """Pretraining of the tiny base from scratch: the VAE first, then UNet and text encoder together.
 
-The tiny base stands in for Stable Diffusion, whose general knowledge includes every skin type. So it
-learns from the train split (imbalanced: few FST V-VI) and also from generic images of healthy skin,
-uniform over FST I-VI, made with the fixtures' skin model (DESIGN.md, Profiles).
+The tiny base stands in for Stable Diffusion, whose general knowledge includes every skin type and
+which every data set starts from. So one base learns from the train split of every data set
+(imbalanced: few FST V-VI), each prompted with its domain's template, and also from generic images of
+healthy skin, uniform over FST I-VI, made with the fixtures' skin model (DESIGN.md, Profiles).
 
 Every random draw comes from generators seeded by (seed, step) (`fairaug.diffusion.data`): the same
 config and data give the same weights. The UNet phase numbers its steps after the VAE's, so the two
@@ -61,15 +62,21 @@ class GenericSkinImages(Dataset):
 
 
 def pretraining_images(
-    train: pd.DataFrame, root: Path, resolution: int, templates: Mapping[str, str], domain: str, config: PretrainConfig
-) -> tuple[Dataset, np.ndarray]:
-    """The train split (prompted with the domain's template) followed by the generic skin images; also
-    the FST of every image, for FST-balanced sampling."""
-    train = promptable(train)
-    prompts = [build_prompt(templates[domain], domain, row.label, row.fst) for row in train.itertuples()]
-    generic = GenericSkinImages(config.generic_skin_images, resolution, templates["skin"], config.seed)
-    images = ConcatDataset([ManifestImages(train, root, resolution, prompts), generic])
-    return images, np.concatenate([train["fst"].to_numpy(dtype=int), generic.fst])
+    train_splits: Mapping[str, pd.DataFrame],
+    datasets: Mapping[str, DatasetConfig],
+    resolution: int,
+    templates: Mapping[str, str],
+    config: PretrainConfig,
+) -> Dataset:
+    """Every data set's train split (prompted with its domain's template), then the generic skin images."""
+    parts = []
+    for name, train in train_splits.items():
+        dataset, train = datasets[name], promptable(train)
+        prompts = [build_prompt(templates[dataset.domain], dataset.domain, row.label, row.fst)
+                   for row in train.itertuples()]  # fmt: skip
+        parts.append(ManifestImages(train, Path(dataset.root), resolution, prompts))
+    parts.append(GenericSkinImages(config.generic_skin_images, resolution, templates["skin"], config.seed))
+    return ConcatDataset(parts)
 
 
 def pretrain_tiny(
@@ -190,15 +197,22 @@ def train_unet(
 
 
 def pretrain_base(
-    base: BaseConfig, prompts: PromptsConfig, dataset: DatasetConfig, manifest: pd.DataFrame, progress: bool = True
+    base: BaseConfig,
+    prompts: PromptsConfig,
+    datasets: Mapping[str, DatasetConfig],
+    train_splits: Mapping[str, pd.DataFrame],
+    progress: bool = True,
 ) -> tuple[StableDiffusionPipeline, dict[str, list[float]]]:
-    """The tiny base of ``base_model``: tokenizer from the prompt vocabulary, pipeline from config,
-    pretrained on the manifest's train split and the generic skin images."""
-    labels = list(dict.fromkeys([*(dataset.allowed_labels() or []), *sorted(manifest["label"].unique())]))
-    domains = (dataset.domain, "skin")
-    corpus = all_prompts({domain: prompts.templates[domain] for domain in domains}, {dataset.domain: labels})
+    """The tiny base of ``base_model``: tokenizer from the prompt vocabulary of every data set's
+    domain and labels, pipeline from config, pretrained on the train splits (data set name -> rows
+    of its manifest) and the generic skin images."""
+    domain_labels: dict[str, list[str]] = {}
+    for name, train in train_splits.items():
+        dataset = datasets[name]
+        labels = domain_labels.setdefault(dataset.domain, [])
+        labels.extend(label for label in [*(dataset.allowed_labels() or []), *sorted(train["label"].unique())]
+                      if label not in labels)  # fmt: skip
+    corpus = all_prompts({domain: prompts.templates[domain] for domain in [*domain_labels, "skin"]}, domain_labels)
     pipeline = build_tiny_pipeline(base, build_tokenizer(corpus))
-    train = manifest[manifest["split"] == "train"]
-    images, _ = pretraining_images(train, Path(dataset.root), base.resolution, prompts.templates, dataset.domain,
-                                   base.pretrain)  # fmt: skip
+    images = pretraining_images(train_splits, datasets, base.resolution, prompts.templates, base.pretrain)
     return pipeline, pretrain_tiny(pipeline, images, base.pretrain, progress=progress)

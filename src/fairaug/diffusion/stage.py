@@ -1,9 +1,11 @@
 """The diffusion stages: base_model and train_lora.
 
-base_model (outputs/<d>/models/base): the tiny profile pretrains a small Stable Diffusion from
-scratch (`fairaug.diffusion.pretrain`) and saves it as a diffusers pipeline with ``base.json`` and a
-grid of samples per FST (``samples.png``); real profiles record a pinned hub revision or a local
-path in ``base.json`` (`resolve_base`).
+base_model (outputs/models/base), one base for every data set, as in the real profiles where each
+starts from the same hub base: the tiny profile pretrains a small Stable Diffusion from scratch on
+every data set's train split (`fairaug.diffusion.pretrain`) and saves it as a diffusers pipeline with
+``base.json`` and a grid of samples per FST for each data set (``samples_<d>.png``); real profiles
+record a pinned hub revision or a local path in ``base.json`` (`resolve_base`). The stage has one
+MLflow run in each data set's experiment, so that each data set's lineage holds its base.
 
 train_lora (outputs/<d>/models/lora, a DVC `persist` out so checkpoints survive a rerun):
 pytorch_lora_weights.safetensors (the selected validation's, `train_lora.select_by`; + _latest, _ema,
@@ -45,12 +47,13 @@ from fairaug.diffusion.perceptual import WEIGHTS_URLS, PerceptualLoss, vgg16_per
 from fairaug.diffusion.pretrain import pretrain_base
 from fairaug.diffusion.prompts import build_prompt, promptable
 from fairaug.diffusion.sampling import fst_samples, most_common
+from fairaug.errors import DataError
 from fairaug.io import atomic_dir, atomic_write_text, remove_stale_temps
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5
 from fairaug.weights.require import download_path
 
-BASE_SAMPLES = "samples.png"  # the tiny base's grid, one row per FST
+BASE_SAMPLES = "samples.png"  # the tiny base's grid in each data set's run (`base_samples` in the out)
 SAMPLES = "samples"  # the LoRA's validation grids, samples/step_<step>.png
 PLOTS = "plots/loss.csv"
 VALIDATION_PLOT = "plots/validation.csv"  # one row per validation, step 0 first; `selected`: the shipped one
@@ -68,32 +71,48 @@ class SampleJudge(Protocol):
     def __call__(self, images: Sequence[np.ndarray], labels: Sequence[str]) -> dict[str, float]: ...
 
 
-def base_model(params: Params, dataset: str, prepared_dir: Path, out_dir: Path) -> Path:
-    """Pretrain the tiny base (tiny profile) or record a pinned hub/local one into ``out_dir`` (all
-    or nothing), with its pretraining losses, samples and ``base.json`` logged to MLflow."""
-    config, base, prompts = params.dataset(dataset), params.base, params.prompts
+def base_model(params: Params, train_splits_dir: Path, out_dir: Path) -> Path:
+    """Pretrain the tiny base (tiny profile) on ``train_splits_dir/<d>.parquet`` of every data set, or
+    record a pinned hub/local one, into ``out_dir`` (all or nothing), with its pretraining losses,
+    samples and ``base.json`` logged to each data set's MLflow run."""
+    base, prompts = params.base, params.prompts
     stage_params = {"base": base.model_dump(), "prompts": prompts.model_dump()}
-    run_context = stage_run("base_model", dataset, params, stage_params, upstream={"prepare": prepared_dir},
-                            outs=[out_dir])  # fmt: skip
-    with run_context as run, atomic_dir(out_dir) as out:
-        if base.source == "tiny":
-            manifest = pd.read_parquet(prepared_dir / MANIFEST)
-            pipeline, curves = pretrain_base(base, prompts, config, manifest)
-            save_tiny_base(pipeline, out)
-            now = int(time.time() * 1000)
-            losses = [Metric(f"pretrain/{name}", loss, now, step) for name, curve in curves.items()
-                      for step, loss in enumerate(curve)]  # fmt: skip
-            mlflow.MlflowClient().log_batch(run.run_id, metrics=losses)  # one call, not one per step
-            labels = most_common(manifest.loc[manifest["split"] == "train", "label"], 4)
-            samples = fst_samples(pipeline, prompts.templates, config.domain, labels, base.pretrain.seed,
-                                  negative_prompt=prompts.negative)  # fmt: skip
-            samples.grid().save(out / BASE_SAMPLES)
-            mlflow.log_image(samples.grid(), BASE_SAMPLES)
-            mlflow.log_metric("base/fst_fidelity", samples.fidelity())
-        else:
-            resolve_base(base, out, cache_dir=params.weights.cache_dir)
-        mlflow.log_artifact(str(out / BASE_FILE))
+    split_paths = {dataset: train_splits_dir / f"{dataset}.parquet" for dataset in params.datasets}
+    for dataset, path in split_paths.items():
+        if not path.is_file():
+            raise DataError(f"no train split of data set '{dataset}'; run `dvc repro prepare@{dataset}`", file=path)
+    with contextlib.ExitStack() as stack:
+        runs = {dataset: stack.enter_context(stage_run(
+                    "base_model", dataset, params, stage_params, upstream={"prepare": path}, outs=[out_dir],
+                    dvc_stage="base_model", nested=index > 0))
+                for index, (dataset, path) in enumerate(split_paths.items())}  # fmt: skip
+        client = mlflow.MlflowClient()
+        with atomic_dir(out_dir) as out:
+            if base.source == "tiny":
+                train_splits = {dataset: pd.read_parquet(path) for dataset, path in split_paths.items()}
+                pipeline, curves = pretrain_base(base, prompts, params.datasets, train_splits)
+                save_tiny_base(pipeline, out)
+                now = int(time.time() * 1000)
+                losses = [Metric(f"pretrain/{name}", loss, now, step) for name, curve in curves.items()
+                          for step, loss in enumerate(curve)]  # fmt: skip
+                for dataset, run in runs.items():
+                    client.log_batch(run.run_id, metrics=losses)  # one call, not one per step
+                    labels = most_common(train_splits[dataset]["label"], 4)
+                    samples = fst_samples(pipeline, prompts.templates, params.datasets[dataset].domain, labels,
+                                          base.pretrain.seed, negative_prompt=prompts.negative)  # fmt: skip
+                    samples.grid().save(out / base_samples(dataset))
+                    client.log_image(run.run_id, samples.grid(), BASE_SAMPLES)
+                    client.log_metric(run.run_id, "base/fst_fidelity", samples.fidelity())
+            else:
+                resolve_base(base, out, cache_dir=params.weights.cache_dir)
+        for run in runs.values():
+            client.log_artifact(run.run_id, str(out_dir / BASE_FILE))
     return out_dir
+
+
+def base_samples(dataset: str) -> str:
+    """The tiny base's sample grid for ``dataset``'s labels, one row per FST."""
+    return f"samples_{dataset}.png"
 
 
 def split_images(manifest: pd.DataFrame, split: str, root: Path, resolution: int, template: str,

@@ -216,6 +216,7 @@ def stage_run(
     upstream: Mapping[str, Path] | None = None,
     outs: Sequence[Path] = (),
     dvc_stage: str | None = None,
+    nested: bool = False,
 ) -> Iterator[StageRun]:
     """Open the MLflow run of ``stage@dataset`` with lineage tags and the stage's params logged.
 
@@ -225,8 +226,10 @@ def stage_run(
         outs: what this stage writes (final paths, not temporary ones), tagged with their DVC md5
             when the block ends, so that downstream stages find this run. Temporaries that a killed
             earlier run left beside them are removed first.
-        dvc_stage: the DVC stage name when it is not ``<stage>@<dataset>`` (a matrix item); the run
-            is named after it and its deps are looked up under it.
+        dvc_stage: the DVC stage name when it is not ``<stage>@<dataset>`` (a matrix item, a stage
+            shared by all data sets); the run is named after it and its deps are looked up under it.
+        nested: open the run while another stage run is active (a stage shared by all data sets
+            has one run in each data set's experiment, the later ones nested under the first).
 
     The run ends FAILED if the block raises, so a failed stage is visible in the UI; runs of this
     stage that an ended process left RUNNING are marked FAILED first (`end_abandoned_runs`).
@@ -246,7 +249,7 @@ def stage_run(
         end_abandoned_runs(MlflowClient(), experiment_id, dvc_stage)
         tags = lineage_tags(dvc_stage, stage, dataset, params, root)
         tags |= upstream_tags(experiment_id, root, upstream or {}, tags)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=dvc_stage, tags=tags) as run:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=dvc_stage, tags=tags, nested=nested) as run:
             mlflow.log_params(flatten(stage_params))
             yield StageRun(run.info.run_id, experiment_id)
             written = [dvc_path(out, root) for out in outs]
