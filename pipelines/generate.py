@@ -20,7 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--prepared", type=Path, required=True, help="outputs/<dataset>/prepared")
-    parser.add_argument("--base", type=Path, required=True, help="outputs/<dataset>/models/base")
+    parser.add_argument("--base", type=Path, required=True, help="outputs/models/base (one for every data set)")
     parser.add_argument("--lora", type=Path, required=True, help="outputs/<dataset>/models/lora")
     parser.add_argument("--classifier", type=Path, help="outputs/<dataset>/classifier/real (confidence filter)")
     parser.add_argument("--out", type=Path, required=True, help="outputs/<dataset>/synthetic")

@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--quality", type=Path, required=True, help="outputs/<dataset>/metrics/quality.json")
     parser.add_argument("--fairness", type=Path, required=True, help="outputs/<dataset>/metrics/fairness.json")
     parser.add_argument("--lora", type=Path, required=True, help="outputs/<dataset>/models/lora")
-    parser.add_argument("--base", type=Path, required=True, help="outputs/<dataset>/models/base")
+    parser.add_argument("--base", type=Path, required=True, help="outputs/models/base (one for every data set)")
     parser.add_argument("--out", type=Path, required=True, help="outputs/<dataset>/metrics/promotion.json")
     args = parser.parse_args()
     outcome = promote(load_params(), args.dataset, args.quality, args.fairness, args.lora, args.base, args.out)

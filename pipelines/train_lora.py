@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--prepared", type=Path, required=True, help="outputs/<dataset>/prepared")
-    parser.add_argument("--base", type=Path, required=True, help="outputs/<dataset>/models/base")
+    parser.add_argument("--base", type=Path, required=True, help="outputs/models/base (one for every data set)")
     parser.add_argument("--classifier", type=Path, required=True,
                         help="outputs/<dataset>/classifier/real: the filter's classifier, judge of the samples")
     parser.add_argument("--out", type=Path, required=True, help="outputs/<dataset>/models/lora")

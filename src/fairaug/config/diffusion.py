@@ -38,10 +38,10 @@ class TinyArchitecture(StrictModel):
 
 
 class PretrainConfig(StrictModel):
-    vae_steps: int = Field(200, ge=0, description="VAE training steps (reconstruction + KL)")
+    vae_steps: int = Field(300, ge=0, description="VAE training steps (reconstruction + KL)")
     vae_batch_size: int = Field(16, gt=0, description="VAE batch size")
     vae_lr: float = Field(1e-3, gt=0, description="VAE learning rate")
-    unet_steps: int = Field(600, ge=0, description="UNet denoising steps, text encoder trained with it")
+    unet_steps: int = Field(1000, ge=0, description="UNet denoising steps, text encoder trained with it")
     unet_batch_size: int = Field(32, gt=0, description="UNet batch size")
     unet_lr: float = Field(1e-3, gt=0, description="UNet learning rate")
     noise_offset: float = Field(
