@@ -11,7 +11,7 @@ import yaml
 from fairaug.config import Params
 from fairaug.data.files import MANIFEST
 from fairaug.tracking import stage_run
-from fairaug.tracking.lineage import dvc_md5, git_commit
+from fairaug.tracking.lineage import dvc_md5, git_commit, stage_deps
 from fairaug.tracking.pipelines import newest_downstream
 from fairaug.tracking.runs import ABANDONED_TAG, PROCESS_TAG, flatten
 
@@ -41,6 +41,20 @@ def test_dvc_md5_equals_what_dvc_records(tmp_path):
 
 def test_git_commit_outside_git_is_unknown(tmp_path):
     assert git_commit(tmp_path) == ("unknown", False)
+
+
+def test_stage_deps_are_the_deps_dvc_collects_for_every_stage(project):
+    """Resolved from dvc.yaml alone, each stage's file deps equal what DVC's own collection gives."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+    from dvc.stage import PipelineStage
+
+    with Repo(str(project)) as repo:
+        collected = {stage.addressing: tuple(dep.def_path for dep in stage.deps if not isinstance(dep, ParamsDependency))
+                     for stage in repo.index.stages if isinstance(stage, PipelineStage)}  # fmt: skip
+    assert {"base_model", "prepare@ham10000", "promote@wound"} <= set(collected)
+    assert {name: stage_deps(name, project) for name in collected} == collected
+    assert stage_deps("prepare@no_such_dataset", project) == ()
 
 
 def test_stage_run_logs_lineage_params_and_out_md5(project, mlflow_uri):

@@ -158,7 +158,7 @@ class TrainLoraConfig(StrictModel):
     early_stopping_patience: int | None = Field(
         None, gt=0, description="stop after this many validations without improvement of select_by; null: never"
     )
-    sample_steps: int = Field(20, gt=0, description="sampler steps of the validation grids")
+    sample_steps: int = Field(12, gt=0, description="sampler steps of the validation grids (as generate.steps)")
     guidance_scale: float = Field(5.0, ge=1, description="classifier-free guidance of the validation grids")
     export_kohya: bool = Field(False, description="also write the LoRA in kohya/webui key format")
     seed: int = Field(0, description="training seed")
