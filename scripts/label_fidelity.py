@@ -8,11 +8,19 @@ gives `label_confidence` (mean evaluator probability of the label; overall and t
 Markdown table:
 
     python scripts/label_fidelity.py --dataset ham10000 --per-cell 4 >> docs/label_fidelity.md
+
+With --pretrain, it measures a pretraining change instead of the chain: it pretrains a base the way
+base_model does, with the given base.pretrain params changed, once for each of --seeds. It then scores
+that base's samples on every data set, with no LoRA. One pretraining run is not enough to judge a
+change: the spread between seeds is as large as most changes.
+
+    python scripts/label_fidelity.py --pretrain unet_batch_size=16 unet_steps=2000 --seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,9 +29,11 @@ import pandas as pd
 import torch
 
 from fairaug.config import load_params
+from fairaug.config.diffusion import PretrainConfig
 from fairaug.data.files import MANIFEST
-from fairaug.diffusion.base import load_base_pipeline
+from fairaug.diffusion.base import load_base_pipeline, save_tiny_base
 from fairaug.diffusion.data import ManifestImages
+from fairaug.diffusion.pretrain import pretrain_base
 from fairaug.fairness.files import WEIGHTS
 from fairaug.generation.plan import build_plan
 from fairaug.generation.sampler import load_sampler, sample_batch
@@ -68,43 +78,94 @@ def sample(pipeline, plan: pd.DataFrame, config, negative_prompt: str) -> list[n
     return images
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--project", type=Path, default=Path("."), help="a project whose pipeline has run")
-    parser.add_argument("--per-cell", type=int, default=4, help="samples per (FST, label)")
-    args = parser.parse_args()
-    params = load_params(args.project / "params.yaml")
-    dataset, outputs = params.dataset(args.dataset), args.project / "outputs" / args.dataset
-    base_dir, lora_dir = args.project / "outputs" / "models" / "base", outputs / "models" / "lora"
+def chain_rows(project: Path, params, dataset_name: str, per_cell: int) -> list[dict]:
+    """The rows of every link of ``dataset_name``'s chain, from the project's base, LoRA and evaluator."""
+    dataset, outputs = params.dataset(dataset_name), project / "outputs" / dataset_name
+    base_dir, lora_dir = project / "outputs" / "models" / "base", outputs / "models" / "lora"
     extractor = evaluator_extractor(outputs / "classifier" / "evaluator" / WEIGHTS)
     manifest = pd.read_parquet(outputs / "prepared" / MANIFEST)
     test = manifest[(manifest["split"] == "test") & (manifest["fst"] >= 1)]
-    labels = sorted(manifest.loc[manifest["split"] == "train", "label"].unique())
     rows = []
 
     started = time.perf_counter()
-    real, reconstructed = real_and_reconstructed(load_base_pipeline(base_dir), test, args.project / dataset.root,
+    real, reconstructed = real_and_reconstructed(load_base_pipeline(base_dir), test, project / dataset.root,
                                                  params.base.resolution)
     for link, images in (("real test images", real), ("their VAE reconstructions", reconstructed)):
         rows.append(confidence_row(link, extractor, images, list(test["label"]), list(test["fst"]), started,
                                    sampled=False))
 
-    config = params.generate.model_copy(update={"per_cell": args.per_cell, "overgenerate": 1.0})
-    plan = build_plan(config, params.prompts.templates[dataset.domain], dataset.domain, labels)
-    negative = params.prompts.negative
+    config, plan = sampling_plan(params, dataset_name, manifest, per_cell)
     for link, lora, changes in [("base alone", None, {}), *(("base + LoRA", lora_dir, c) for c in SAMPLING_VARIANTS)]:
         started = time.perf_counter()
         varied = config.model_copy(update=changes)
-        pipeline = load_sampler(base_dir, lora, varied)
-        images = sample(pipeline, plan, varied, negative)
+        images = sample(load_sampler(base_dir, lora, varied), plan, varied, params.prompts.negative)
         setting = ", ".join(f"{k}={v}" for k, v in changes.items()) or (
             f"generate params ({config.scheduler}, {config.steps} steps, guidance {config.guidance_scale})")
         rows.append(confidence_row(f"{link}: {setting}", extractor, images, list(plan["label"]),
                                    list(plan["fst"]), started, sampled=True))
-    table = pd.DataFrame(rows)
-    print(f"\n### {args.dataset}\n")
-    print(table.to_markdown(index=False, floatfmt=".2f"))
+    return rows
+
+
+def sampling_plan(params, dataset_name: str, manifest: pd.DataFrame, per_cell: int):
+    """The generate params with ``per_cell`` images per (FST, label) and nothing over-generated, and their plan."""
+    dataset = params.dataset(dataset_name)
+    labels = sorted(manifest.loc[manifest["split"] == "train", "label"].unique())
+    config = params.generate.model_copy(update={"per_cell": per_cell, "overgenerate": 1.0})
+    return config, build_plan(config, params.prompts.templates[dataset.domain], dataset.domain, labels)
+
+
+def pretrain_rows(project: Path, params, changes: dict[str, str], seeds: list[int], per_cell: int) -> list[dict]:
+    """For each seed, a base pretrained as base_model does with ``changes`` to base.pretrain, then the
+    "base alone" row of every data set with the project's evaluator."""
+    pretrain = params.base.pretrain.model_dump() | changes
+    datasets = {name: dataset.model_copy(update={"root": str(project / dataset.root)})
+                for name, dataset in params.datasets.items()}  # fmt: skip
+    splits = {name: pd.read_parquet(project / "outputs" / "base_train" / f"{name}.parquet") for name in datasets}
+    rows = []
+    for seed in seeds:
+        base = params.base.model_copy(update={"pretrain": PretrainConfig.model_validate(pretrain | {"seed": seed})})
+        started = time.perf_counter()
+        pipeline, _ = pretrain_base(base, params.prompts, datasets, splits, progress=False)
+        pretrain_minutes = (time.perf_counter() - started) / 60
+        with tempfile.TemporaryDirectory() as base_dir:
+            save_tiny_base(pipeline, Path(base_dir))
+            for name in datasets:
+                outputs = project / "outputs" / name
+                extractor = evaluator_extractor(outputs / "classifier" / "evaluator" / WEIGHTS)
+                config, plan = sampling_plan(params, name, pd.read_parquet(outputs / "prepared" / MANIFEST), per_cell)
+                started = time.perf_counter()
+                images = sample(load_sampler(Path(base_dir), None, config), plan, config, params.prompts.negative)
+                row = confidence_row("base alone", extractor, images, list(plan["label"]), list(plan["fst"]),
+                                     started, sampled=True)
+                rows.append({"seed": seed, "dataset": name, **row, "pretrain minutes": pretrain_minutes})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", help="the data set whose chain to follow (not with --pretrain)")
+    parser.add_argument("--project", type=Path, default=Path("."), help="a project whose pipeline has run")
+    parser.add_argument("--per-cell", type=int, default=4, help="samples per (FST, label)")
+    parser.add_argument("--pretrain", nargs="*", metavar="KEY=VALUE",
+                        help="base.pretrain params to change; pretrain and score such a base instead of the chain")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="pretraining seeds of --pretrain")
+    args = parser.parse_args()
+    if (args.pretrain is None) == (args.dataset is None):
+        parser.error("give either --dataset (the chain) or --pretrain (a pretraining change)")
+    params = load_params(args.project / "params.yaml")
+    if args.pretrain is None:
+        print(f"\n### {args.dataset}\n")
+        print(pd.DataFrame(chain_rows(args.project, params, args.dataset, args.per_cell)).to_markdown(
+            index=False, floatfmt=".2f"))
+        return
+    changes = dict(change.split("=", 1) for change in args.pretrain)
+    rows = pd.DataFrame(pretrain_rows(args.project, params, changes, args.seeds, args.per_cell))
+    print(f"\n### base.pretrain: {', '.join(args.pretrain) or 'as in params.yaml'}\n")
+    print(rows.drop(columns="link").to_markdown(index=False, floatfmt=".3f"))
+    summary = rows.groupby("dataset")[["label_confidence", "worst FST", "fst_fidelity"]].agg(["mean", "std"])
+    summary.columns = [f"{column} {statistic}" for column, statistic in summary.columns]
+    print(f"\nmean and sd over seeds {args.seeds}:\n")
+    print(summary.to_markdown(floatfmt=".3f"))
 
 
 if __name__ == "__main__":

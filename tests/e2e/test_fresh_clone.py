@@ -17,6 +17,7 @@ import sys
 
 import boto3
 import mlflow
+import pandas as pd
 import pytest
 
 from fairaug.metrics_files import detail_path, read_metrics
@@ -38,6 +39,13 @@ print("image", *Image.open(io.BytesIO(images[0])).size)
 
 
 GIT_USER = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+
+
+def markdown_table(text: str) -> pd.DataFrame:
+    """The first Markdown table in ``text``, every cell a string."""
+    block = next(block for block in text.split("\n\n") if block.lstrip().startswith("|"))
+    cells = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in block.strip().splitlines()]
+    return pd.DataFrame(cells[2:], columns=cells[0])
 
 
 def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path, services, monkeypatch):
@@ -63,6 +71,20 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path, service
     second = run(["dvc", "repro"], clone)
     assert "Data and pipelines are up to date." in second.stdout
     assert "Running stage" not in second.stdout
+
+    # where the label is lost (docs/label_fidelity.md): every link of the chain, and a pretraining change
+    label_fidelity = [sys.executable, "scripts/label_fidelity.py", "--per-cell", "1"]
+    chain = markdown_table(run([*label_fidelity, "--dataset", "wound"], clone).stdout)
+    assert list(chain["link"][:3]) == ["real test images", "their VAE reconstructions",
+                                       "base alone: generate params (dpmsolver++, 4 steps, guidance 5.0)"]
+    assert len(chain) == 8 and all(link.startswith("base + LoRA: ") for link in chain["link"][3:])
+    assert chain["label_confidence"].astype(float).between(0, 1).all()
+    changed = run([*label_fidelity, "--pretrain", "unet_steps=3", "vae_steps=2", "--seeds", "0", "1"], clone).stdout
+    assert "### base.pretrain: unet_steps=3, vae_steps=2" in changed
+    per_seed = markdown_table(changed)  # the first table: one row per seed and data set
+    assert sorted(zip(per_seed["seed"], per_seed["dataset"])) == [(s, d) for s in ("0", "1") for d in DATASETS]
+    assert per_seed["label_confidence"].astype(float).between(0, 1).all()
+    assert (per_seed["pretrain minutes"].astype(float) > 0).all()
 
     # the outputs travel through the DVC remote: a second clone pulls them and has nothing to run
     run([*GIT_USER, "commit", "-qam", "ci profile, its dvc.lock"], clone)
