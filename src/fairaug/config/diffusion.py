@@ -41,8 +41,8 @@ class PretrainConfig(StrictModel):
     vae_steps: int = Field(300, ge=0, description="VAE training steps (reconstruction + KL)")
     vae_batch_size: int = Field(16, gt=0, description="VAE batch size")
     vae_lr: float = Field(1e-3, gt=0, description="VAE learning rate")
-    unet_steps: int = Field(1000, ge=0, description="UNet denoising steps, text encoder trained with it")
-    unet_batch_size: int = Field(32, gt=0, description="UNet batch size")
+    unet_steps: int = Field(2000, ge=0, description="UNet denoising steps, text encoder trained with it")
+    unet_batch_size: int = Field(16, gt=0, description="UNet batch size")
     unet_lr: float = Field(1e-3, gt=0, description="UNet learning rate")
     noise_offset: float = Field(
         0.1, ge=0, description="per-channel noise offset of the UNet phase: lets it learn overall colour, i.e. skin tone"
