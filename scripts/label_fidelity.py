@@ -121,6 +121,12 @@ def pretrain_rows(project: Path, params, changes: dict[str, str], seeds: list[in
     datasets = {name: dataset.model_copy(update={"root": str(project / dataset.root)})
                 for name, dataset in params.datasets.items()}  # fmt: skip
     splits = {name: pd.read_parquet(project / "outputs" / "base_train" / f"{name}.parquet") for name in datasets}
+    graders = {}  # data set -> its evaluator, sampler config and plan: the same for every seed
+    for name in datasets:
+        outputs = project / "outputs" / name
+        manifest = pd.read_parquet(outputs / "prepared" / MANIFEST)
+        graders[name] = (evaluator_extractor(outputs / "classifier" / "evaluator" / WEIGHTS),
+                         *sampling_plan(params, name, manifest, per_cell))  # fmt: skip
     rows = []
     for seed in seeds:
         base = params.base.model_copy(update={"pretrain": PretrainConfig.model_validate(pretrain | {"seed": seed})})
@@ -129,10 +135,7 @@ def pretrain_rows(project: Path, params, changes: dict[str, str], seeds: list[in
         pretrain_minutes = (time.perf_counter() - started) / 60
         with tempfile.TemporaryDirectory() as base_dir:
             save_tiny_base(pipeline, Path(base_dir))
-            for name in datasets:
-                outputs = project / "outputs" / name
-                extractor = evaluator_extractor(outputs / "classifier" / "evaluator" / WEIGHTS)
-                config, plan = sampling_plan(params, name, pd.read_parquet(outputs / "prepared" / MANIFEST), per_cell)
+            for name, (extractor, config, plan) in graders.items():
                 started = time.perf_counter()
                 images = sample(load_sampler(Path(base_dir), None, config), plan, config, params.prompts.negative)
                 row = confidence_row("base alone", extractor, images, list(plan["label"]), list(plan["fst"]),
