@@ -42,9 +42,12 @@ fixtures:
 	fi
 	dvc status data.dvc
 
+# `fairaug repro`: `dvc repro` with each data set's stages after the shared ones (prepare, base_model)
+# in a process of their own, JOBS at a time, each with cores / JOBS torch threads (README, Parameters)
+JOBS ?= 2
 demo: data
 	@if [ -n "$(PROFILE)" ]; then fairaug profile $(PROFILE); fi
-	dvc repro
+	fairaug repro --jobs $(JOBS)
 	@echo "Runs are in MLflow: mlflow ui --backend-store-uri sqlite:///mlflow.db"
 
 # Two pytest workers (pytest-xdist): much of a test is process start-up, DVC and MLflow I/O, so two

@@ -286,6 +286,23 @@ def results(
     console.print(f"wrote {out}: {table['dataset'].nunique()} data sets, {table['setting'].nunique()} settings")
 
 
+@app.command("repro")
+@exit_on_user_error
+def repro_command(
+    jobs: Annotated[int, typer.Option(min=1, help="data sets' chains of stages run at once")] = 2,
+    project: Annotated[Path, typer.Option(help="DVC project root")] = Path("."),
+) -> None:
+    """`dvc repro`, with each data set's stages after the shared ones (prepare, base_model) in a
+    `dvc repro` process of their own, side by side: the same outputs in less time on a multi-core
+    machine. A `dvc repro` afterwards has nothing to run."""
+    from fairaug.repro import repro
+
+    failed = repro(project, jobs, write=lambda line: print(line, flush=True))
+    if failed:
+        console.print(f"error: failed: {', '.join(failed)} (its output is above)")
+        raise typer.Exit(1)
+
+
 class QualityExtractor(str, Enum):
     inception = "inception"
     evaluator = "evaluator"

@@ -1,9 +1,9 @@
 """A fresh clone of the committed repository: the Makefile regenerates exactly the data data.dvc
-records, `dvc repro` of the ci profile runs every stage offline, a second `dvc repro` is a no-op,
-the metrics files hold DESIGN.md's names, MLflow holds every stage's run with its lineage, the
-registry holds each data set's LoRA with its decision, `dvc exp run -S` of one gate reruns
-`promote` alone and flips the decision, and the champion loads in a fresh process from the
-tracking store alone.
+records, `fairaug repro` (as `make demo`) of the ci profile runs every stage offline with the data
+sets side by side, a `dvc repro` afterwards is a no-op, the metrics files hold DESIGN.md's names,
+MLflow holds every stage's run with its lineage, the registry holds each data set's LoRA with its
+decision, `dvc exp run -S` of one gate reruns `promote` alone and flips the decision, and the
+champion loads in a fresh process from the tracking store alone.
 
 All of it against a team-like setup (scripts/services.py): an MLflow server on PostgreSQL with its
 artifacts in an S3 bucket (moto), and the DVC remote on the same object store: `dvc push`, then a
@@ -11,6 +11,7 @@ second clone's `dvc pull` and `dvc repro` is a no-op."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,12 +64,14 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path, service
     assert run(["git", "status", "--porcelain"], clone).stdout == ""  # data.dvc untouched
 
     run(["fairaug", "profile", "ci"], clone)  # the documented one-command switch; tiny takes minutes
-    first = run(["dvc", "repro"], clone)
-    stages = [f"{stage}@{dataset}" for stage in PER_DATASET_STAGES for dataset in DATASETS]
-    stages += [f"train_classifier@{dataset}-real" for dataset in DATASETS] + ["base_model"]  # one for all
-    for stage in stages:
-        assert f"Running stage '{stage}'" in first.stdout
-    second = run(["dvc", "repro"], clone)
+    first = run(["fairaug", "repro", "--jobs", "2"], clone)  # as `make demo`: the data sets side by side
+    for stage in ["prepare@ham10000", "prepare@wound", "base_model"]:  # shared: the first, alone
+        assert re.search(f"^Running stage '{stage}'", first.stdout, re.MULTILINE), first.stdout
+    for dataset in DATASETS:
+        for stage in [*PER_DATASET_STAGES[1:], "train_classifier"]:
+            name = f"{stage}@{dataset}-real" if stage == "train_classifier" else f"{stage}@{dataset}"
+            assert f"[{dataset}] Running stage '{name}'" in first.stdout
+    second = run(["dvc", "repro"], clone)  # dvc.lock, written by both data sets' processes, is complete
     assert "Data and pipelines are up to date." in second.stdout
     assert "Running stage" not in second.stdout
 
