@@ -42,8 +42,8 @@ fixtures:
 	fi
 	dvc status data.dvc
 
-# `fairaug repro`: `dvc repro` with each data set's stages after the shared ones (prepare, base_model)
-# in a process of their own, JOBS at a time, each with cores / JOBS torch threads (README, Parameters)
+# `fairaug repro`: `dvc repro` with the data sets side by side: after the stages they share (prepare,
+# base_model), their stages run JOBS at a time, each with cores / JOBS torch threads (README, The pipeline)
 JOBS ?= 2
 demo: data
 	@if [ -n "$(PROFILE)" ]; then fairaug profile $(PROFILE); fi

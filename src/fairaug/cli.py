@@ -289,17 +289,18 @@ def results(
 @app.command("repro")
 @exit_on_user_error
 def repro_command(
-    jobs: Annotated[int, typer.Option(min=1, help="data sets' chains of stages run at once")] = 2,
+    jobs: Annotated[int, typer.Option(min=1, help="stages run at once after the shared ones")] = 2,
     project: Annotated[Path, typer.Option(help="DVC project root")] = Path("."),
 ) -> None:
-    """`dvc repro`, with each data set's stages after the shared ones (prepare, base_model) in a
-    `dvc repro` process of their own, side by side: the same outputs in less time on a multi-core
-    machine. A `dvc repro` afterwards has nothing to run."""
+    """`dvc repro`, with the data sets side by side: their prepare stages, then base_model alone with
+    every core, then each data set's stages, JOBS at a time, in `dvc repro --single-item` processes
+    with cores / JOBS torch threads each. A `dvc repro` afterwards has nothing to run."""
     from fairaug.repro import repro
 
-    failed = repro(project, jobs, write=lambda line: print(line, flush=True))
+    failed, not_run = repro(project, jobs, write=lambda line: print(line, flush=True))
     if failed:
-        console.print(f"error: failed: {', '.join(failed)} (its output is above)")
+        skipped = f"; not run: {', '.join(not_run)}" if not_run else ""
+        console.print(f"error: failed: {', '.join(failed)} (its output is above){skipped}", highlight=False)
         raise typer.Exit(1)
 
 
