@@ -289,7 +289,7 @@ def results(
 @app.command("repro")
 @exit_on_user_error
 def repro_command(
-    jobs: Annotated[int, typer.Option(min=1, help="stages run at once after the shared ones")] = 2,
+    jobs: Annotated[int, typer.Option(min=1, help="stages run at once (base_model runs alone)")] = 2,
     project: Annotated[Path, typer.Option(help="DVC project root")] = Path("."),
 ) -> None:
     """`dvc repro`, with the data sets side by side: their prepare stages, then base_model alone with

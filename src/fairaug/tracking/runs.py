@@ -49,6 +49,12 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / DEFAULT_STORE).resolve()}"
 
 
+def create_store(root: Path) -> None:
+    """Make the tracking store's tables now, if it has none: MLflow makes a new SQLite store on first
+    use, which two stages starting at once both try ("table ... already exists")."""
+    MlflowClient(tracking_uri(root)).search_experiments(max_results=1)
+
+
 def configure_tracking(root: Path) -> bool:
     """Use `tracking_uri` (MLFLOW_TRACKING_URI when set, else the embedded store).
 
