@@ -29,7 +29,8 @@ def write_pipeline(project, train_exit_codes: dict[str, int]) -> None:
     stages = {
         "prepare": {"foreach": ["a", "b"], "do": {"cmd": f"{STAGE} prepared_${{item}}.json 2 0",
                                                   "outs": ["prepared_${item}.json"]}},
-        "base": {"cmd": f"{STAGE} base.json 0 0", "deps": ["prepared_a.json", "prepared_b.json"], "outs": ["base.json"]},
+        "base": {"cmd": f"{STAGE} base.json 0 0", "deps": ["prepared_a.json", "prepared_b.json"],
+                 "outs": ["base.json"]},
         "train": {"foreach": train_exit_codes, "do": {
             "cmd": f"{STAGE} trained_${{key}}.json 3 ${{item}}", "deps": ["base.json", "prepared_${key}.json"],
             "outs": ["trained_${key}.json"]}},
@@ -121,7 +122,8 @@ def test_repro_runs_chains_side_by_side_and_leaves_nothing_to_run(dvc_project, m
     a, b = record(dvc_project, "trained_a.json"), record(dvc_project, "trained_b.json")
     assert a["start"] < b["end"] and b["start"] < a["end"], "the two chains ran one after the other"
     assert a["omp"] == b["omp"] == str(chain_threads(2))
-    prepared_a, prepared_b, base = (record(dvc_project, f"{name}.json") for name in ("prepared_a", "prepared_b", "base"))
+    prepared_a, prepared_b, base = (record(dvc_project, f"{name}.json")
+                                    for name in ("prepared_a", "prepared_b", "base"))
     assert prepared_a["start"] < prepared_b["end"] and prepared_b["start"] < prepared_a["end"]
     assert prepared_a["omp"] == str(chain_threads(2))
     assert prepared_a["store"] > 0 and prepared_b["store"] > 0  # made before: stages would race to make it
