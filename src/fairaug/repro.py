@@ -85,9 +85,10 @@ def plan_chains(upstream: Mapping[str, set[str]]) -> Plan:
                 chains={end: in_order(lineage[end] - shared - upstream_of_shared, upstream) for end in ends})
 
 
-def chain_label(chain: str) -> str:
-    """The prefix of a chain's output lines: its data set for a `<stage>@<dataset>` stage."""
-    return chain.rsplit("@", 1)[-1]
+def chain_label(name: str) -> str:
+    """The prefix of the output lines of a chain (named by its last stage) or a stage run side by
+    side: the data set of a `<stage>@<dataset>` name."""
+    return name.rsplit("@", 1)[-1]
 
 
 def dvc_executable() -> str:
