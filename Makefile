@@ -42,8 +42,8 @@ fixtures:
 	fi
 	dvc status data.dvc
 
-# `fairaug repro`: `dvc repro` with the data sets side by side: after the stages they share (prepare,
-# base_model), their stages run JOBS at a time, each with cores / JOBS torch threads (README, The pipeline)
+# `fairaug repro`: `dvc repro` with the data sets side by side: their prepare stages, base_model alone
+# with every core, then their other stages, JOBS at a time with cores / JOBS torch threads each (README)
 JOBS ?= 2
 demo: data
 	@if [ -n "$(PROFILE)" ]; then fairaug profile $(PROFILE); fi
