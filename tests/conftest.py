@@ -159,7 +159,7 @@ def make_project(root: Path, fixture_data: Path, datasets: tuple[str, ...] = ())
     run(["git", "config", "user.email", "test@example.com"], root)
     run(["git", "config", "user.name", "test"], root)
     run(["dvc", "init", "-q"], root)
-    (root / ".gitignore").write_text("/data\n/outputs\nmlflow.db\nmlartifacts/\n")
+    (root / ".gitignore").write_text("/data\n/outputs\nmlflow.db*\nmlartifacts/\n")
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "project"], root)
     return root

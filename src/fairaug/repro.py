@@ -8,8 +8,7 @@ a `dvc repro --single-item` process of its own as soon as the stages upstream of
 ``jobs`` at a time (DVC's documented parallel stage execution). Single items: a `dvc repro <end of
 chain>` would check the shared stages again, and two processes checking one stage at once collide on
 DVC's lock of its outputs. Each process waits for the repository lock (--wait-for-lock) while
-another one writes dvc.lock; the MLflow store is made before any stage starts (two would race to make
-it). Stages side by side get cores / jobs OpenMP threads: torch's default of one thread per core in
+another one writes dvc.lock. Stages side by side get cores / jobs OpenMP threads: torch's default of one thread per core in
 each would oversubscribe the cores (bench/threads.py). A `dvc repro` afterwards has nothing to run.
 Results equal a plain `dvc repro`'s up to float rounding (fewer threads sum in another order).
 """
@@ -27,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fairaug.errors import FairaugError
-from fairaug.tracking.runs import create_store
 
 DOT_EDGE = re.compile(r'^"(?P<upstream>[^"]+)" -> "(?P<downstream>[^"]+)";$')
 DOT_NODE = re.compile(r'^"(?P<node>[^"]+)";$')
@@ -167,7 +165,6 @@ def repro(project: Path, jobs: int, write: Callable[[str], None] = print) -> tup
         return run_stages({stage: upstream[stage] & set(stages) for stage in stages}, jobs, launch)
 
     chain_stages = [stage for stages in plan.chains.values() for stage in stages]
-    create_store(project)
     write(f"fairaug repro: {jobs} stages at a time, {env['OMP_NUM_THREADS']} OpenMP thread(s) each, but for "
           f"{', '.join(plan.shared) or 'none'} (alone, every core); chains: {', '.join(plan.chains)}")  # fmt: skip
     failed, not_run = side_by_side(plan.upstream)

@@ -2,18 +2,20 @@ import contextlib
 import os
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from fairaug.config import Params
+from fairaug.config import Params, render_params
 from fairaug.data.files import MANIFEST
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5, git_commit, stage_deps
 from fairaug.tracking.pipelines import newest_downstream
-from fairaug.tracking.runs import ABANDONED_TAG, PROCESS_TAG, flatten
+from fairaug.tracking.runs import ABANDONED_TAG, DVC_EXPERIMENT_TAG, PROCESS_TAG, flatten
 
 from conftest import run
 
@@ -196,3 +198,51 @@ def test_stage_run_removes_the_temporaries_a_killed_run_left_beside_its_outs(pro
     with stage_run("evaluate_quality", "wound", Params(), {}, outs=[metrics / "quality.json", metrics / "prepared"]):
         assert not any(path.exists() for path in [*stale, metrics / ".prepared.abc.tmp"])
     assert all(path.exists() for path in kept)
+
+
+# a stage's first contact with the store, at a given moment (after every process has imported mlflow)
+FIRST_CONTACT = ("import sys, time; from pathlib import Path; import mlflow; "
+                 "from fairaug.tracking.runs import configure_tracking; "
+                 "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); "
+                 "configure_tracking(Path.cwd()); mlflow.search_experiments()")
+
+
+def test_stages_starting_together_on_a_new_embedded_store_all_reach_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    start = str(time.time() + 10)
+    processes = [subprocess.Popen([sys.executable, "-c", FIRST_CONTACT, start], cwd=tmp_path,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]  # fmt: skip
+    errors = [process.communicate()[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, "\n".join(errors)
+    assert mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()
+
+
+LOG_STAGE = """from pathlib import Path
+from fairaug.config import load_params
+from fairaug.tracking import stage_run
+with stage_run("log", "toy", load_params("params.yaml"), {}, dvc_stage="log"):
+    Path("logged.txt").write_text(str(Path.cwd()))
+"""
+
+
+def test_experiment_run_in_a_temporary_clone_logs_to_the_workspace_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "params.yaml").write_text(render_params(Params()))
+    (workspace / "log_run.py").write_text(LOG_STAGE)
+    stage = {"cmd": "python log_run.py", "deps": ["log_run.py"], "params": ["train_classifier.seed"], "outs": ["logged.txt"]}
+    (workspace / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"log": stage}}))
+    (workspace / ".gitignore").write_text("mlflow.db*\nmlartifacts/\n")
+    for command in (["git", "init", "-q"], ["git", "config", "user.email", "test@example.com"],
+                    ["git", "config", "user.name", "test"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "commit", "-qm", "toy"]):  # fmt: skip
+        run(command, workspace)
+    run(["dvc", "exp", "run", "--temp", "-n", "seed-7", "-S", "train_classifier.seed=7"], workspace)
+    client = mlflow.MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    [logged] = client.search_runs([client.get_experiment_by_name("fairaug/toy").experiment_id])
+    assert logged.data.tags[DVC_EXPERIMENT_TAG] == "seed-7"
+    assert logged.info.artifact_uri.startswith((workspace / "mlartifacts").as_uri())
+    assert not (workspace / "logged.txt").exists()  # the stage ran in the temporary clone

@@ -12,6 +12,10 @@ byte-identical outputs leaves them (and every stage below) up to date, and a sta
 restored from its run cache is still found. Where no run in the store wrote those bytes (a clone
 whose outputs came from `dvc pull`, another tracking store), the lineage tag is left out and
 fairaug.upstream_missing.<role> says why.
+
+Experiments that DVC runs in a temporary clone (`dvc queue start`, `dvc exp run --temp`) log to the
+embedded store of the workspace they were queued from, not to one deleted with the clone, and every
+run of a DVC experiment carries its name (`dvc.exp_name`), which `dvc exp show` lists.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
 from mlflow import MlflowClient
 
 from fairaug.config.models import Params
@@ -38,25 +43,34 @@ DVC_OUT_MD5_TAG = "dvc.out_md5."
 UPSTREAM_MISSING_TAG = "fairaug.upstream_missing."
 # the process that opened a run (<host>:<pid>): a run still RUNNING whose process is gone was abandoned
 PROCESS_TAG = "fairaug.process"
+DVC_EXPERIMENT_TAG = "dvc.exp_name"
 ABANDONED_TAG = "fairaug.abandoned"
 # MLflow 3 opens experiments without this tag in its GenAI view (traces, token usage); this one
 # selects the model training view, whose runs table has the Dataset column.
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
+def store_root(root: Path) -> Path:
+    """The directory of the embedded store: the DVC workspace a stage runs for. DVC sets DVC_ROOT to the
+    workspace an experiment was queued from when it runs the experiment in a temporary clone; else
+    ``root``."""
+    return Path(os.environ.get("DVC_ROOT") or root).resolve()
+
+
 def tracking_uri(root: Path) -> str:
-    """MLFLOW_TRACKING_URI when set, else the embedded store sqlite:///<root>/mlflow.db."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / DEFAULT_STORE).resolve()}"
+    """MLFLOW_TRACKING_URI when set, else the embedded store sqlite:///<store_root>/mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root(root) / DEFAULT_STORE}"
 
 
 def create_store(root: Path) -> None:
-    """Make the tracking store's tables now, if it has none: MLflow makes a new SQLite store on first
-    use, which two stages starting at once both try ("table ... already exists")."""
-    MlflowClient(tracking_uri(root)).search_experiments(max_results=1)
+    """Make the embedded store's tables now if it has none, one process at a time: MLflow makes a new
+    SQLite store on first use, which stages starting at once would all try ("table ... already exists")."""
+    with FileLock(store_root(root) / f"{DEFAULT_STORE}.lock"):
+        MlflowClient(tracking_uri(root)).search_experiments(max_results=1)
 
 
 def configure_tracking(root: Path) -> bool:
-    """Use `tracking_uri` (MLFLOW_TRACKING_URI when set, else the embedded store).
+    """Use `tracking_uri` (MLFLOW_TRACKING_URI when set, else the embedded store, made if new).
 
     Returns whether the embedded store is used. Decided before `set_tracking_uri`, which itself
     exports MLFLOW_TRACKING_URI (for child processes).
@@ -64,6 +78,8 @@ def configure_tracking(root: Path) -> bool:
     import mlflow
 
     embedded = not os.environ.get("MLFLOW_TRACKING_URI")
+    if embedded:
+        create_store(root)
     mlflow.set_tracking_uri(tracking_uri(root))
     return embedded
 
@@ -83,7 +99,7 @@ def ensure_experiment(name: str, root: Path, embedded_store: bool) -> str:
         return experiment.experiment_id
     artifact_location = None
     if embedded_store:
-        artifact_location = (root / DEFAULT_ARTIFACTS / name.replace("/", "-")).resolve().as_uri()
+        artifact_location = (store_root(root) / DEFAULT_ARTIFACTS / name.replace("/", "-")).as_uri()
     return mlflow.create_experiment(name, artifact_location=artifact_location,
                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
@@ -195,7 +211,7 @@ def end_abandoned_runs(client: MlflowClient, experiment_id: str, run_name: str) 
 
 
 def lineage_tags(dvc_stage: str, stage: str, dataset: str, params: Params, root: Path) -> dict:
-    """The run's tags but its upstream runs: stage, data set, profile, commit, deps' DVC md5s."""
+    """The run's tags but its upstream runs: stage, data set, profile, commit, DVC experiment, deps' DVC md5s."""
     commit, dirty = git_commit(root)
     tags = {
         "fairaug.stage": stage,
@@ -205,6 +221,8 @@ def lineage_tags(dvc_stage: str, stage: str, dataset: str, params: Params, root:
         "git.dirty": str(dirty).lower(),
         PROCESS_TAG: this_process(),
     }
+    if experiment := os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run` and its queue
+        tags[DVC_EXPERIMENT_TAG] = experiment
     for dep in stage_deps(dvc_stage, root):
         if (root / dep).exists():
             tags[f"{DVC_MD5_TAG}{dep}"] = dvc_md5(root / dep)
