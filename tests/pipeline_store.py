@@ -23,6 +23,7 @@ from fairaug.fairness.report import fairness_report
 from fairaug.fairness.evaluation import fairness_metrics, roc_table
 from fairaug.skin.types import FST_VALUES
 from fairaug.tracking.lineage import dvc_md5
+from fairaug.tracking.search import DVC_EXPERIMENT_TAG
 from fairaug.tracking.runs import DVC_OUT_MD5_TAG, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, numeric_metrics
 from synthetic_set import synthetic_image, write_synthetic_set
 
@@ -106,9 +107,10 @@ class Seeder:
             self.client.log_artifact(run_id, str(path), artifact_path)
 
     def pipeline(self, experiment_id: str, dataset: str, *, reports: dict, commit: str, per_cell: int,
-                 prepare: str | None = None, artifacts: bool = False) -> dict[str, str]:  # fmt: skip
+                 prepare: str | None = None, artifacts: bool = False, experiment: str | None = None) -> dict[str, str]:  # fmt: skip
         """All eight stage runs of one `dvc repro`, linked by lineage; ``prepare`` reuses a prepare run
-        (DVC did not rerun it). With ``artifacts``, the files the Samples and Fairness pages read."""
+        (DVC did not rerun it). With ``artifacts``, the files the Samples and Fairness pages read; with
+        ``experiment``, the runs this pipeline made belong to that DVC experiment."""
         classifier_params = {"dataset.root": DATA_ROOT}
         ids = {"prepare": prepare or self.run(experiment_id, "prepare", dataset, commit=commit,
                                               metrics={"data/n_images": 600}, params={"dataset.root": DATA_ROOT})}
@@ -142,6 +144,9 @@ class Seeder:
                                             params={"evaluate_fairness.min_group_size": MIN_GROUP_SIZE})  # fmt: skip
         if artifacts:
             self.pipeline_artifacts(ids, dataset, reports)
+        if experiment:
+            for run_id in set(ids.values()) - {prepare}:  # a reused prepare run is the workspace's
+                self.client.set_tag(run_id, DVC_EXPERIMENT_TAG, experiment)
         return ids
 
     def pipeline_artifacts(self, ids: Mapping[str, str], dataset: str, reports: dict) -> None:

@@ -14,14 +14,16 @@ st.title("Runs")
 dataset, experiment_id = pick_dataset()
 uri = store_uri()
 
-columns = st.columns(5)
+columns = st.columns(6)
 stage = columns[0].selectbox("Stage", ["(all)", *STAGES], key="stage")
 profile = columns[1].text_input("Profile", placeholder="tiny", key="profile")
 commit = columns[2].text_input("Git commit", placeholder="prefix, e.g. 5b1bc2b", key="commit")
-after = columns[3].date_input("Started from", value=None)
-before = columns[4].date_input("Started until", value=None)
+experiment = columns[3].text_input("DVC experiment", placeholder="name in dvc exp show", key="experiment")
+after = columns[4].date_input("Started from", value=None)
+before = columns[5].date_input("Started until", value=None)
 run_filter = RunFilter(
     stage=None if stage == "(all)" else stage, profile=profile.strip() or None, commit=commit.strip() or None,
+    experiment=experiment.strip() or None,
     started_after=datetime.combine(after, time.min) if after else None,
     started_before=datetime.combine(before, time.max) if before else None,
 )

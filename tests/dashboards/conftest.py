@@ -52,7 +52,7 @@ def seeded(tmp_path_factory) -> dict:
     ham = seeder.experiment("ham10000")
     older = seeder.pipeline(ham, "ham10000", reports=classifier_reports(0), commit="a" * 40, per_cell=4)
     newer = seeder.pipeline(ham, "ham10000", reports=classifier_reports(2), commit="b" * 40, per_cell=8,
-                            prepare=older["prepare"], artifacts=True)  # fmt: skip
+                            prepare=older["prepare"], artifacts=True, experiment="seed-2")  # fmt: skip
     seed_registry(seeder, ham, [older["train_lora"], newer["train_lora"]])
 
     wound = seeder.experiment("wound")

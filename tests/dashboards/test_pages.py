@@ -57,6 +57,12 @@ def test_runs_page_lists_runs_with_key_metrics_and_filters_on_the_server(in_proj
     assert len(at.dataframe[0].value) == 2
     at.text_input(key="commit").input("ffff").run()
     assert "No runs match" in texts(at.info)
+    at.text_input(key="commit").input("").run()
+    at.selectbox(key="stage").select("(all)").run()
+    at.text_input(key="experiment").input("seed-2").run()
+    experiment = at.dataframe[0].value
+    assert sorted(experiment["run_id"]) == sorted(set(in_project["newer"].values()) - {in_project["newer"]["prepare"]})
+    assert set(experiment["experiment"]) == {"seed-2"}
 
 
 def test_runs_page_pages_with_the_servers_token(in_project):

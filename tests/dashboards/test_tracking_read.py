@@ -16,11 +16,11 @@ from fairaug.tracking.tables import differences_only, fst_table, params_frame
 
 
 def test_run_filter_is_one_server_side_filter_string():
-    run_filter = RunFilter(stage="generate", profile="tiny", commit="ab'c",
+    run_filter = RunFilter(stage="generate", profile="tiny", commit="ab'c", experiment="seed-2",
                            started_after=datetime.fromtimestamp(1), started_before=datetime.fromtimestamp(2))  # fmt: skip
     assert run_filter.filter_string() == ("tags.\"fairaug.stage\" = 'generate' AND tags.\"fairaug.profile\" = 'tiny' "
-                                          "AND tags.\"git.commit\" LIKE 'ab\\'c%' AND attributes.start_time >= 1000 "
-                                          "AND attributes.start_time < 2000")  # fmt: skip
+                                          "AND tags.\"git.commit\" LIKE 'ab\\'c%' AND tags.\"dvc.exp_name\" = 'seed-2' "
+                                          "AND attributes.start_time >= 1000 AND attributes.start_time < 2000")  # fmt: skip
     assert RunFilter().filter_string() == ""
 
 

@@ -33,7 +33,7 @@ from mlflow import MlflowClient
 from fairaug.config.models import Params
 from fairaug.io import remove_stale_temps
 from fairaug.tracking.lineage import dvc_md5, git_commit, stage_deps
-from fairaug.tracking.search import NEWEST_FIRST, UPSTREAM_TAG, quoted
+from fairaug.tracking.search import DVC_EXPERIMENT_TAG, NEWEST_FIRST, UPSTREAM_TAG, quoted
 from fairaug.tracking.server import check_tracking_server, tracking_errors
 
 DEFAULT_STORE = "mlflow.db"
@@ -43,7 +43,6 @@ DVC_OUT_MD5_TAG = "dvc.out_md5."
 UPSTREAM_MISSING_TAG = "fairaug.upstream_missing."
 # the process that opened a run (<host>:<pid>): a run still RUNNING whose process is gone was abandoned
 PROCESS_TAG = "fairaug.process"
-DVC_EXPERIMENT_TAG = "dvc.exp_name"
 ABANDONED_TAG = "fairaug.abandoned"
 # MLflow 3 opens experiments without this tag in its GenAI view (traces, token usage); this one
 # selects the model training view, whose runs table has the Dataset column.

@@ -20,6 +20,7 @@ DATASET_TAG = "fairaug.dataset"
 PROFILE_TAG = "fairaug.profile"
 VARIANT_TAG = "fairaug.variant"
 COMMIT_TAG = "git.commit"
+DVC_EXPERIMENT_TAG = "dvc.exp_name"  # the DVC experiment a run belongs to (`dvc exp show`)
 UPSTREAM_TAG = "fairaug.upstream."
 # dvc.yaml's stages, upstream first (promote: the registry's decisions)
 STAGES = ("prepare", "base_model", "train_lora", "train_classifier", "generate", "evaluate_quality",
@@ -40,6 +41,7 @@ class RunFilter:
     stage: str | None = None
     profile: str | None = None
     commit: str | None = None  # a prefix of the git commit
+    experiment: str | None = None  # a DVC experiment's name
     started_after: datetime | None = None
     started_before: datetime | None = None
 
@@ -52,6 +54,8 @@ class RunFilter:
             clauses.append(f'tags."{PROFILE_TAG}" = {quoted(self.profile)}')
         if self.commit:
             clauses.append(f'tags."{COMMIT_TAG}" LIKE {quoted(self.commit.strip() + "%")}')
+        if self.experiment:
+            clauses.append(f'tags."{DVC_EXPERIMENT_TAG}" = {quoted(self.experiment)}')
         if self.started_after:
             clauses.append(f"attributes.start_time >= {int(self.started_after.timestamp() * 1000)}")
         if self.started_before:
@@ -134,18 +138,19 @@ def started(run: Run) -> pd.Timestamp:
 
 
 def runs_table(runs: Sequence[Run], metric_names: Sequence[str] = (), param_names: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per run: id, name, stage (role), status, start, duration, commit, profile, then the
-    asked metrics (NaN where a run has none) and params (None where absent)."""
+    """One row per run: id, name, stage (role), status, start, duration, commit, DVC experiment, profile,
+    then the asked metrics (NaN where a run has none) and params (None where absent)."""
     rows = []
     for run in runs:
         info, tags = run.info, run.data.tags
         duration = (info.end_time - info.start_time) / 1000 if info.end_time else float("nan")
         row = {"run_id": info.run_id, "experiment_id": info.experiment_id, "run": info.run_name, "stage": role(run),
                "status": info.status, "started": started(run), "seconds": duration,
-               "commit": tags.get(COMMIT_TAG, "")[:10], "profile": tags.get(PROFILE_TAG)}  # fmt: skip
+               "commit": tags.get(COMMIT_TAG, "")[:10], "experiment": tags.get(DVC_EXPERIMENT_TAG),
+               "profile": tags.get(PROFILE_TAG)}  # fmt: skip
         row |= {name: run.data.metrics.get(name, float("nan")) for name in metric_names}
         row |= {f"params.{name}": run.data.params.get(name) for name in param_names}
         rows.append(row)
-    columns = ["run_id", "experiment_id", "run", "stage", "status", "started", "seconds", "commit", "profile",
+    columns = ["run_id", "experiment_id", "run", "stage", "status", "started", "seconds", "commit", "experiment", "profile",
                *metric_names, *(f"params.{name}" for name in param_names)]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
