@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from fairaug.repro import Plan, chain_threads, parse_dag, plan_chains, run_stages
+from fairaug.repro import Plan, side_by_side_threads, parse_dag, plan_chains, run_stages
 
 from conftest import run
 
@@ -111,8 +111,8 @@ def test_run_stages_skips_what_a_failed_stage_feeds_and_finishes_the_rest():
 
 
 @pytest.mark.parametrize(("jobs", "cores", "threads"), [(2, 2, 1), (2, 16, 8), (3, 16, 5), (4, 2, 1), (1, 2, 2)])
-def test_chain_threads_share_out_the_cores(jobs, cores, threads):
-    assert chain_threads(jobs, cores) == threads
+def test_side_by_side_threads_share_out_the_cores(jobs, cores, threads):
+    assert side_by_side_threads(jobs, cores) == threads
 
 
 def test_repro_runs_chains_side_by_side_and_leaves_nothing_to_run(dvc_project, monkeypatch):
@@ -120,11 +120,11 @@ def test_repro_runs_chains_side_by_side_and_leaves_nothing_to_run(dvc_project, m
     result = run(["fairaug", "repro", "--jobs", "2"], dvc_project)
     a, b = record(dvc_project, "trained_a.json"), record(dvc_project, "trained_b.json")
     assert a["start"] < b["end"] and b["start"] < a["end"], "the two chains ran one after the other"
-    assert a["omp"] == b["omp"] == str(chain_threads(2))
+    assert a["omp"] == b["omp"] == str(side_by_side_threads(2))
     prepared_a, prepared_b, base = (record(dvc_project, f"{name}.json")
                                     for name in ("prepared_a", "prepared_b", "base"))
     assert prepared_a["start"] < prepared_b["end"] and prepared_b["start"] < prepared_a["end"]
-    assert prepared_a["omp"] == str(chain_threads(2))
+    assert prepared_a["omp"] == str(side_by_side_threads(2))
     assert base["omp"] is None  # the last shared stage runs alone, with torch's default: every core
     assert max(prepared_a["end"], prepared_b["end"]) <= base["start"] and base["end"] <= min(a["start"], b["start"])
     assert "[a] Running stage 'train@a'" in result.stdout and "[b] Running stage 'promote@b'" in result.stdout

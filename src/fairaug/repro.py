@@ -105,7 +105,7 @@ def run_prefixed(command: list[str], label: str, env: Mapping[str, str], cwd: Pa
     return process.returncode
 
 
-def chain_threads(jobs: int, cores: int | None = None) -> int:
+def side_by_side_threads(jobs: int, cores: int | None = None) -> int:
     """OpenMP threads of a stage run side by side: the cores shared out between the processes running at once."""
     cores = cores or len(os.sched_getaffinity(0))
     return max(1, cores // jobs)
@@ -148,7 +148,7 @@ def repro(project: Path, jobs: int, write: Callable[[str], None] = print) -> tup
     upstream = parse_dag(dot.stdout)
     plan = plan_chains(upstream)
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(chain_threads(jobs)))
+    env.setdefault("OMP_NUM_THREADS", str(side_by_side_threads(jobs)))
     label = {stage: chain_label(stage) for stage in plan.upstream}
     label |= {stage: chain_label(end) for end, stages in plan.chains.items() for stage in stages}
     lock = threading.Lock()
