@@ -8,9 +8,10 @@ a `dvc repro --single-item` process of its own as soon as the stages upstream of
 ``jobs`` at a time (DVC's documented parallel stage execution). Single items: a `dvc repro <end of
 chain>` would check the shared stages again, and two processes checking one stage at once collide on
 DVC's lock of its outputs. Each process waits for the repository lock (--wait-for-lock) while
-another one writes dvc.lock. Stages side by side get cores / jobs OpenMP threads: torch's default of one thread per core in
-each would oversubscribe the cores (bench/threads.py). A `dvc repro` afterwards has nothing to run.
-Results equal a plain `dvc repro`'s up to float rounding (fewer threads sum in another order).
+another one writes dvc.lock. Stages side by side get cores / jobs OpenMP threads: torch's default of
+one thread per core in each would oversubscribe the cores (bench/threads.py). A `dvc repro`
+afterwards has nothing to run. Results equal a plain `dvc repro`'s up to float rounding (fewer
+threads sum in another order).
 """
 
 from __future__ import annotations
