@@ -8,6 +8,7 @@ import posixpath
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -155,13 +156,22 @@ def make_project(root: Path, fixture_data: Path, datasets: tuple[str, ...] = ())
         shutil.copytree(fixture_data, root / "data")
     # the tiny profile's 30 test images per FST need its 1500-image fixtures, not these small ones
     write_params(root, prepare={"split": {"min_test_per_fst": None}})
+    return dvc_repo(root, {".gitignore": "/data\n/outputs\nmlflow.db*\nmlartifacts/\n"})
+
+
+def dvc_repo(root: Path, files: Mapping[str, str] | None = None) -> Path:
+    """A git + DVC repository at ``root``; with ``files`` (relative path -> text), they are written
+    and everything under ``root`` is committed."""
+    root.mkdir(parents=True, exist_ok=True)
     run(["git", "init", "-q"], root)
     run(["git", "config", "user.email", "test@example.com"], root)
     run(["git", "config", "user.name", "test"], root)
     run(["dvc", "init", "-q"], root)
-    (root / ".gitignore").write_text("/data\n/outputs\nmlflow.db*\nmlartifacts/\n")
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "project"], root)
+    if files is not None:
+        for name, text in files.items():
+            (root / name).write_text(text)
+        run(["git", "add", "-A"], root)
+        run(["git", "commit", "-qm", "toy"], root)
     return root
 
 

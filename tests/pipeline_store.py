@@ -17,14 +17,14 @@ from mlflow.entities import Metric, Param, RunTag
 from fairaug.data import storage
 from fairaug.data.files import MANIFEST
 from fairaug.diffusion.stage import SAMPLES
+from fairaug.fairness.evaluation import fairness_metrics, roc_table
 from fairaug.fairness.files import ROC_PLOT
 from fairaug.fairness.predictions import score_column
 from fairaug.fairness.report import fairness_report
-from fairaug.fairness.evaluation import fairness_metrics, roc_table
 from fairaug.skin.types import FST_VALUES
 from fairaug.tracking.lineage import dvc_md5
-from fairaug.tracking.search import DVC_EXPERIMENT_TAG
 from fairaug.tracking.runs import DVC_OUT_MD5_TAG, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, numeric_metrics
+from fairaug.tracking.search import DVC_EXPERIMENT_TAG
 from synthetic_set import synthetic_image, write_synthetic_set
 
 CLASSES = ["bkl", "mel", "nv"]

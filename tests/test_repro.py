@@ -11,9 +11,9 @@ import time
 import pytest
 import yaml
 
-from fairaug.repro import Plan, side_by_side_threads, parse_dag, plan_chains, run_stages
+from fairaug.repro import Plan, parse_dag, plan_chains, run_stages, side_by_side_threads
 
-from conftest import run
+from conftest import dvc_repo, run
 
 pytestmark = pytest.mark.slow
 # each stage records its OpenMP threads and when it started and ended; prepare and train sleep, so
@@ -41,8 +41,7 @@ def write_pipeline(project, train_exit_codes: dict[str, int]) -> None:
 
 @pytest.fixture
 def dvc_project(tmp_path):
-    run(["git", "init", "-q"], tmp_path)
-    run(["dvc", "init", "-q"], tmp_path)
+    dvc_repo(tmp_path)
     write_pipeline(tmp_path, {"a": 0, "b": 0})
     return tmp_path
 

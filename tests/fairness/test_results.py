@@ -18,7 +18,7 @@ from fairaug.fairness.results import (
     setting_params,
 )
 
-from conftest import run
+from conftest import dvc_repo, run
 
 
 def fake_fairness(seed: int, mode: str) -> dict[str, float]:
@@ -108,18 +108,10 @@ stages:
 
 @pytest.mark.slow
 def test_results_from_dvc_experiments(tmp_path, monkeypatch):
-    project = tmp_path / "project"
-    project.mkdir()
+    project = dvc_repo(tmp_path / "project", {
+        "stage.py": STAGE, "dvc.yaml": DVC_YAML, ".gitignore": "/outputs\n",
+        "params.yaml": "train_classifier:\n  seed: 0\nmix:\n  mode: concat\n"})
     dvc = [sys.executable, "-m", "dvc"]
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                ["git", "config", "user.name", "t"], [*dvc, "init", "-q"]):  # fmt: skip
-        run(cmd, project)
-    (project / "stage.py").write_text(STAGE)
-    (project / "dvc.yaml").write_text(DVC_YAML)
-    (project / "params.yaml").write_text("train_classifier:\n  seed: 0\nmix:\n  mode: concat\n")
-    (project / ".gitignore").write_text("/outputs\n")
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "toy"], project)
     for seed, mode in ((1, "concat"), (2, "concat"), (4, "concat"), (1, "pretrain_finetune")):
         run([*dvc, "exp", "run", "-q", "-S", f"train_classifier.seed={seed}", "-S", f"mix.mode={mode}"], project)
     commit = run(["git", "rev-parse", "HEAD"], project).stdout.strip()

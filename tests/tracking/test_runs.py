@@ -17,7 +17,7 @@ from fairaug.tracking.lineage import dvc_md5, git_commit, stage_deps
 from fairaug.tracking.pipelines import newest_downstream
 from fairaug.tracking.runs import ABANDONED_TAG, DVC_EXPERIMENT_TAG, PROCESS_TAG, flatten
 
-from conftest import run
+from conftest import dvc_repo, run
 
 
 def test_flatten_nested_params():
@@ -26,8 +26,7 @@ def test_flatten_nested_params():
 
 def test_dvc_md5_equals_what_dvc_records(tmp_path):
     """Our md5 of a file and of a directory must be the one DVC writes into dvc.lock."""
-    run(["git", "init", "-q"], tmp_path)
-    run(["dvc", "init", "-q"], tmp_path)
+    dvc_repo(tmp_path)
     (tmp_path / "d" / "sub").mkdir(parents=True)
     (tmp_path / "d" / "a.txt").write_text("alpha\n")
     (tmp_path / "d" / "sub" / "b.bin").write_bytes(bytes(range(256)) * 3)
@@ -229,17 +228,10 @@ with stage_run("log", "toy", load_params("params.yaml"), {}, dvc_stage="log"):
 def test_experiment_run_in_a_temporary_clone_logs_to_the_workspace_store(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
-    workspace = tmp_path / "workspace"
-    workspace.mkdir()
-    (workspace / "params.yaml").write_text(render_params(Params()))
-    (workspace / "log_run.py").write_text(LOG_STAGE)
     stage = {"cmd": "python log_run.py", "deps": ["log_run.py"], "params": ["train_classifier.seed"], "outs": ["logged.txt"]}
-    (workspace / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"log": stage}}))
-    (workspace / ".gitignore").write_text("mlflow.db*\nmlartifacts/\n")
-    for command in (["git", "init", "-q"], ["git", "config", "user.email", "test@example.com"],
-                    ["git", "config", "user.name", "test"], ["dvc", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "commit", "-qm", "toy"]):  # fmt: skip
-        run(command, workspace)
+    workspace = dvc_repo(tmp_path / "workspace", {
+        "params.yaml": render_params(Params()), "log_run.py": LOG_STAGE, ".gitignore": "mlflow.db*\nmlartifacts/\n",
+        "dvc.yaml": yaml.safe_dump({"stages": {"log": stage}})})
     run(["dvc", "exp", "run", "--temp", "-n", "seed-7", "-S", "train_classifier.seed=7"], workspace)
     client = mlflow.MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     [logged] = client.search_runs([client.get_experiment_by_name("fairaug/toy").experiment_id])

@@ -21,7 +21,7 @@ from fairaug.weights.require import hub_cache, snapshot_dir
 from fairaug.weights.spec import weight_plan
 from fairaug.weights.store import LOCK_FILE, check_weights, fetch_weights, matches
 
-from conftest import REPO_ROOT, run
+from conftest import REPO_ROOT, dvc_repo, run
 
 HUB_ID, REVISION = "someone/tiny-sd", "0123456789abcdef0123456789abcdef01234567"
 INCEPTION = "weights-inception-2015-12-05-6726825d.pth"
@@ -201,8 +201,7 @@ def test_real_profiles_render_validate_and_plan_their_weights(profile, dataset, 
     for name in ("dvc.yaml", ".dvcignore", "params.yaml"):
         shutil.copy2(REPO_ROOT / name, tmp_path / name)
     shutil.copytree(REPO_ROOT / "profiles", tmp_path / "profiles")
-    run(["git", "init", "-q"], tmp_path)
-    run(["dvc", "init", "-q"], tmp_path)
+    dvc_repo(tmp_path)
     run(["fairaug", "profile", profile], tmp_path)
     from fairaug.config import load_params
 
