@@ -4,6 +4,8 @@ diffusers' and transformers' loading bars write their '\\r' frames."""
 import subprocess
 import sys
 
+from fairaug.progress import progress_bar
+
 from conftest import REPO_ROOT
 
 LOAD_AND_LOOP = """
@@ -30,3 +32,22 @@ def stderr_of(tiny_base, mode: str) -> bytes:
 def test_no_progress_frames_when_stderr_is_not_a_terminal(tiny_base):
     assert b"\r" in stderr_of(tiny_base, "default")  # diffusers draws its loading bar into a pipe
     assert b"\r" not in stderr_of(tiny_base, "quiet")
+
+
+class CountsIterations:
+    def __init__(self):
+        self.iterations = 0
+
+    def __iter__(self):
+        self.iterations += 1  # a DataLoader starts its worker processes here
+        return iter(range(3))
+
+    def __len__(self) -> int:
+        return 3
+
+
+def test_a_bar_iterates_its_iterable_once():
+    for hide in (True, False):
+        iterable = CountsIterations()
+        assert list(progress_bar(iterable, hide=hide)) == [0, 1, 2]
+        assert iterable.iterations == 1

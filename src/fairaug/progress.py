@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Iterable
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: its asyncio bar calls iter() once more, which starts a DataLoader's workers twice
 
 
 def bars_shown() -> bool:

@@ -1,4 +1,5 @@
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -158,6 +159,34 @@ def test_augmentation_only_for_training(derm):
     draws = [next(iter(make_loader(augmented, config)))[0] for _ in range(4)]
     assert any(not torch.equal(draws[0], d) for d in draws[1:])
     assert draws[0].shape == (3, 3, 32, 32)
+
+
+class DecodeLog(ManifestDataset):
+    """Appends the index of every image it decodes to ``log``, from whichever process decodes it."""
+
+    def __init__(self, *args, log: Path, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log = log
+
+    def load_image(self, index: int):
+        with open(self.log, "a") as log:  # one short append per line: whole lines from any process
+            log.write(f"{index}\n")
+        return super().load_image(index)
+
+
+def test_loader_workers_decode_each_image_once_over_epochs(derm, tmp_path):
+    root, manifest = derm
+    rows = manifest.head(40)
+    dataset = DecodeLog(root, rows, CLASSES, 32, log=tmp_path / "decoded.txt")
+    loader = make_loader(dataset, FAST.model_copy(update={"num_workers": 2, "batch_size": 16}), shuffle=True)
+    epochs = [list(loader) for _ in range(3)]
+    decoded = [int(line) for line in (tmp_path / "decoded.txt").read_text().split()]
+    assert sorted(decoded) == list(range(len(rows)))
+    reference = ManifestDataset(root, rows, CLASSES, 32)  # decodes in this process
+    for batches in epochs:
+        assert sorted(torch.cat([indices for _, _, indices in batches]).tolist()) == list(range(len(rows)))
+        for images, _, indices in batches:
+            assert torch.equal(images, torch.stack([reference[i][0] for i in indices.tolist()]))
 
 
 @pytest.mark.parametrize(("degrees", "hflip", "vflip"), [(0.0, True, False), (90.0, False, True), (-12.5, True, True), (7.0, False, False)])

@@ -38,7 +38,9 @@ class ClassifierConfig(StrictModel):
         1, description="seed of the evaluator (train_evaluator@<d>), the classifier evaluate_quality "
         "grades synthetic images with: never the filter's, so a different seed from `seed`"
     )
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: load in the training process)")
+    num_workers: int = Field(
+        0, ge=0, description="DataLoader worker processes: decode every image once, then prepare each batch (0: none)"
+    )
     device: Literal["cpu", "cuda"] = Field("cpu", description="torch device; results are bit-reproducible on CPU")
     pretrained: bool = Field(
         False, description="torchvision backbones: download the IMAGENET1K_V1 weights (needs internet)"

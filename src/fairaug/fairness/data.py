@@ -16,11 +16,11 @@ from torchvision.transforms import v2
 
 from fairaug.config.fairness import ClassifierConfig
 from fairaug.errors import DataError
+from fairaug.progress import progress_bar
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_ROTATION_DEGREES = 15.0
-
 
 
 def image_transform(image_size: int) -> v2.Compose:
@@ -71,8 +71,10 @@ class ManifestDataset(Dataset):
     position in ``classes`` and their row position. With ``augment``, `make_loader` flips and
     rotates each batch's images at random (lesions and wounds have no canonical orientation).
 
-    Each image is decoded and resized once and kept as uint8 (3 x image_size² bytes an image: 3 KB at
-    32 px, 150 KB at 224 px), so later epochs only normalise (bench/classifier_epoch.py)."""
+    Each image is decoded and resized once and kept as uint8 in one tensor (3 x image_size² bytes an
+    image: 3 KB at 32 px, 150 KB at 224 px), so later epochs only normalise
+    (bench/classifier_epoch.py). `decode_all` fills it in parallel before DataLoader workers start:
+    a worker's own decodes would die with it at the end of each epoch."""
 
     def __init__(
         self, root: str | Path, rows: pd.DataFrame, classes: Sequence[str], image_size: int, augment: bool = False
@@ -85,7 +87,9 @@ class ManifestDataset(Dataset):
         self.targets = self.rows["label"].map({label: i for i, label in enumerate(self.classes)}).to_numpy(np.int64)
         self.image_size, self.augment = image_size, augment
         self.resize, self.normalize = _resize(image_size), _normalize()
-        self.resized: dict[int, torch.Tensor] = {}
+        # memory is taken as images are written into it
+        self.resized = torch.empty(len(self.rows), 3, image_size, image_size, dtype=torch.uint8)
+        self.decoded = torch.zeros(len(self.rows), dtype=torch.bool)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -101,12 +105,40 @@ class ManifestDataset(Dataset):
 
     def resized_image(self, index: int) -> torch.Tensor:
         """Row ``index``'s image as a 3 x image_size x image_size uint8 tensor, decoded on first use."""
-        if index not in self.resized:
-            self.resized[index] = self.resize(self.load_image(index))
+        if not self.decoded[index]:
+            self._keep(index, self.resize(self.load_image(index)))
         return self.resized[index]
+
+    def _keep(self, index: int, image: torch.Tensor) -> None:
+        self.resized[index], self.decoded[index] = image, True
+
+    def decode_all(self, num_workers: int, batch_size: int = 64) -> None:
+        """Decode and resize every image not decoded yet, in ``num_workers`` processes (0: this one)."""
+        missing = torch.nonzero(~self.decoded).flatten().tolist()
+        if not missing:
+            return
+        loader = DataLoader(_Decoder(self, missing), batch_size=batch_size, num_workers=num_workers)
+        for indices, images in progress_bar(loader, desc="decode images", unit="batch"):
+            for index, image in zip(indices.tolist(), images, strict=True):
+                self._keep(index, image)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
         return self.normalize(self.resized_image(index)), int(self.targets[index]), index
+
+
+class _Decoder(Dataset):
+    """The ``indices`` of ``dataset`` as (index, resized uint8 image), decoded anew: DataLoader workers
+    decode, the process that iterates keeps."""
+
+    def __init__(self, dataset: ManifestDataset, indices: Sequence[int]):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[int, torch.Tensor]:
+        index = self.indices[position]
+        return index, self.dataset.resize(self.dataset.load_image(index))
 
 
 def split_datasets(
@@ -126,6 +158,10 @@ def split_datasets(
 
 
 def make_loader(dataset: ManifestDataset, config: ClassifierConfig, shuffle: bool = False) -> DataLoader:
+    """Batches of ``dataset``; with ``config.num_workers``, its images are decoded first by that many
+    processes, and the same workers (persistent) then normalise and augment every epoch's batches."""
+    if config.num_workers:
+        dataset.decode_all(config.num_workers)
     # a seeded generator fixes the shuffling order and the workers' seeds
     generator = torch.Generator().manual_seed(config.seed)
     return DataLoader(
@@ -133,6 +169,7 @@ def make_loader(dataset: ManifestDataset, config: ClassifierConfig, shuffle: boo
         batch_size=config.batch_size,
         shuffle=shuffle,
         num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
         generator=generator,
         collate_fn=_collate_augmented if dataset.augment else None,
     )
