@@ -1,6 +1,7 @@
 """LoRA training pieces: step randomness, balanced sampling, checkpoints, selection, and the saved LoRA."""
 
 import json
+import random
 import shutil
 
 import mlflow
@@ -170,6 +171,22 @@ def test_cached_latents_train_the_same_lora(fixture_data, derm_manifest, tmp_pat
         trainer.train(resume=None)
         states[cache_latents] = trainer.final_states()[LORA_WEIGHTS]
     assert max((states[True][k] - states[False][k]).abs().max().item() for k in states[True]) <= 1e-5
+
+
+def test_checkpoints_are_byte_identical_run_to_run(fixture_data, derm_manifest, tmp_path):
+    """A rerun with the same config writes the same files, so DVC sees an unchanged out and the
+    stages after train_lora do not rerun: the global numpy and Python RNG states a checkpoint saves
+    must not depend on what ran before in the process."""
+    params = tiny_params(fixture_data, max_steps=2, validate_every=10, checkpoint_every=2)
+    data = lora_data(params, "ham10000", derm_manifest)
+    for run in ("first", "second"):
+        np.random.random(), random.random()  # whatever ran before draws from them
+        LoraTrainer(fresh_tiny_pipeline(params), data, params.train_lora, tmp_path / run, "fp",
+                    Accelerator(cpu=True)).train(resume=None)
+    files = sorted(path.relative_to(tmp_path / "first") for path in (tmp_path / "first").rglob("*") if path.is_file())
+    assert any(path.name == "training_state.pt" for path in files)
+    for path in files:
+        assert (tmp_path / "first" / path).read_bytes() == (tmp_path / "second" / path).read_bytes(), path
 
 
 def weights_scores(trainer: LoraTrainer):

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, set_seed
 from diffusers import StableDiffusionPipeline
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -83,7 +83,9 @@ class LoraData:
 def add_lora(unet, config: TrainLoraConfig) -> list[torch.nn.Parameter]:
     """Freeze the UNet and add a LoRA adapter; return the trainable parameters."""
     unet.requires_grad_(False)
-    torch.manual_seed(config.seed)  # LoRA's initial weights come from the global generator
+    # LoRA's initial weights come from torch's global generator; numpy's and Python's are seeded too,
+    # so that the RNG states a checkpoint saves, and with them its bytes, are the same run to run
+    set_seed(config.seed)
     try:
         unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                                     init_lora_weights="gaussian", target_modules=list(config.target_modules)))
