@@ -33,7 +33,7 @@ class ClassifierConfig(StrictModel):
     )
     class_weighting: bool = Field(True, description="weight the loss by inverse class frequency in the train split")
     augment: bool = Field(True, description="random flips and small rotations of training images")
-    seed: int = Field(0, description="seeds python, numpy and torch: same seed, same weights (on CPU)")
+    seed: int = Field(0, description="seeds python, numpy and torch: same seed, same weights (CPU, same thread count)")
     evaluator_seed: int = Field(
         1, description="seed of the evaluator (train_evaluator@<d>), the classifier evaluate_quality "
         "grades synthetic images with: never the filter's, so a different seed from `seed`"
@@ -41,7 +41,9 @@ class ClassifierConfig(StrictModel):
     num_workers: int = Field(
         0, ge=0, description="DataLoader worker processes: decode every image once, then prepare each batch (0: none)"
     )
-    device: Literal["cpu", "cuda"] = Field("cpu", description="torch device; results are bit-reproducible on CPU")
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="torch device; results are bit-reproducible on CPU at the same thread count"
+    )
     pretrained: bool = Field(
         False, description="torchvision backbones: download the IMAGENET1K_V1 weights (needs internet)"
     )
