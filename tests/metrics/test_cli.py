@@ -65,6 +65,7 @@ def test_extractor_choice_and_classifier(folders, tmp_path):
     report = quality(tmp_path, real, shifted, "--extractor", "evaluator", "--evaluator", str(model))
     assert report["quality/fid.evaluator"] > 0 and 0 <= report["quality/realness_auc.evaluator"] <= 1
     assert "no requested label" in report["quality/label_confidence.evaluator.reason"]  # a folder has none
+    assert "no requested label" in report["quality/label_confidence_ratio.evaluator.reason"]
     assert not any(".pixels" in key or ".inception" in key for key in report)
 
 

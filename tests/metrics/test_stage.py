@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import softmax
 
 from fairaug.config import load_params
 from fairaug.config.quality import EvaluateQualityConfig
@@ -23,6 +24,7 @@ from fairaug.fairness.model import build_classifier, save_classifier
 from fairaug.skin.types import FST_VALUES
 from fairaug.images import read_rgb
 from fairaug.io import reasons_path
+from fairaug.metrics.extractors import evaluator_extractor
 from fairaug.metrics.files import QUALITY
 from fairaug.metrics.stage import HEADLINE, evaluate_quality
 from fairaug.metrics_files import detail_path, read_metrics, split_headline
@@ -121,10 +123,33 @@ def test_evaluate_quality_writes_per_fst_values_with_intervals(project, mlflow_u
     assert run.data.tags["fairaug.stage"] == "evaluate_quality"
     assert run.data.metrics["quality/kid.evaluator"] == pytest.approx(metrics["quality/kid.evaluator"])
     assert run.data.metrics["quality/ssim.label_mel"] == pytest.approx(metrics["quality/ssim.label_mel"])  # detail too
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2  # evaluator and pixels real features
+    # real features: evaluator and pixels of the reference split, evaluator of the held-out test split
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
     # the filter's statistics: every image of the set passed, one was not kept; none below the bar
     assert metrics["quality/filter.acceptance"] == 1.0 and metrics["quality/filter.below_bar"] == 0.0
     assert metrics["quality/filter.acceptance.fst1"] == 1.0
+
+    # the evaluator on the real test split, which it never trained on: its softmax at each true
+    # label (scipy), averaged per FST group; the synthetic confidence over it is the ratio
+    test = manifest[manifest["split"] == "test"].reset_index(drop=True)
+    evaluator = evaluator_extractor(classifier / WEIGHTS)
+    probabilities = softmax(evaluator.extract([read_rgb(project / "data" / DATASET / p) for p in test["path"]]).logits,
+                            axis=1)  # fmt: skip
+    own = probabilities[np.arange(len(test)), [evaluator.classes.index(label) for label in test["label"]]]
+    assert metrics["quality/label_confidence_real.evaluator"] == pytest.approx(own.mean())
+    assert metrics["quality/label_confidence_real.evaluator.n"] == len(test)
+    ratio = "quality/label_confidence_ratio.evaluator"
+    assert metrics[ratio] == pytest.approx(metrics["quality/label_confidence.evaluator"] / own.mean())
+    assert metrics[f"{ratio}.ci_low"] <= metrics[ratio] <= metrics[f"{ratio}.ci_high"] and ratio in headline
+    for k in FST_VALUES:
+        in_group = (test["fst"] == k).to_numpy()
+        if in_group.any():
+            real_k = metrics[f"quality/label_confidence_real.evaluator.fst{k}"]
+            assert real_k == pytest.approx(own[in_group].mean())
+            assert metrics[f"quality/label_confidence_real.evaluator.fst{k}.n"] == in_group.sum()
+            if f"quality/label_confidence.evaluator.fst{k}" in metrics:
+                assert metrics[f"{ratio}.fst{k}"] == pytest.approx(
+                    metrics[f"quality/label_confidence.evaluator.fst{k}"] / real_k)
 
 
 def test_a_synthetic_set_with_nothing_kept_is_one_line_and_exit_2_before_any_run(project, mlflow_uri, capsys):

@@ -27,9 +27,15 @@ Keys (``<e>`` an extractor: inception, evaluator, pixels; ``<net>`` the LPIPS ba
     quality/label_confidence.evaluator          the evaluator's mean probability of the label each image
                                                 was asked for; label_accuracy.evaluator: its argmax is that
                                                 label (the evaluator never selected the images)
+    quality/label_confidence_real.evaluator     the same for the held-out real images (the prepared test
+                                                split, which the evaluator never trained on): how clearly
+                                                real images of each group show their label to it
+    quality/label_confidence_ratio.evaluator    label_confidence over label_confidence_real, per group too:
+                                                1 means the synthetic images show their label as clearly as
+                                                real ones, whatever the evaluator's own skill per group
 Per group (synthetic sets with fst / label columns): ``.fst<k>`` (k = 1..6) and ``.label_<label>`` of
-kid.<e>, diversity.<e>, ssim, lpips.<net>, label_confidence / label_accuracy.evaluator, fst_fidelity
-(fst only), with group sizes
+kid.<e>, diversity.<e>, ssim, lpips.<net>, label_confidence / label_accuracy / label_confidence_real /
+label_confidence_ratio.evaluator, fst_fidelity (fst only), with group sizes
 ``quality/n_real.<group>``, ``quality/n_synthetic.<group>`` and ``quality/<group>.small_group`` (fewer
 than min_group_size synthetic or real images; the values are still given: at small n trust KID, FID
 is biased upwards, which is why groups get KID and no FID).
@@ -155,11 +161,13 @@ def quality_report(
     cache: FeatureCache,
     lpips: Lpips | None = None,
     sampled_ssim: Sequence[float] | None = None,
+    held_out: ImageSet | None = None,
 ) -> Report:
     """The report (module docstring) of ``synthetic`` against ``real``: real features from ``cache``
     (computed once), synthetic ones in one streaming pass with the per-image metrics.
     ``sampled_ssim``: SSIM to the nearest real image of every image the generator sampled, when a
-    filter chose ``synthetic`` among them (memorization.ssim_near_copy is measured on those)."""
+    filter chose ``synthetic`` among them (memorization.ssim_near_copy is measured on those).
+    ``held_out``: labelled real images the evaluator did not train on, for label_confidence_real."""
     available = [e for e in extractors if e.available]
     matcher = next((e for e in available if e.name == "pixels"), None) or pixels_extractor()
     needed = available + ([matcher] if matcher not in available else [])
@@ -183,7 +191,9 @@ def quality_report(
         _extractor_metrics(writer, extractor, real_out.get(extractor.name), synthetic_out.get(extractor.name),
                            cells, real_cells, groups, config)  # fmt: skip
         if extractor.name == "evaluator":
-            _label_metrics(writer, extractor, synthetic_out.get(extractor.name), labels, groups)
+            confidence = _label_metrics(writer, extractor, synthetic_out.get(extractor.name), labels, groups)
+            if confidence is not None:
+                _real_label_metrics(writer, extractor, confidence, synthetic_rows, held_out, cache, config)
 
     ssim = np.asarray(per_image.ssim)
     writer.put("ssim", _mean, [ssim], n)
@@ -289,9 +299,9 @@ def _label_metrics(
     fake: Output | None,
     labels: np.ndarray | None,
     groups: dict[str, tuple[np.ndarray, np.ndarray]],
-) -> None:
+) -> np.ndarray | None:
     """label_confidence.<e> and label_accuracy.<e>, overall and per group: does the evaluator see the
-    label each synthetic image was asked for?"""
+    label each synthetic image was asked for? Returns each image's confidence (None: unavailable)."""
     e = extractor.name
     names = [f"label_confidence.{e}", f"label_accuracy.{e}"]
     reason = extractor.reason if fake is None else None
@@ -303,13 +313,53 @@ def _label_metrics(
         except UndefinedMetricError as err:
             reason = str(err)
     if reason is not None:
-        for name in names:
+        for name in [*names, f"label_confidence_real.{e}", f"label_confidence_ratio.{e}"]:
             writer.unavailable(name, reason)
-        return
+        return None
     for name, values in zip(names, (confidence, correct), strict=True):
         writer.put(name, _mean, [values], len(values))
         for group, (_, rows) in groups.items():
             writer.put(f"{name}.{group}", _mean, [values[rows]], len(rows))
+    return confidence
+
+
+def _ratio_of_means(synthetic: np.ndarray, real: np.ndarray) -> float:
+    if (reference := _mean(real)) == 0:
+        raise UndefinedMetricError("the evaluator gives the real images' labels probability 0")
+    return _mean(synthetic) / reference
+
+
+def _real_label_metrics(
+    writer: ReportWriter,
+    extractor: Extractor,
+    confidence: np.ndarray,
+    synthetic_rows: pd.DataFrame,
+    held_out: ImageSet | None,
+    cache: FeatureCache,
+    config: EvaluateQualityConfig,
+) -> None:
+    """label_confidence_real.<e> and label_confidence_ratio.<e>, overall and per group: the evaluator
+    on held-out real images, the reference that synthetic ``confidence`` is read against (an evaluator
+    unsure of real FST VI lesions is unsure of synthetic ones too)."""
+    e = extractor.name
+    real_name, ratio_name = f"label_confidence_real.{e}", f"label_confidence_ratio.{e}"
+    if held_out is None or "label" not in held_out.rows:
+        for name in (real_name, ratio_name):
+            writer.unavailable(name, "no held-out real images with labels to compare with")
+        return
+    logits = cache.features(held_out, [extractor], config.batch_size)[e].logits
+    try:
+        real_confidence, _ = F.label_scores(logits, extractor.classes, held_out.rows["label"].to_numpy())
+    except UndefinedMetricError as err:
+        for name in (real_name, ratio_name):
+            writer.unavailable(name, f"held-out real images: {err}")
+        return
+    writer.put(real_name, _mean, [real_confidence], len(real_confidence))
+    writer.put(ratio_name, _ratio_of_means, [confidence, real_confidence], len(confidence))
+    for group, (real_rows, rows) in _groups(held_out.rows, synthetic_rows).items():
+        writer.put(f"{real_name}.{group}", _mean, [real_confidence[real_rows]], len(real_rows))
+        writer.put(f"{ratio_name}.{group}", _ratio_of_means, [confidence[rows], real_confidence[real_rows]],
+                   len(rows))  # fmt: skip
 
 
 def _lpips_metrics(

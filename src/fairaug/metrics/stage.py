@@ -13,8 +13,9 @@ Besides `quality_report`'s keys, the generate filter's own statistics from the s
 ``quality/filter.acceptance[.fst<k>]`` (share of sampled images that passed the filter) and
 ``quality/filter.below_bar[.fst<k>]`` (share of kept images kept below the confidence bar to fill
 their cell). Classifier-based metrics use the evaluator (train_evaluator@<d>), never the
-real-only classifier that the filter used. Logs every number as an MLflow metric under the same
-name, the three files as artifacts.
+real-only classifier that the filter used; label_confidence_real and label_confidence_ratio read
+it on the prepared test split, which it never trained on (train split; val for early stopping).
+Logs every number as an MLflow metric under the same name, the three files as artifacts.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ from fairaug.tracking import numeric_metrics, stage_run
 HEADLINE = tuple(PREFIX + name for name in (
     "fid.*", "kid.*", "is.*", "realness_auc.*", "diversity.*_ratio", "ssim", "lpips.*",
     "memorization.ssim_near_copy", "fst_fidelity", "fst_fidelity.abstention", "label_confidence.*", "label_accuracy.*",
-    "filter.acceptance", "filter.below_bar",
+    "label_confidence_ratio.*", "filter.acceptance", "filter.below_bar",
 ))  # fmt: skip
+HELD_OUT_SPLIT = "test"  # the evaluator's unseen images
 
 
 def split_report(report: Report) -> tuple[dict[str, float | int | bool], dict[str, str]]:
@@ -83,14 +85,16 @@ def evaluate_quality(
     outs = [out_path, detail_path(out_path), reasons_path(out_path)]
     with stage_run("evaluate_quality", dataset, params, stage_params, upstream=upstream, outs=outs):
         manifest = pd.read_parquet(Path(prepared_dir) / MANIFEST)
-        real = manifest_set(manifest, params.dataset(dataset).root, config.reference_split)
+        root = params.dataset(dataset).root
+        real = manifest_set(manifest, root, config.reference_split)
+        held_out = manifest_set(manifest, root, HELD_OUT_SPLIT) if (manifest["split"] == HELD_OUT_SPLIT).any() else None
         extractors = build_extractors(config.extractors, evaluator=Path(evaluator_dir) / WEIGHTS,
                                       inception_weights=config.inception_weights, device=config.device,
                                       required=config.require_weights)  # fmt: skip
         sampled = pd.read_parquet(Path(synthetic_dir) / MANIFEST)  # every image generate sampled, kept or not
         report = quality_report(real, synthetic, extractors, config, FeatureCache(config.cache_dir),
                                 load_lpips(config.lpips_net, config.device, config.lpips_weights, config.require_weights),
-                                sampled["ssim_to_real"])  # fmt: skip
+                                sampled["ssim_to_real"], held_out)  # fmt: skip
         report |= filter_statistics(sampled, params.generate.filter)
         written = write_metrics(out_path, *split_report(report), HEADLINE)
         mlflow.log_metrics(numeric_metrics(report))
