@@ -1,8 +1,11 @@
 """LoRA training pieces: step randomness, balanced sampling, checkpoints, selection, and the saved LoRA."""
 
 import json
+import os
 import random
 import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -15,6 +18,7 @@ from accelerate.state import AcceleratorState
 from diffusers import StableDiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
 from safetensors.torch import load_file
+from torch.utils.data import Dataset
 
 from fairaug.config import DatasetConfig, Params, PrepareConfig, load_params, render_params
 from fairaug.config.diffusion import BaseConfig, PerceptualLossConfig, TrainLoraConfig
@@ -23,7 +27,7 @@ from fairaug.data.files import MANIFEST
 from fairaug.data.prepare import prepare_dataset
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.base import build_tiny_pipeline
-from fairaug.diffusion.data import StepBatchSampler, balanced_weights, hflip
+from fairaug.diffusion.data import ManifestImages, StepBatchSampler, balanced_weights, hflip
 from fairaug.diffusion.files import (EMA_WEIGHTS, KOHYA_WEIGHTS, LATEST_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD,
                                     trained_weights)
 from fairaug.diffusion.lora import (CHECKPOINTS, KID, LABEL_CONFIDENCE, VAL_LOSS, LoraTrainer, TrainingState, lora_state,
@@ -171,6 +175,40 @@ def test_cached_latents_train_the_same_lora(fixture_data, derm_manifest, tmp_pat
         trainer.train(resume=None)
         states[cache_latents] = trainer.final_states()[LORA_WEIGHTS]
     assert max((states[True][k] - states[False][k]).abs().max().item() for k in states[True]) <= 1e-5
+
+
+class ReaderLog(Dataset):
+    """``images`` as they are, appending the id of the process that reads each item to ``log``."""
+
+    def __init__(self, images: ManifestImages, log: Path):
+        self.images, self.prompts, self.log = images, images.prompts, log
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        with self.log.open("a") as log:
+            log.write(f"{os.getpid()}\n")
+        return self.images[index]
+
+
+@pytest.mark.parametrize("cache_latents", [True, False])
+def test_dataloader_workers_decode_the_train_images_and_train_the_same_lora(cache_latents, fixture_data,
+                                                                           derm_manifest, tmp_path):  # fmt: skip
+    """Workers decode for the latent cache, or each step's batch when latents are not cached."""
+    params = tiny_params(fixture_data, max_steps=3, validate_every=10, checkpoint_every=10, cache_latents=cache_latents)
+    data = lora_data(params, "ham10000", derm_manifest)
+    states = {}
+    for workers in (0, 2):
+        log = tmp_path / f"readers_{workers}.txt"
+        config = params.train_lora.model_copy(update={"dataloader_num_workers": workers})
+        trainer = LoraTrainer(fresh_tiny_pipeline(params), replace(data, train=ReaderLog(data.train, log)), config,
+                              tmp_path / str(workers), "fp", Accelerator(cpu=True))  # fmt: skip
+        trainer.train(resume=None)
+        states[workers] = trainer.final_states()[LORA_WEIGHTS]
+        readers, this_process = set(log.read_text().split()), str(os.getpid())
+        assert readers == {this_process} if workers == 0 else readers and this_process not in readers
+    assert all(torch.equal(states[0][name], states[2][name]) for name in states[0])
 
 
 def test_checkpoints_are_byte_identical_run_to_run(fixture_data, derm_manifest, tmp_path):

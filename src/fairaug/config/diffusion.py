@@ -142,6 +142,9 @@ class TrainLoraConfig(StrictModel):
     cache_latents: bool = Field(
         True, description="encode every train image once (as is and mirrored) instead of every step; costs 4 latents of memory per image"
     )
+    dataloader_num_workers: int = Field(
+        0, ge=0, description="DataLoader worker processes decoding train images: for the latent cache, and each step's batch when latents are not cached or the perceptual loss is on (0: none)"
+    )
     checkpoint_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
     checkpoint_limit: int = Field(2, gt=0, description="checkpoints kept (oldest deleted)")
     validate_every: int = Field(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from fairaug.config.diffusion import TrainLoraConfig
 from fairaug.diffusion import checkpoints
 from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
 from fairaug.diffusion.files import EMA_WEIGHTS, KOHYA_WEIGHTS, LATEST_WEIGHTS, LORA_WEIGHTS, WEIGHTS_RECORD
-from fairaug.diffusion.loss import (PosteriorCache, StepNoise, decode_latents, denoise, denoising_loss, draw_step_noise,
+from fairaug.diffusion.loss import (PosteriorCache, decode_latents, denoise, denoising_loss, draw_step_noise,
                                    encode_latents, encode_prompts, predicted_original, weighted_mse)
 from fairaug.diffusion.optim import lora_optimizer
 from fairaug.diffusion.speed import require_cuda, speed_up
@@ -214,7 +214,8 @@ class LoraTrainer:
         self.posteriors = self._encode_train_images() if config.cache_latents else None
 
     def _encode_train_images(self) -> PosteriorCache:
-        loader = DataLoader(self.data.train, batch_size=ENCODE_BATCH, collate_fn=collate)
+        loader = DataLoader(self.data.train, batch_size=ENCODE_BATCH, collate_fn=collate,
+                            num_workers=self.config.dataloader_num_workers)
         return PosteriorCache(self.pipeline.vae, (batch["pixels"] for batch in loader), total=len(loader),
                               progress=self.accelerator.is_local_main_process)
 
@@ -265,25 +266,29 @@ class LoraTrainer:
         return self.state.step
 
     # ---------------------------------------------------------------- steps
-    def _pixels(self, indices: list[int], noise: StepNoise) -> torch.Tensor:
-        pixels = collate([self.data.train[i] for i in indices])["pixels"]
-        return hflip(pixels, noise.flip).to(self.accelerator.device)
+    def _micro_batches(self, sampler: StepBatchSampler) -> Iterator[tuple[list[int], torch.Tensor | None]]:
+        """This process's image indices of each micro-step, with their pixels where the step needs them
+        (latents not cached, or the perceptual loss on), decoded ahead in dataloader_num_workers processes."""
+        if self.posteriors is not None and self.perceptual is None:
+            return ((indices, None) for indices in sampler)
+        loader = DataLoader(self.data.train, batch_sampler=sampler, collate_fn=collate,
+                            num_workers=self.config.dataloader_num_workers)
+        return ((batch["indices"].tolist(), batch["pixels"]) for batch in loader)
 
-    def _latents(self, indices: list[int], noise: StepNoise, pixels: torch.Tensor | None) -> torch.Tensor:
-        if self.posteriors is not None:
-            return self.posteriors.latents(indices, noise.flip, noise.latent_noise).to(self.accelerator.device)
-        return encode_latents(self.pipeline.vae, self._pixels(indices, noise) if pixels is None else pixels,
-                              noise.latent_noise)
-
-    def _micro_step_loss(self, indices: list[int], micro_step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _micro_step_loss(self, indices: list[int], pixels: torch.Tensor | None,
+                         micro_step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
         """The step's loss, and its parts when it has several (the perceptual loss on)."""
         config, pipeline, accelerator = self.config, self.pipeline, self.accelerator
         scheduler = pipeline.scheduler
         noise = draw_step_noise(config.seed, micro_step, self.micro_batch, self.latent_shape,
                                 scheduler.config.num_train_timesteps, config.noise_offset, config.prompt_dropout)
         noise = noise.slice(accelerator.process_index, accelerator.num_processes)
-        pixels = self._pixels(indices, noise) if self.perceptual is not None else None
-        latents = self._latents(indices, noise, pixels)
+        if pixels is not None:
+            pixels = hflip(pixels, noise.flip).to(accelerator.device)
+        if self.posteriors is not None:
+            latents = self.posteriors.latents(indices, noise.flip, noise.latent_noise).to(accelerator.device)
+        else:
+            latents = encode_latents(pipeline.vae, pixels, noise.latent_noise)
         prompts = ["" if drop else self.data.train.prompts[i]
                    for i, drop in zip(indices, noise.drop_prompt.tolist(), strict=True)]
         states = encode_prompts(pipeline.tokenizer, pipeline.text_encoder, prompts)
@@ -369,7 +374,7 @@ class LoraTrainer:
         start = self.resume(resume)
         sampler = StepBatchSampler(self.data.weights, self.micro_batch, config.seed, start * accumulation,
                                    config.max_steps * accumulation, accelerator.process_index, accelerator.num_processes)
-        micro_batches = iter(sampler)  # this process's image indices of each micro-step
+        micro_batches = self._micro_batches(sampler)
         self.unet.train()
         if start == 0:  # the base model (a new LoRA is the identity): the reference the LoRA must beat
             metrics = self._validate(on_validation)
@@ -384,7 +389,7 @@ class LoraTrainer:
             for micro in range(accumulation):
                 last = micro == accumulation - 1
                 with accelerator.no_sync(self.unet) if not last else contextlib.nullcontext():
-                    loss, loss_parts = self._micro_step_loss(next(micro_batches), step * accumulation + micro)
+                    loss, loss_parts = self._micro_step_loss(*next(micro_batches), step * accumulation + micro)
                     accelerator.backward(loss / accumulation)
                 losses.append(loss.detach())
                 parts.append(loss_parts)
