@@ -21,6 +21,7 @@ from fairaug.progress import progress_bar
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_ROTATION_DEGREES = 15.0
+DECODE_BATCH = 64  # images per batch a decoding worker returns
 
 
 def image_transform(image_size: int) -> v2.Compose:
@@ -112,12 +113,12 @@ class ManifestDataset(Dataset):
     def _keep(self, index: int, image: torch.Tensor) -> None:
         self.resized[index], self.decoded[index] = image, True
 
-    def decode_all(self, num_workers: int, batch_size: int = 64) -> None:
+    def decode_all(self, num_workers: int) -> None:
         """Decode and resize every image not decoded yet, in ``num_workers`` processes (0: this one)."""
         missing = torch.nonzero(~self.decoded).flatten().tolist()
         if not missing:
             return
-        loader = DataLoader(_Decoder(self, missing), batch_size=batch_size, num_workers=num_workers)
+        loader = DataLoader(_Decoder(self, missing), batch_size=DECODE_BATCH, num_workers=num_workers)
         for indices, images in progress_bar(loader, desc="decode images", unit="batch"):
             for index, image in zip(indices.tolist(), images, strict=True):
                 self._keep(index, image)
