@@ -23,6 +23,15 @@ def run_bench(script: Path) -> dict:
     return json.loads(lines[-1])
 
 
+def commit() -> str:
+    """The checked-out commit, marked ``+changes`` when the working tree differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=BENCH_DIR, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def main() -> int:
     scripts = sorted(p for p in BENCH_DIR.glob("[!_]*.py") if p.name != Path(__file__).name)  # _*.py: helpers
     results = []
@@ -30,6 +39,7 @@ def main() -> int:
         print(f"running {script.name} ...", flush=True)
         results.append(run_bench(script))
         print(json.dumps(results[-1]), flush=True)
+
     def holds(r: dict) -> str:
         if r.get("skipped"):  # a GPU bench on a machine without one
             return f"skipped ({r['skipped']})"
@@ -39,8 +49,8 @@ def main() -> int:
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(
         "# Performance\n\n"
-        f"Written by `make bench` on {date.today()} ({platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}). Each value is a ratio of two things run side by side in one "
+        f"Written by `make bench` on {date.today()} at commit {commit()} ({platform.machine()}, {os.cpu_count()} "
+        f"cores, Python {platform.python_version()}). Each value is a ratio of two things run side by side in one "
         "process (see each script's docstring).\n\n"
         "| bench | value | unit | target | holds |\n|---|---|---|---|---|\n" + rows + "\n"
     )
