@@ -25,7 +25,8 @@ Floors, lowest first, and why each sits where it does:
     generation    plan, sampler, filter: samples with diffusion, filters with the fairness classifier and
                   the metrics' SSIM and thumbnail neighbours
     registry      gates and promotion of LoRA checkpoints, on top of what every stage wrote; repro beside
-                  it, which runs the pipeline's stages side by side (DVC) once the tracking store exists
+                  it, which runs the pipeline's stages side by side (DVC) once the tracking store exists,
+                  and results, which collects the quality and fairness numbers of DVC experiments
     cli           the command line, over everything
 
 `pipelines/` and `dashboards/` are outside the package, on top; nothing in src/fairaug imports them.
@@ -53,7 +54,7 @@ FLOORS: list[set[str]] = [
     {"fairness"},
     {"metrics"},
     {"generation"},
-    {"registry", "repro"},
+    {"registry", "repro", "results"},
     {"cli"},
 ]
 FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}

@@ -278,8 +278,9 @@ def results(
 ) -> None:
     """Collect the finished DVC experiments (`dvc exp run --queue ...`, `dvc queue start`) into one
     table per data set: per-FST AUROC and sensitivity, AUROC gap and EOD of the real-only and the
-    augmented classifier and their difference, mean ± std over seeds, per setting."""
-    from fairaug.fairness.results import write_results
+    augmented classifier and their difference, and the synthetic images' label confidence (also
+    against real test images), mean ± std over seeds, per setting."""
+    from fairaug.results import write_results
 
     command = f"fairaug results --out {out}" + (f" --project {project}" if project != Path(".") else "")
     table = write_results(project, out, command)

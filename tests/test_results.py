@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fairaug.cli import app
-from fairaug.fairness.results import (
+from fairaug.results import (
     Experiment,
     aggregate,
     experiments_from_show,
@@ -33,10 +33,21 @@ def fake_fairness(seed: int, mode: str) -> dict[str, float]:
     return values
 
 
+def fake_quality(seed: int) -> dict[str, float]:
+    """Numbers as evaluate_quality names them; they depend on the seed (the mode uses the same set)."""
+    rng = np.random.default_rng([seed, 7])
+    values = {"quality/n_synthetic": 504.0, "quality/n_synthetic.fst6": 84.0 + seed}
+    for name in ("label_confidence.evaluator", "label_confidence.evaluator.fst6", "label_confidence_ratio.evaluator",
+                 "filter.acceptance"):  # fmt: skip
+        values[f"quality/{name}"] = float(rng.uniform(0.2, 0.9))
+    return values
+
+
 def experiment(seed: int, mode: str, split_seed: int = 0) -> Experiment:
     params = {"train_classifier.seed": seed, "prepare.seed": split_seed, "mix.mode": mode,
               "mix.pretrain_epochs": 10}  # fmt: skip
-    return Experiment(f"{mode}-{seed}", params, {"ham10000": fake_fairness(seed, mode)})
+    return Experiment(f"{mode}-{seed}", params, {"ham10000": fake_fairness(seed, mode)},
+                      {"ham10000": fake_quality(seed)})  # fmt: skip
 
 
 def test_seed_summary_is_numpy_mean_and_sample_std():
@@ -63,9 +74,22 @@ def test_aggregate_groups_by_non_seed_params_and_matches_numpy():
         assert table.loc[(f'mix.mode="{mode}"', "auroc.fst6", "real"), "test_n"] == "31"
         # a metric no experiment has is reported as such, not left out
         assert table.loc[(f'mix.mode="{mode}"', "auroc.fst3", "real"), "seeds"] == 0
+        for metric in ("label_confidence.evaluator", "label_confidence.evaluator.fst6",
+                       "label_confidence_ratio.evaluator", "filter.acceptance"):  # fmt: skip
+            by_hand = [fake_quality(s)[f"quality/{metric}"] for s in seeds]
+            row = table.loc[(f'mix.mode="{mode}"', metric, "synthetic")]
+            assert (row["mean"], row["seeds"]) == (pytest.approx(np.mean(by_hand)), len(seeds))
+            assert row["std"] == pytest.approx(np.std(by_hand, ddof=1))
+        sizes = [84 + s for s in seeds]
+        n = table.loc[(f'mix.mode="{mode}"', "label_confidence.evaluator.fst6", "synthetic"), "test_n"]
+        assert n == f"{min(sizes)}-{max(sizes)}"
     markdown = results_markdown(aggregate(experiments), "abc123", "fairaug results")
     assert "`fairaug results`" in markdown and "`abc123`" in markdown
     assert "| auroc FST III |  | n/a | n/a | n/a |" in markdown
+    by_hand = [fake_quality(s)["quality/label_confidence.evaluator"] for s in (1, 2)]
+    assert (f"| label_confidence.evaluator | 504 | {np.mean(by_hand):.3f} ± {np.std(by_hand, ddof=1):.3f} (2) |"
+            in markdown[markdown.index('### mix.mode="pretrain_finetune"'):])  # fmt: skip
+    assert "| fst_fidelity | 504 | n/a |" in markdown  # no experiment has it: said, not left out
 
 
 def test_only_finished_experiments_are_read():
@@ -77,10 +101,15 @@ def test_only_finished_experiments_are_read():
     show = [{"rev": "workspace"}, {"rev": "base", "experiments": [
         entry("in-workspace", None), entry("from-queue", {"state": "success"}), entry("queued", {"state": "queued"}),
         entry("running", {"state": "running"}), entry("failed", {"state": "failed"})]}]  # fmt: skip
-    detail = {"outputs/toy/metrics/fairness_detail.json": '{"fairness/auroc.fst6": 0.7}'}
+    show[1]["experiments"][0]["revs"][0]["data"]["metrics"]["outputs/toy/metrics/quality.json"] = {
+        "data": {"quality/fst_fidelity": 0.9}}
+    detail = {"outputs/toy/metrics/fairness_detail.json": '{"fairness/auroc.fst6": 0.7}',
+              "outputs/toy/metrics/quality_detail.json": '{"quality/fst_fidelity.fst6": 0.8}'}  # fmt: skip
     commit, experiments = experiments_from_show(show, lambda path, rev: detail[path])
     assert commit == "base" and [e.name for e in experiments] == ["in-workspace", "from-queue"]
     assert experiments[0].fairness == {"toy": {"fairness/eod": 0.1, "fairness/auroc.fst6": 0.7}}
+    assert experiments[0].quality == {"toy": {"quality/fst_fidelity": 0.9, "quality/fst_fidelity.fst6": 0.8}}
+    assert experiments[1].quality == {}
     assert experiments[0].params == {"train_classifier.seed": 1}
 
 
@@ -94,6 +123,8 @@ real, augmented = 0.6 + seed / 100, 0.7 + seed / 100 + (0.05 if mode == "pretrai
 json.dump({"fairness/eod": 0.3 - seed / 100, "fairness/augmented.eod": 0.2}, open(out / "fairness.json", "w"))
 json.dump({"fairness/auroc.fst6": real, "fairness/augmented.auroc.fst6": augmented,
            "fairness/delta.auroc.fst6": augmented - real, "fairness/fst6.n": 30}, open(out / "fairness_detail.json", "w"))
+json.dump({"quality/label_confidence.evaluator": 0.5 + seed / 100}, open(out / "quality.json", "w"))
+json.dump({"quality/n_synthetic": 100}, open(out / "quality_detail.json", "w"))
 """
 DVC_YAML = """\
 stages:
@@ -101,8 +132,8 @@ stages:
     cmd: python stage.py
     deps: [stage.py]
     params: [train_classifier, mix]
-    metrics: [outputs/toy/metrics/fairness.json]
-    outs: [outputs/toy/metrics/fairness_detail.json]
+    metrics: [outputs/toy/metrics/fairness.json, outputs/toy/metrics/quality.json]
+    outs: [outputs/toy/metrics/fairness_detail.json, outputs/toy/metrics/quality_detail.json]
 """
 
 
@@ -131,6 +162,8 @@ def test_results_from_dvc_experiments(tmp_path, monkeypatch):
     assert expected in concat
     eod = [0.3 - s / 100 for s in (1, 2, 4)]
     assert f"| eod |  | {np.mean(eod):.3f} ± {np.std(eod, ddof=1):.3f} (3) | 0.200 ± 0.000 (3) | n/a |" in concat
+    confidence = [0.5 + s / 100 for s in (1, 2, 4)]
+    assert f"| label_confidence.evaluator | 100 | {np.mean(confidence):.3f} ± {np.std(confidence, ddof=1):.3f} (3) |" in concat
     pretrain = text[text.index('### mix.mode="pretrain_finetune"'):]
     assert f"| auroc FST VI | 30 | {0.61:.3f} (1) | {0.76:.3f} (1) |" in pretrain
 

@@ -1,15 +1,17 @@
-"""The effect over seeds: finished DVC experiments collected into one Markdown table per data set
+"""The effect over seeds: finished DVC experiments collected into Markdown tables per data set
 (`fairaug results`, docs/results.md).
 
 Experiments come from ``dvc exp show --json`` (those of the HEAD commit, finished: run in the
-workspace, or by `dvc queue start` with executor state success), each with its params and the numbers of every ``outputs/<d>/metrics/fairness.json`` it
-has, merged with the ``fairness_detail.json`` beside it (a DVC out, read from the experiment with
-`dvc.api.read`). Experiments are grouped by every param whose value differs between them, except
+workspace, or by `dvc queue start` with executor state success), each with its params and the
+numbers of every ``outputs/<d>/metrics/fairness.json`` and ``quality.json`` it has, each merged with
+the detail file beside it (a DVC out, read from the experiment with `dvc.api.read`). Experiments are grouped by every param whose value differs between them, except
 the seeds (`SEED_PARAMS`): the runs of one group differ only by seeds, so their spread is the
 seed-to-seed variation of the result. Per group and data set, each metric of the real-only and the
 augmented classifier and their paired difference (``fairness/delta.<metric>``: augmented minus
 real-only within one experiment) is given as mean ± sample standard deviation (ddof 1) over the
-experiments that have it, with their number and each FST group's test images.
+experiments that have it, with their number and each FST group's test images. Beside it, the
+synthetic set's label fidelity (`QUALITY_METRICS`), so that an effect can be read against how much
+the synthetic images looked like their label in the same runs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,8 @@ import pandas as pd
 from fairaug.errors import DataError
 from fairaug.fairness.files import FAIRNESS
 from fairaug.io import atomic_write_text
+from fairaug.metrics.files import QUALITY
+from fairaug.metrics.report import PREFIX as QUALITY_PREFIX
 from fairaug.metrics_files import detail_path
 from fairaug.names import metric_key
 from fairaug.skin.types import FST_ROMAN, FST_VALUES
@@ -49,16 +53,22 @@ VARIANTS = {"real": None, "augmented": "augmented", "delta": "delta"}
 # the rows of a table: per-FST values (with the group's test images) and the gaps
 PER_FST_METRICS = ("auroc", "sensitivity")
 OVERALL_METRICS = ("auroc", "balanced_accuracy", "auroc_gap", "eod")
+# the synthetic set's rows (variant "synthetic"): per FST too, with the group's synthetic images
+QUALITY_METRICS = ("label_confidence.evaluator", "label_confidence_ratio.evaluator")
+QUALITY_OVERALL = ("filter.acceptance", "fst_fidelity")
+SYNTHETIC = "synthetic"
 
 
 @dataclass(frozen=True)
 class Experiment:
     """One finished DVC experiment: its name, its params flattened to dotted keys, and per data set
-    the fairness numbers (fairness.json and fairness_detail.json merged)."""
+    the fairness numbers (fairness.json and fairness_detail.json merged) and the quality numbers
+    (quality.json and quality_detail.json)."""
 
     name: str
     params: Mapping[str, object]
     fairness: Mapping[str, Mapping[str, float]]
+    quality: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 def flatten(data: Mapping, prefix: str = "") -> dict[str, object]:
@@ -93,18 +103,19 @@ def experiments_from_show(
         for file, content in data.get("params", {}).items():
             prefix = "" if file == "params.yaml" else f"{file}:"
             params |= flatten(content.get("data", {}), prefix)
-        fairness = {}
+        numbers: dict[str, dict[str, Mapping[str, float]]] = {FAIRNESS: {}, QUALITY: {}}
         for path, content in data.get("metrics", {}).items():
-            if Path(path).name != FAIRNESS or "data" not in content:
+            if Path(path).name not in numbers or "data" not in content:
                 continue
             detail = detail_path(path).as_posix()
             try:
                 extra = json.loads(read_file(detail, revision["rev"]))
             except Exception as err:  # DVC raises its own error types for a missing file or cache entry
                 raise DataError(f"experiment {revision['name']}: cannot read {detail} ({err})") from None
-            fairness[Path(path).parent.parent.name] = content["data"] | extra
-        if fairness:
-            experiments.append(Experiment(revision["name"] or revision["rev"][:7], params, fairness))
+            numbers[Path(path).name][Path(path).parent.parent.name] = content["data"] | extra
+        if numbers[FAIRNESS]:
+            experiments.append(Experiment(revision["name"] or revision["rev"][:7], params, numbers[FAIRNESS],
+                                          numbers[QUALITY]))  # fmt: skip
     return baseline["rev"], experiments
 
 
@@ -141,10 +152,25 @@ def _rows() -> list[tuple[str, str | None]]:
     return rows + [(m, None) for m in OVERALL_METRICS]
 
 
+def _quality_rows() -> list[tuple[str, str]]:
+    """(metric name, the quality key of its synthetic images): each metric overall, then per FST."""
+    rows = []
+    for metric in QUALITY_METRICS:
+        rows += [(metric, "n_synthetic")] + [(f"{metric}.fst{k}", f"n_synthetic.fst{k}") for k in FST_VALUES]
+    return rows + [(metric, "n_synthetic") for metric in QUALITY_OVERALL]
+
+
+def _group_size(sizes: Sequence[float]) -> str:
+    """A group's size over the experiments: one number, or their range."""
+    sizes = sorted({int(size) for size in sizes})
+    return "" if not sizes else str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+
+
 def aggregate(experiments: Sequence[Experiment]) -> pd.DataFrame:
     """One row per data set, setting (group of experiments), metric and variant (real, augmented,
-    delta): mean, std and seeds (`seed_summary`), test_n (the FST group's test images, or their
-    range over the group's experiments), experiments (their names)."""
+    delta; synthetic for the quality metrics): mean, std and seeds (`seed_summary`), test_n (the FST
+    group's test images, or their range over the group's experiments; synthetic: the group's
+    synthetic images), experiments (their names)."""
     varying = setting_params(experiments)
     groups: dict[str, list[Experiment]] = {}
     for e in experiments:
@@ -157,15 +183,22 @@ def aggregate(experiments: Sequence[Experiment]) -> pd.DataFrame:
             runs = [e for e in members if dataset in e.fairness]
             if not runs:
                 continue
+            names = ", ".join(sorted(e.name for e in runs))
+
+            def record(metric: str, variant: str, values: list, n: str) -> dict:
+                mean, std, seeds = seed_summary(values)
+                return {"dataset": dataset, "setting": setting, "metric": metric, "variant": variant, "mean": mean,
+                        "std": std, "seeds": seeds, "test_n": n, "experiments": names}  # fmt: skip
+
             for metric, n_key in _rows():
-                sizes = sorted({int(e.fairness[dataset][n_key]) for e in runs if n_key in e.fairness[dataset]})
-                test_n = "" if not sizes else str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+                test_n = _group_size([e.fairness[dataset][n_key] for e in runs if n_key in e.fairness[dataset]])
                 for variant, prefix in VARIANTS.items():
                     key = metric_key(metric, prefix)
-                    mean, std, seeds = seed_summary([e.fairness[dataset].get(key) for e in runs])
-                    records.append({"dataset": dataset, "setting": setting, "metric": metric, "variant": variant,
-                                    "mean": mean, "std": std, "seeds": seeds, "test_n": test_n,
-                                    "experiments": ", ".join(sorted(e.name for e in runs))})  # fmt: skip
+                    records.append(record(metric, variant, [e.fairness[dataset].get(key) for e in runs], test_n))
+            quality = [e.quality.get(dataset, {}) for e in runs]
+            for metric, n_key in _quality_rows():
+                n = _group_size([q[QUALITY_PREFIX + n_key] for q in quality if QUALITY_PREFIX + n_key in q])
+                records.append(record(metric, SYNTHETIC, [q.get(QUALITY_PREFIX + metric) for q in quality], n))
     return pd.DataFrame(records, columns=["dataset", "setting", "metric", "variant", "mean", "std", "seeds",
                                           "test_n", "experiments"])  # fmt: skip
 
@@ -185,23 +218,32 @@ def _label(metric: str) -> str:
 
 def results_markdown(table: pd.DataFrame, commit: str, command: str) -> str:
     """docs/results.md: per data set and setting, a row per metric with real-only, augmented and
-    delta as ``mean ± std (seeds)``, and the FST group's test images."""
+    delta as ``mean ± std (seeds)``, and the FST group's test images; then the synthetic set's rows
+    with the group's synthetic images."""
     lines = ["# Fairness effect over seeds", "",
              f"Made by `{command}` from the finished DVC experiments of commit `{commit}`.",
              "Each cell: mean ± sample standard deviation (ddof 1) over the experiments of the setting "
              "(they differ only by seeds: " + ", ".join(f"`{p}`" for p in SEED_PARAMS) + "), and in "
              "brackets how many have the value (n/a: none; fairness_reasons.json says why). delta = augmented - real-only within each experiment. "
-             "test n: the FST group's test images.", ""]  # fmt: skip
+             "test n: the FST group's test images. Synthetic images: the quality metrics of the set the augmented "
+             "classifier chose from, by the evaluator (never the filter's classifier); label_confidence_ratio is over "
+             "the evaluator's label confidence on the real test images of the same group.", ""]  # fmt: skip
     for dataset, by_dataset in table.groupby("dataset", sort=True):
         lines += [f"## {dataset}", ""]
         for setting, rows in by_dataset.groupby("setting", sort=True):
             lines += [f"### {setting}", "", f"Experiments: {rows['experiments'].iloc[0]}", "",
                       "| metric | test n | real-only | augmented | delta |", "|---|---|---|---|---|"]  # fmt: skip
-            for metric, cells in rows.groupby("metric", sort=False):
+            synthetic = rows["variant"] == SYNTHETIC
+            for metric, cells in rows[~synthetic].groupby("metric", sort=False):
                 by_variant = cells.set_index("variant")
                 values = [_cell(*by_variant.loc[v, ["mean", "std", "seeds"]]) for v in VARIANTS]
                 lines.append(f"| {_label(metric)} | {cells['test_n'].iloc[0]} | {' | '.join(values)} |")
             lines.append("")
+            if rows.loc[synthetic, "seeds"].any():
+                lines += ["| synthetic images | n | value |", "|---|---|---|"]
+                lines += [f"| {_label(row.metric)} | {row.test_n} | {_cell(row.mean, row.std, row.seeds)} |"
+                          for row in rows[synthetic].itertuples()]  # fmt: skip
+                lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
