@@ -163,7 +163,8 @@ def test_results_from_dvc_experiments(tmp_path, monkeypatch):
     eod = [0.3 - s / 100 for s in (1, 2, 4)]
     assert f"| eod |  | {np.mean(eod):.3f} ± {np.std(eod, ddof=1):.3f} (3) | 0.200 ± 0.000 (3) | n/a |" in concat
     confidence = [0.5 + s / 100 for s in (1, 2, 4)]
-    assert f"| label_confidence.evaluator | 100 | {np.mean(confidence):.3f} ± {np.std(confidence, ddof=1):.3f} (3) |" in concat
+    row = f"| label_confidence.evaluator | 100 | {np.mean(confidence):.3f} ± {np.std(confidence, ddof=1):.3f} (3) |"
+    assert row in concat
     pretrain = text[text.index('### mix.mode="pretrain_finetune"'):]
     assert f"| auroc FST VI | 30 | {0.61:.3f} (1) | {0.76:.3f} (1) |" in pretrain
 

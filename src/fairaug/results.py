@@ -4,14 +4,15 @@
 Experiments come from ``dvc exp show --json`` (those of the HEAD commit, finished: run in the
 workspace, or by `dvc queue start` with executor state success), each with its params and the
 numbers of every ``outputs/<d>/metrics/fairness.json`` and ``quality.json`` it has, each merged with
-the detail file beside it (a DVC out, read from the experiment with `dvc.api.read`). Experiments are grouped by every param whose value differs between them, except
-the seeds (`SEED_PARAMS`): the runs of one group differ only by seeds, so their spread is the
-seed-to-seed variation of the result. Per group and data set, each metric of the real-only and the
-augmented classifier and their paired difference (``fairness/delta.<metric>``: augmented minus
-real-only within one experiment) is given as mean ± sample standard deviation (ddof 1) over the
-experiments that have it, with their number and each FST group's test images. Beside it, the
-synthetic set's label fidelity (`QUALITY_METRICS`), so that an effect can be read against how much
-the synthetic images looked like their label in the same runs.
+the detail file beside it (a DVC out, read from the experiment with `dvc.api.read`). Experiments are
+grouped by every param whose value differs between them, except the seeds (`SEED_PARAMS`): the runs
+of one group differ only by seeds, so their spread is the seed-to-seed variation of the result. Per
+group and data set, each metric of the real-only and the augmented classifier and their paired
+difference (``fairness/delta.<metric>``: augmented minus real-only within one experiment) is given as
+mean ± sample standard deviation (ddof 1) over the experiments that have it, with their number and
+each FST group's test images. Beside it, the synthetic set's label fidelity (`QUALITY_METRICS`), so
+that an effect can be read against how much the synthetic images looked like their label in the same
+runs.
 """
 
 from __future__ import annotations
@@ -224,8 +225,8 @@ def results_markdown(table: pd.DataFrame, commit: str, command: str) -> str:
              f"Made by `{command}` from the finished DVC experiments of commit `{commit}`.",
              "Each cell: mean ± sample standard deviation (ddof 1) over the experiments of the setting "
              "(they differ only by seeds: " + ", ".join(f"`{p}`" for p in SEED_PARAMS) + "), and in "
-             "brackets how many have the value (n/a: none; fairness_reasons.json says why). delta = augmented - real-only within each experiment. "
-             "test n: the FST group's test images. Synthetic images: the quality metrics of the set the augmented "
+             "brackets how many have the value (n/a: none; fairness_reasons.json says why). delta = augmented - "
+             "real-only within each experiment. test n: the FST group's test images. Synthetic images: the quality metrics of the set the augmented "
              "classifier chose from, by the evaluator (never the filter's classifier); label_confidence_ratio is over "
              "the evaluator's label confidence on the real test images of the same group.", ""]  # fmt: skip
     for dataset, by_dataset in table.groupby("dataset", sort=True):
