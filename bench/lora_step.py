@@ -95,7 +95,9 @@ def main() -> None:
         params = Params().model_copy(update={
             "datasets": {"derm": dataset},
             # like for like: the plain loop encodes every step, so ours does too (cached latents: tiny_pretrain_step)
-            "train_lora": TrainLoraConfig(checkpoint_every=10_000, validate_every=10_000, cache_latents=False),
+            # select_by val_loss: the sample grids of select_by samples are validation, not step time
+            "train_lora": TrainLoraConfig(checkpoint_every=10_000, validate_every=10_000, cache_latents=False,
+                                          select_by="val_loss"),
         })
         data = lora_data(params, "derm", manifest)
         ours_s, plain_s = [], []
