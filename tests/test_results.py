@@ -90,6 +90,13 @@ def test_aggregate_groups_by_non_seed_params_and_matches_numpy():
     assert (f"| label_confidence.evaluator | 504 | {np.mean(by_hand):.3f} ± {np.std(by_hand, ddof=1):.3f} (2) |"
             in markdown[markdown.index('### mix.mode="pretrain_finetune"'):])  # fmt: skip
     assert "| fst_fidelity | 504 | n/a |" in markdown  # no experiment has it: said, not left out
+    # mix modes of the same seeds share their synthetic sets: one table, and a reference to it
+    same_seeds = [experiment(s, mode) for mode in ("concat", "pretrain_finetune") for s in (1, 2)]
+    markdown = results_markdown(aggregate(same_seeds), "abc123", "fairaug results")
+    concat, pretrain = markdown.split('### mix.mode="pretrain_finetune"')
+    assert concat.count("| synthetic images |") == 1 and "| synthetic images |" not in pretrain
+    assert 'Synthetic images: the same as under `mix.mode="concat"`.' in pretrain
+    assert "| auroc FST VI | 31 |" in pretrain  # the fairness rows stay
 
 
 def test_only_finished_experiments_are_read():

@@ -3,7 +3,7 @@ per-FST fairness (real-only vs augmented) and quality with intervals and group s
 
 import streamlit as st
 
-from fairaug.names import NAMESPACE, bare_name
+from fairaug.names import FAIRNESS_NAMESPACE, QUALITY_NAMESPACE, bare_name
 from fairaug.tracking import tables
 from fairaug.tracking.search import STAGES
 from views.common import fst_chart, fst_values_table, pick_dataset, pick_pipelines, store_uri
@@ -48,7 +48,7 @@ else:
 
 st.subheader("Fairness per skin type")
 fairness_names = sorted({bare_name(name) for p in chosen for variant in tables.VARIANTS
-                         for name in tables.per_fst_names(tables.fairness_source(p, variant)[0], NAMESPACE)
+                         for name in tables.per_fst_names(tables.fairness_source(p, variant)[0], FAIRNESS_NAMESPACE)
                          if "." not in bare_name(name)})  # fmt: skip
 if not fairness_names:
     st.info("No per-FST fairness metrics: these pipeline runs have no train_classifier or evaluate_fairness run.")
@@ -66,11 +66,11 @@ else:
 
 st.subheader("Synthetic image quality per skin type")
 quality_names = sorted({name for p in chosen if (run := p.run(tables.QUALITY_STAGE)) is not None
-                        for name in tables.per_fst_names(run.data.metrics, "quality/")})  # fmt: skip
+                        for name in tables.per_fst_names(run.data.metrics, QUALITY_NAMESPACE)})  # fmt: skip
 if not quality_names:
     st.info("No per-FST quality metrics: these pipeline runs have no evaluate_quality run.")
 else:
-    default = next((i for i, n in enumerate(quality_names) if n.startswith("quality/kid.")), 0)
+    default = next((i for i, n in enumerate(quality_names) if n.startswith(f"{QUALITY_NAMESPACE}kid.")), 0)
     name = st.selectbox("Quality metric", quality_names, index=default)
     frame = tables.compare_fst(chosen, name, "quality")
     if frame.empty:

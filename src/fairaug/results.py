@@ -32,9 +32,8 @@ from fairaug.errors import DataError
 from fairaug.fairness.files import FAIRNESS
 from fairaug.io import atomic_write_text
 from fairaug.metrics.files import QUALITY
-from fairaug.metrics.report import PREFIX as QUALITY_PREFIX
 from fairaug.metrics_files import detail_path
-from fairaug.names import metric_key
+from fairaug.names import QUALITY_NAMESPACE, metric_key
 from fairaug.skin.types import FST_ROMAN, FST_VALUES
 
 # params that only draw random numbers: runs that differ by these alone are repeats of one setting
@@ -198,8 +197,8 @@ def aggregate(experiments: Sequence[Experiment]) -> pd.DataFrame:
                     records.append(record(metric, variant, [e.fairness[dataset].get(key) for e in runs], test_n))
             quality = [e.quality.get(dataset, {}) for e in runs]
             for metric, n_key in _quality_rows():
-                n = _group_size([q[QUALITY_PREFIX + n_key] for q in quality if QUALITY_PREFIX + n_key in q])
-                records.append(record(metric, SYNTHETIC, [q.get(QUALITY_PREFIX + metric) for q in quality], n))
+                n = _group_size([q[QUALITY_NAMESPACE + n_key] for q in quality if QUALITY_NAMESPACE + n_key in q])
+                records.append(record(metric, SYNTHETIC, [q.get(QUALITY_NAMESPACE + metric) for q in quality], n))
     return pd.DataFrame(records, columns=["dataset", "setting", "metric", "variant", "mean", "std", "seeds",
                                           "test_n", "experiments"])  # fmt: skip
 
@@ -220,7 +219,8 @@ def _label(metric: str) -> str:
 def results_markdown(table: pd.DataFrame, commit: str, command: str) -> str:
     """docs/results.md: per data set and setting, a row per metric with real-only, augmented and
     delta as ``mean ± std (seeds)``, and the FST group's test images; then the synthetic set's rows
-    with the group's synthetic images."""
+    with the group's synthetic images, or where an earlier setting of the data set had the same rows
+    (e.g. mix modes of the same seeds: one synthetic set behind both), a reference to it."""
     lines = ["# Fairness effect over seeds", "",
              f"Made by `{command}` from the finished DVC experiments of commit `{commit}`.",
              "Each cell: mean ± sample standard deviation (ddof 1) over the experiments of the setting "
@@ -231,6 +231,7 @@ def results_markdown(table: pd.DataFrame, commit: str, command: str) -> str:
              "the evaluator's label confidence on the real test images of the same group.", ""]  # fmt: skip
     for dataset, by_dataset in table.groupby("dataset", sort=True):
         lines += [f"## {dataset}", ""]
+        shown: dict[tuple[str, ...], str] = {}  # a synthetic table -> the first setting that showed it
         for setting, rows in by_dataset.groupby("setting", sort=True):
             lines += [f"### {setting}", "", f"Experiments: {rows['experiments'].iloc[0]}", "",
                       "| metric | test n | real-only | augmented | delta |", "|---|---|---|---|---|"]  # fmt: skip
@@ -241,10 +242,13 @@ def results_markdown(table: pd.DataFrame, commit: str, command: str) -> str:
                 lines.append(f"| {_label(metric)} | {cells['test_n'].iloc[0]} | {' | '.join(values)} |")
             lines.append("")
             if rows.loc[synthetic, "seeds"].any():
-                lines += ["| synthetic images | n | value |", "|---|---|---|"]
-                lines += [f"| {_label(row.metric)} | {row.test_n} | {_cell(row.mean, row.std, row.seeds)} |"
-                          for row in rows[synthetic].itertuples()]  # fmt: skip
-                lines.append("")
+                table_rows = tuple(f"| {_label(row.metric)} | {row.test_n} | {_cell(row.mean, row.std, row.seeds)} |"
+                                   for row in rows[synthetic].itertuples())  # fmt: skip
+                if table_rows in shown:  # settings that differ only downstream of generate share their sets
+                    lines += [f"Synthetic images: the same as under `{shown[table_rows]}`.", ""]
+                    continue
+                shown[table_rows] = setting
+                lines += ["| synthetic images | n | value |", "|---|---|---|", *table_rows, ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -45,7 +45,7 @@ from fairaug.fairness.functional import (
     specificity,
 )
 from fairaug.fairness.predictions import check_predictions, score_column
-from fairaug.names import NAMESPACE, bare_name, metric_key
+from fairaug.names import FAIRNESS_NAMESPACE, bare_name, metric_key
 from fairaug.stats import ReportWriter, Rows, UndefinedMetricError, stratified_indices
 
 NOT_DELTA_SUFFIXES = (".ci_low", ".ci_high", ".n", ".reason", ".small_group")
@@ -77,7 +77,7 @@ def fairness_report(
         strata = fst if stratify_by_fst else np.zeros(len(frame), dtype=np.int64)
         resamples = [stratified_indices(strata, n_bootstrap, seed)]
         resampler = lambda samples: resamples  # noqa: E731
-    writer = ReportWriter(NAMESPACE, resampler, confidence, complete=True)
+    writer = ReportWriter(FAIRNESS_NAMESPACE, resampler, confidence, complete=True)
 
     def on_rows(metric: Callable[..., float], keep: Callable[[Rows], Rows], grouped: bool) -> Callable[[Rows], float]:
         """The statistic a bootstrap resample (row indices) gives: the metric on the rows ``keep`` keeps."""

@@ -58,10 +58,10 @@ from fairaug.metrics import functional as F
 from fairaug.metrics.extractors import Extractor, Output, pixels_extractor, thumbnail_features
 from fairaug.metrics.features import FeatureCache, ImageSet, extract
 from fairaug.metrics.perceptual import Lpips
+from fairaug.names import QUALITY_NAMESPACE
 from fairaug.skin.ita import estimate_fst, set_abstention_reason
 from fairaug.stats import ReportWriter, Rows, UndefinedMetricError, bootstrap_indices
 
-PREFIX = "quality/"
 Report = dict[str, float | int | bool | str]
 
 
@@ -73,7 +73,7 @@ def _writer(config: EvaluateQualityConfig) -> ReportWriter:
         return bootstrap_indices([len(sample) for sample in samples], config.n_bootstrap, config.seed,
                                  resample_by_resample=True)  # fmt: skip
 
-    return ReportWriter(PREFIX, resamples if config.n_bootstrap else None, config.confidence)
+    return ReportWriter(QUALITY_NAMESPACE, resamples if config.n_bootstrap else None, config.confidence)
 
 
 def _mean(values: np.ndarray) -> float:

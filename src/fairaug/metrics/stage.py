@@ -33,8 +33,9 @@ from fairaug.io import reasons_path
 from fairaug.metrics.extractors import build_extractors
 from fairaug.metrics.features import FeatureCache, manifest_set, synthetic_set
 from fairaug.metrics.perceptual import load_lpips
-from fairaug.metrics.report import PREFIX, Report, quality_report
+from fairaug.metrics.report import Report, quality_report
 from fairaug.metrics_files import detail_path, write_metrics
+from fairaug.names import QUALITY_NAMESPACE
 from fairaug.tracking import numeric_metrics, stage_run
 
 # quality.json's keys, the numbers compared first in `dvc exp show` (quality_detail.json holds the
@@ -42,7 +43,7 @@ from fairaug.tracking import numeric_metrics, stage_run
 # overall; the filter's rates. '*' is one part of a name, an extractor or the LPIPS net, never a
 # group (kid.pixels, not kid.pixels.fst1). Memorization is the SSIM one, extractor-free; the gated
 # near_copy.<e> value is in promotion.json.
-HEADLINE = tuple(PREFIX + name for name in (
+HEADLINE = tuple(QUALITY_NAMESPACE + name for name in (
     "fid.*", "kid.*", "is.*", "realness_auc.*", "diversity.*_ratio", "ssim", "lpips.*",
     "memorization.ssim_near_copy", "fst_fidelity", "fst_fidelity.abstention", "label_confidence.*", "label_accuracy.*",
     "label_confidence_ratio.*", "filter.acceptance", "filter.below_bar",
@@ -65,9 +66,9 @@ def filter_statistics(manifest: pd.DataFrame, config: FilterConfig) -> dict[str,
     groups = [("", manifest.index)] + [(f".fst{k}", manifest.index[manifest["fst"] == k])
                                        for k in sorted(manifest["fst"].unique())]  # fmt: skip
     for suffix, rows in groups:
-        stats[f"{PREFIX}filter.acceptance{suffix}"] = float(passed[rows].mean())
+        stats[f"{QUALITY_NAMESPACE}filter.acceptance{suffix}"] = float(passed[rows].mean())
         if kept := int(manifest.loc[rows, "kept"].sum()):
-            stats[f"{PREFIX}filter.below_bar{suffix}"] = float(below[rows].sum() / kept)
+            stats[f"{QUALITY_NAMESPACE}filter.below_bar{suffix}"] = float(below[rows].sum() / kept)
     return stats
 
 

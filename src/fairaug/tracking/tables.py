@@ -15,7 +15,7 @@ import pandas as pd
 
 from fairaug.config.fairness import FairnessConfig
 from fairaug.config.quality import EvaluateQualityConfig
-from fairaug.names import metric_key
+from fairaug.names import QUALITY_NAMESPACE, metric_key
 from fairaug.skin.types import FST_VALUES
 from fairaug.tracking.pipelines import Pipeline
 
@@ -96,8 +96,8 @@ def quality_fst_table(pipeline: Pipeline, name: str) -> pd.DataFrame:
     real or the synthetic side has fewer images than evaluate_quality.min_group_size."""
     run = pipeline.run(QUALITY_STAGE)
     metrics = run.data.metrics if run is not None else {}
-    sizes = {k: min(metrics.get(f"quality/n_real.fst{k}", NAN), metrics.get(f"quality/n_synthetic.fst{k}", NAN))
-             for k in FST_VALUES}  # fmt: skip
+    sizes = {k: min(metrics.get(f"{QUALITY_NAMESPACE}n_real.fst{k}", NAN),
+                    metrics.get(f"{QUALITY_NAMESPACE}n_synthetic.fst{k}", NAN)) for k in FST_VALUES}  # fmt: skip
     min_size = _int_param(pipeline, [QUALITY_STAGE], "evaluate_quality.min_group_size",
                           EvaluateQualityConfig().min_group_size)
     return fst_table(metrics, name, sizes, min_size)
