@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from fairaug.cli import app
@@ -13,6 +14,7 @@ from fairaug.results import (
     Experiment,
     aggregate,
     experiments_from_show,
+    mean_interval,
     results_markdown,
     seed_summary,
     setting_params,
@@ -58,6 +60,14 @@ def test_seed_summary_is_numpy_mean_and_sample_std():
     assert math.isnan(seed_summary([0.5])[1]) and seed_summary([])[2] == 0
 
 
+@pytest.mark.parametrize("values", [[0.049, 0.027, 0.071], [0.016, 0.011, 0.021, 0.02], [-0.1, 0.3]])
+def test_mean_interval_is_scipys_one_sample_t_interval(values):
+    reference = stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
+    low, high = mean_interval(*seed_summary(values))
+    assert (low, high) == (pytest.approx(reference.low), pytest.approx(reference.high))
+    assert all(math.isnan(v) for v in mean_interval(*seed_summary([0.5])))
+
+
 def test_aggregate_groups_by_non_seed_params_and_matches_numpy():
     experiments = [experiment(s, "concat", split_seed=s) for s in (1, 2, 3)]
     experiments += [experiment(s, "pretrain_finetune") for s in (1, 2)]
@@ -71,6 +81,8 @@ def test_aggregate_groups_by_non_seed_params_and_matches_numpy():
                 assert row["mean"] == pytest.approx(np.mean(by_hand))
                 assert row["std"] == pytest.approx(np.std(by_hand, ddof=1))
                 assert row["seeds"] == len(seeds)
+                reference = stats.ttest_1samp(by_hand, 0.0).confidence_interval(0.95)
+                assert (row["ci_low"], row["ci_high"]) == (pytest.approx(reference.low), pytest.approx(reference.high))
         assert table.loc[(f'mix.mode="{mode}"', "auroc.fst6", "real"), "test_n"] == "31"
         # a metric no experiment has is reported as such, not left out
         assert table.loc[(f'mix.mode="{mode}"', "auroc.fst3", "real"), "seeds"] == 0
@@ -85,7 +97,7 @@ def test_aggregate_groups_by_non_seed_params_and_matches_numpy():
         assert n == f"{min(sizes)}-{max(sizes)}"
     markdown = results_markdown(aggregate(experiments), "abc123", "fairaug results")
     assert "`fairaug results`" in markdown and "`abc123`" in markdown
-    assert "| auroc FST III |  | n/a | n/a | n/a |" in markdown
+    assert "| auroc FST III |  | n/a | n/a | n/a |  |" in markdown
     by_hand = [fake_quality(s)["quality/label_confidence.evaluator"] for s in (1, 2)]
     assert (f"| label_confidence.evaluator | 504 | {np.mean(by_hand):.3f} ± {np.std(by_hand, ddof=1):.3f} (2) |"
             in markdown[markdown.index('### mix.mode="pretrain_finetune"'):])  # fmt: skip
@@ -163,9 +175,11 @@ def test_results_from_dvc_experiments(tmp_path, monkeypatch):
     real = [0.6 + s / 100 for s in (1, 2, 4)]
     augmented = [0.7 + s / 100 for s in (1, 2, 4)]
     delta = np.subtract(augmented, real)
+    interval = stats.ttest_1samp(delta, 0.0).confidence_interval(0.95)
     expected = (f"| auroc FST VI | 30 | {np.mean(real):.3f} ± {np.std(real, ddof=1):.3f} (3) | "
                 f"{np.mean(augmented):.3f} ± {np.std(augmented, ddof=1):.3f} (3) | "
-                f"{np.mean(delta):.3f} ± {np.std(delta, ddof=1):.3f} (3) |")  # fmt: skip
+                f"{np.mean(delta):.3f} ± {np.std(delta, ddof=1):.3f} (3) | "
+                f"{interval.low:+.3f} to {interval.high:+.3f} |")  # fmt: skip
     assert expected in concat
     eod = [0.3 - s / 100 for s in (1, 2, 4)]
     assert f"| eod |  | {np.mean(eod):.3f} ± {np.std(eod, ddof=1):.3f} (3) | 0.200 ± 0.000 (3) | n/a |" in concat

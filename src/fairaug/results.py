@@ -10,7 +10,8 @@ of one group differ only by seeds, so their spread is the seed-to-seed variation
 group and data set, each metric of the real-only and the augmented classifier and their paired
 difference (``fairness/delta.<metric>``: augmented minus real-only within one experiment) is given as
 mean ± sample standard deviation (ddof 1) over the experiments that have it, with their number and
-each FST group's test images. Beside it, the synthetic set's label fidelity (`QUALITY_METRICS`), so
+each FST group's test images; the difference also with the t interval of its mean over seeds (an
+effect whose interval excludes 0 holds across the seeds at that confidence). Beside it, the synthetic set's label fidelity (`QUALITY_METRICS`), so
 that an effect can be read against how much the synthetic images looked like their label in the same
 runs.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from fairaug.errors import DataError
 from fairaug.fairness.files import FAIRNESS
@@ -57,6 +59,7 @@ OVERALL_METRICS = ("auroc", "balanced_accuracy", "auroc_gap", "eod")
 QUALITY_METRICS = ("label_confidence.evaluator", "label_confidence_ratio.evaluator")
 QUALITY_OVERALL = ("filter.acceptance", "fst_fidelity")
 SYNTHETIC = "synthetic"
+CONFIDENCE = 0.95  # of the interval of a difference's mean over seeds
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,15 @@ def seed_summary(values: Sequence[float]) -> tuple[float, float, int]:
     return float(finite.mean()), float(finite.std(ddof=1)) if len(finite) > 1 else math.nan, len(finite)
 
 
+def mean_interval(mean: float, std: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The t interval of a mean of ``n`` values with sample standard deviation ``std`` (n - 1
+    degrees of freedom: few seeds make it wide); NaN for fewer than two values."""
+    if n < 2 or not math.isfinite(std):
+        return math.nan, math.nan
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
 def _rows() -> list[tuple[str, str | None]]:
     """(metric name, the fairness key of its group size or None)."""
     rows = [(f"{m}.fst{k}", metric_key(f"fst{k}.n")) for m in PER_FST_METRICS for k in FST_VALUES]
@@ -168,7 +180,8 @@ def _group_size(sizes: Sequence[float]) -> str:
 
 def aggregate(experiments: Sequence[Experiment]) -> pd.DataFrame:
     """One row per data set, setting (group of experiments), metric and variant (real, augmented,
-    delta; synthetic for the quality metrics): mean, std and seeds (`seed_summary`), test_n (the FST
+    delta; synthetic for the quality metrics): mean, std and seeds (`seed_summary`), ci_low and
+    ci_high (`mean_interval`), test_n (the FST
     group's test images, or their range over the group's experiments; synthetic: the group's
     synthetic images), experiments (their names)."""
     varying = setting_params(experiments)
@@ -187,8 +200,10 @@ def aggregate(experiments: Sequence[Experiment]) -> pd.DataFrame:
 
             def record(metric: str, variant: str, values: list, n: str) -> dict:
                 mean, std, seeds = seed_summary(values)
+                low, high = mean_interval(mean, std, seeds)
                 return {"dataset": dataset, "setting": setting, "metric": metric, "variant": variant, "mean": mean,
-                        "std": std, "seeds": seeds, "test_n": n, "experiments": names}  # fmt: skip
+                        "std": std, "seeds": seeds, "ci_low": low, "ci_high": high, "test_n": n,
+                        "experiments": names}  # fmt: skip
 
             for metric, n_key in _rows():
                 test_n = _group_size([e.fairness[dataset][n_key] for e in runs if n_key in e.fairness[dataset]])
@@ -200,7 +215,7 @@ def aggregate(experiments: Sequence[Experiment]) -> pd.DataFrame:
                 n = _group_size([q[QUALITY_NAMESPACE + n_key] for q in quality if QUALITY_NAMESPACE + n_key in q])
                 records.append(record(metric, SYNTHETIC, [q.get(QUALITY_NAMESPACE + metric) for q in quality], n))
     return pd.DataFrame(records, columns=["dataset", "setting", "metric", "variant", "mean", "std", "seeds",
-                                          "test_n", "experiments"])  # fmt: skip
+                                          "ci_low", "ci_high", "test_n", "experiments"])  # fmt: skip
 
 
 def _cell(mean: float, std: float, seeds: int) -> str:
@@ -211,6 +226,10 @@ def _cell(mean: float, std: float, seeds: int) -> str:
     return f"{mean:.3f}{spread} ({seeds})"
 
 
+def _interval(low: float, high: float) -> str:
+    return "" if math.isnan(low) else f"{low:+.3f} to {high:+.3f}"
+
+
 def _label(metric: str) -> str:
     name, _, group = metric.partition(".fst")
     return f"{name} FST {FST_ROMAN[int(group)]}" if group else metric
@@ -218,7 +237,8 @@ def _label(metric: str) -> str:
 
 def results_markdown(table: pd.DataFrame, commit: str, command: str) -> str:
     """docs/results.md: per data set and setting, a row per metric with real-only, augmented and
-    delta as ``mean ± std (seeds)``, and the FST group's test images; then the synthetic set's rows
+    delta as ``mean ± std (seeds)`` and the t interval of delta's mean, and the FST group's test
+    images; then the synthetic set's rows
     with the group's synthetic images, or where an earlier setting of the data set had the same rows
     (e.g. mix modes of the same seeds: one synthetic set behind both), a reference to it."""
     lines = ["# Fairness effect over seeds", "",
@@ -226,7 +246,9 @@ def results_markdown(table: pd.DataFrame, commit: str, command: str) -> str:
              "Each cell: mean ± sample standard deviation (ddof 1) over the experiments of the setting "
              "(they differ only by seeds: " + ", ".join(f"`{p}`" for p in SEED_PARAMS) + "), and in "
              "brackets how many have the value (n/a: none; fairness_reasons.json says why). delta = augmented - "
-             "real-only within each experiment. test n: the FST group's test images. Synthetic images: the quality metrics of the set the augmented "
+             "real-only within each experiment; its interval: the t interval of its mean over the seeds "
+             f"({CONFIDENCE:.0%}, seeds - 1 degrees of freedom; an interval that excludes 0: the seeds' spread does "
+             "not explain the effect). test n: the FST group's test images. Synthetic images: the quality metrics of the set the augmented "
              "classifier chose from, by the evaluator (never the filter's classifier); label_confidence_ratio is over "
              "the evaluator's label confidence on the real test images of the same group.", ""]  # fmt: skip
     for dataset, by_dataset in table.groupby("dataset", sort=True):
@@ -234,11 +256,13 @@ def results_markdown(table: pd.DataFrame, commit: str, command: str) -> str:
         shown: dict[tuple[str, ...], str] = {}  # a synthetic table -> the first setting that showed it
         for setting, rows in by_dataset.groupby("setting", sort=True):
             lines += [f"### {setting}", "", f"Experiments: {rows['experiments'].iloc[0]}", "",
-                      "| metric | test n | real-only | augmented | delta |", "|---|---|---|---|---|"]  # fmt: skip
+                      f"| metric | test n | real-only | augmented | delta | delta, {CONFIDENCE:.0%} interval |",
+                      "|---|---|---|---|---|---|"]  # fmt: skip
             synthetic = rows["variant"] == SYNTHETIC
             for metric, cells in rows[~synthetic].groupby("metric", sort=False):
                 by_variant = cells.set_index("variant")
                 values = [_cell(*by_variant.loc[v, ["mean", "std", "seeds"]]) for v in VARIANTS]
+                values.append(_interval(*by_variant.loc["delta", ["ci_low", "ci_high"]]))
                 lines.append(f"| {_label(metric)} | {cells['test_n'].iloc[0]} | {' | '.join(values)} |")
             lines.append("")
             if rows.loc[synthetic, "seeds"].any():
