@@ -10,10 +10,10 @@ of one group differ only by seeds, so their spread is the seed-to-seed variation
 group and data set, each metric of the real-only and the augmented classifier and their paired
 difference (``fairness/delta.<metric>``: augmented minus real-only within one experiment) is given as
 mean ± sample standard deviation (ddof 1) over the experiments that have it, with their number and
-each FST group's test images; the difference also with the t interval of its mean over seeds (an
-effect whose interval excludes 0 holds across the seeds at that confidence). Beside it, the synthetic set's label fidelity (`QUALITY_METRICS`), so
-that an effect can be read against how much the synthetic images looked like their label in the same
-runs.
+each FST group's test images; the difference also with the t interval of its mean over seeds (one
+that excludes 0: the seeds' spread does not explain the effect). Beside it, the synthetic set's
+label fidelity (`QUALITY_METRICS`), so that an effect can be read against how much the synthetic
+images looked like their label in the same runs.
 """
 
 from __future__ import annotations
@@ -181,9 +181,8 @@ def _group_size(sizes: Sequence[float]) -> str:
 def aggregate(experiments: Sequence[Experiment]) -> pd.DataFrame:
     """One row per data set, setting (group of experiments), metric and variant (real, augmented,
     delta; synthetic for the quality metrics): mean, std and seeds (`seed_summary`), ci_low and
-    ci_high (`mean_interval`), test_n (the FST
-    group's test images, or their range over the group's experiments; synthetic: the group's
-    synthetic images), experiments (their names)."""
+    ci_high (`mean_interval`), test_n (the FST group's test images, or their range over the group's
+    experiments; synthetic: the group's synthetic images), experiments (their names)."""
     varying = setting_params(experiments)
     groups: dict[str, list[Experiment]] = {}
     for e in experiments:
@@ -238,9 +237,9 @@ def _label(metric: str) -> str:
 def results_markdown(table: pd.DataFrame, commit: str, command: str) -> str:
     """docs/results.md: per data set and setting, a row per metric with real-only, augmented and
     delta as ``mean ± std (seeds)`` and the t interval of delta's mean, and the FST group's test
-    images; then the synthetic set's rows
-    with the group's synthetic images, or where an earlier setting of the data set had the same rows
-    (e.g. mix modes of the same seeds: one synthetic set behind both), a reference to it."""
+    images; then the synthetic set's rows with the group's synthetic images, or where an earlier
+    setting of the data set had the same rows (e.g. mix modes of the same seeds: one synthetic set
+    behind both), a reference to it."""
     lines = ["# Fairness effect over seeds", "",
              f"Made by `{command}` from the finished DVC experiments of commit `{commit}`.",
              "Each cell: mean ± sample standard deviation (ddof 1) over the experiments of the setting "
