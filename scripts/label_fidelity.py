@@ -10,11 +10,15 @@ Markdown table:
     python scripts/label_fidelity.py --dataset ham10000 --per-cell 4 >> docs/label_fidelity.md
 
 With --pretrain, it measures a pretraining change instead of the chain: it pretrains a base the way
-base_model does, with the given base.pretrain params changed, once for each of --seeds. It then scores
-that base's samples on every data set, with no LoRA. One pretraining run is not enough to judge a
+base_model does, with the given params changed, once for each of --seeds. A key is a base.pretrain
+param (`unet_steps`), or a base param when its first part names one (`tiny.latent_channels`,
+`prediction_type`); values are read as YAML. It then scores
+that base's samples on every data set, with no LoRA, and its VAE's reconstructions of the test
+images (the most its samples can show). One pretraining run is not enough to judge a
 change: the spread between seeds is as large as most changes.
 
     python scripts/label_fidelity.py --pretrain unet_batch_size=16 unet_steps=2000 --seeds 0 1 2
+    python scripts/label_fidelity.py --pretrain tiny.latent_channels=8 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from fairaug.config import load_params
-from fairaug.config.diffusion import PretrainConfig
+from fairaug.config.diffusion import BaseConfig
 from fairaug.data.files import MANIFEST
 from fairaug.diffusion.base import load_base_pipeline, save_tiny_base
 from fairaug.diffusion.data import ManifestImages
@@ -114,33 +119,52 @@ def sampling_plan(params, dataset_name: str, manifest: pd.DataFrame, per_cell: i
     return config, build_plan(config, params.prompts.templates[dataset.domain], dataset.domain, labels)
 
 
+def changed_base(base: BaseConfig, changes: dict[str, str], seed: int) -> BaseConfig:
+    """``base`` with ``changes`` (keys relative to base.pretrain, or to base when their first part names
+    a base param; YAML values) and pretraining seed ``seed``."""
+    values = base.model_dump()
+    for key, value in changes.items():
+        path = key.split(".")
+        node = values if path[0] in values else values["pretrain"]
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = yaml.safe_load(value)
+    values["pretrain"]["seed"] = seed
+    return BaseConfig.model_validate(values)
+
+
 def pretrain_rows(project: Path, params, changes: dict[str, str], seeds: list[int], per_cell: int) -> list[dict]:
-    """For each seed, a base pretrained as base_model does with ``changes`` to base.pretrain, then the
+    """For each seed, a base pretrained as base_model does with ``changes`` (`changed_base`), then the
     "base alone" row of every data set with the project's evaluator."""
-    pretrain = params.base.pretrain.model_dump() | changes
     datasets = {name: dataset.model_copy(update={"root": str(project / dataset.root)})
                 for name, dataset in params.datasets.items()}  # fmt: skip
     splits = {name: pd.read_parquet(project / "outputs" / "base_train" / f"{name}.parquet") for name in datasets}
-    graders = {}  # data set -> its evaluator, sampler config and plan: the same for every seed
+    graders = {}  # data set -> its evaluator, test split, sampler config and plan: the same for every seed
     for name in datasets:
         outputs = project / "outputs" / name
         manifest = pd.read_parquet(outputs / "prepared" / MANIFEST)
-        graders[name] = (evaluator_extractor(outputs / "classifier" / "evaluator" / WEIGHTS),
+        test = manifest[(manifest["split"] == "test") & (manifest["fst"] >= 1)]
+        graders[name] = (evaluator_extractor(outputs / "classifier" / "evaluator" / WEIGHTS), test,
                          *sampling_plan(params, name, manifest, per_cell))  # fmt: skip
     rows = []
     for seed in seeds:
-        base = params.base.model_copy(update={"pretrain": PretrainConfig.model_validate(pretrain | {"seed": seed})})
+        base = changed_base(params.base, changes, seed)
         started = time.perf_counter()
         pipeline, _ = pretrain_base(base, params.prompts, datasets, splits, progress=False)
         pretrain_minutes = (time.perf_counter() - started) / 60
         with tempfile.TemporaryDirectory() as base_dir:
             save_tiny_base(pipeline, Path(base_dir))
-            for name, (extractor, config, plan) in graders.items():
+            for name, (extractor, test, config, plan) in graders.items():
+                started = time.perf_counter()
+                _, reconstructed = real_and_reconstructed(pipeline, test, Path(datasets[name].root), base.resolution)
+                ceiling = confidence_row("VAE reconstructions", extractor, reconstructed, list(test["label"]),
+                                         list(test["fst"]), started, sampled=False)
                 started = time.perf_counter()
                 images = sample(load_sampler(Path(base_dir), None, config), plan, config, params.prompts.negative)
                 row = confidence_row("base alone", extractor, images, list(plan["label"]), list(plan["fst"]),
                                      started, sampled=True)
-                rows.append({"seed": seed, "dataset": name, **row, "pretrain minutes": pretrain_minutes})
+                rows.append({"seed": seed, "dataset": name, **row, "reconstructions": ceiling["label_confidence"],
+                             "pretrain minutes": pretrain_minutes})
     return rows
 
 
@@ -150,7 +174,7 @@ def main() -> None:
     parser.add_argument("--project", type=Path, default=Path("."), help="a project whose pipeline has run")
     parser.add_argument("--per-cell", type=int, default=4, help="samples per (FST, label)")
     parser.add_argument("--pretrain", nargs="*", metavar="KEY=VALUE",
-                        help="base.pretrain params to change; pretrain and score such a base instead of the chain")
+                        help="base.pretrain (or base) params to change; pretrain and score such a base instead of the chain")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="pretraining seeds of --pretrain")
     args = parser.parse_args()
     if (args.pretrain is None) == (args.dataset is None):
@@ -163,9 +187,10 @@ def main() -> None:
         return
     changes = dict(change.split("=", 1) for change in args.pretrain)
     rows = pd.DataFrame(pretrain_rows(args.project, params, changes, args.seeds, args.per_cell))
-    print(f"\n### base.pretrain: {', '.join(args.pretrain) or 'as in params.yaml'}\n")
+    print(f"\n### base: {', '.join(args.pretrain) or 'as in params.yaml'}\n")
     print(rows.drop(columns="link").to_markdown(index=False, floatfmt=".3f"))
-    summary = rows.groupby("dataset")[["label_confidence", "worst FST", "fst_fidelity"]].agg(["mean", "std"])
+    summary = rows.groupby("dataset")[["label_confidence", "worst FST", "fst_fidelity", "reconstructions"]].agg(
+        ["mean", "std"])
     summary.columns = [f"{column} {statistic}" for column, statistic in summary.columns]
     print(f"\nmean and sd over seeds {args.seeds}:\n")
     print(summary.to_markdown(floatfmt=".3f"))

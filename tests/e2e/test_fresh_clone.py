@@ -82,11 +82,13 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path, service
                                        "base alone: generate params (dpmsolver++, 4 steps, guidance 5.0)"]
     assert len(chain) == 8 and all(link.startswith("base + LoRA: ") for link in chain["link"][3:])
     assert chain["label_confidence"].astype(float).between(0, 1).all()
-    changed = run([*label_fidelity, "--pretrain", "unet_steps=3", "vae_steps=2", "--seeds", "0", "1"], clone).stdout
-    assert "### base.pretrain: unet_steps=3, vae_steps=2" in changed
+    changed = run([*label_fidelity, "--pretrain", "unet_steps=3", "vae_steps=2", "tiny.latent_channels=2",
+                   "--seeds", "0", "1"], clone).stdout
+    assert "### base: unet_steps=3, vae_steps=2, tiny.latent_channels=2" in changed
     per_seed = markdown_table(changed)  # the first table: one row per seed and data set
     assert sorted(zip(per_seed["seed"], per_seed["dataset"])) == [(s, d) for s in ("0", "1") for d in DATASETS]
     assert per_seed["label_confidence"].astype(float).between(0, 1).all()
+    assert per_seed["reconstructions"].astype(float).between(0, 1).all()
     assert (per_seed["pretrain minutes"].astype(float) > 0).all()
 
     # the outputs travel through the DVC remote: a second clone pulls them and has nothing to run
