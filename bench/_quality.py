@@ -12,8 +12,10 @@ import pandas as pd
 from fairaug.data.files import MANIFEST
 from fairaug.data.fixtures import write_derm_fixture
 from fairaug.data.storage import png_bytes, shard_path, write_shard
+from fairaug.fairness.files import WEIGHTS
 from fairaug.fairness.model import build_classifier, save_classifier
-from fairaug.metrics.features import manifest_set
+from fairaug.metrics.extractors import build_extractors
+from fairaug.metrics.features import manifest_set, synthetic_set
 
 LABELS = ["bkl", "mel", "nv"]
 
@@ -51,3 +53,10 @@ def synthetic_dir(out: Path, n: int, size: int, shard_size: int = 50, seed: int 
 
 def classifier(path: Path) -> Path:
     return save_classifier(build_classifier("small_cnn", LABELS, 32), path)
+
+
+def real_synthetic_extractors(tmp: Path, n_real: int, real_size: int, n_synthetic: int, size: int):
+    """A real set, a synthetic set and the evaluator (an untrained small CNN) and pixels extractors, under ``tmp``."""
+    real = real_set(tmp / "real", n_real, size=real_size)
+    synthetic = synthetic_set(synthetic_dir(tmp / "synthetic", n_synthetic, size))
+    return real, synthetic, build_extractors(["evaluator", "pixels"], evaluator=classifier(tmp / WEIGHTS))

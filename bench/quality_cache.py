@@ -13,12 +13,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _quality import classifier, real_set, synthetic_dir  # noqa: E402
+from _quality import real_synthetic_extractors  # noqa: E402
 
 from fairaug.config.quality import EvaluateQualityConfig  # noqa: E402
-from fairaug.fairness.files import WEIGHTS  # noqa: E402
-from fairaug.metrics.extractors import build_extractors  # noqa: E402
-from fairaug.metrics.features import FeatureCache, synthetic_set  # noqa: E402
+from fairaug.metrics.features import FeatureCache  # noqa: E402
 from fairaug.metrics.report import quality_report  # noqa: E402
 
 N_REAL, REAL_SIZE, N_SYNTHETIC, SIZE, REPEATS = 1000, 128, 150, 64, 3
@@ -27,9 +25,7 @@ N_REAL, REAL_SIZE, N_SYNTHETIC, SIZE, REPEATS = 1000, 128, 150, 64, 3
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        real = real_set(tmp / "real", N_REAL, size=REAL_SIZE)
-        synthetic = synthetic_set(synthetic_dir(tmp / "synthetic", N_SYNTHETIC, SIZE))
-        extractors = build_extractors(["evaluator", "pixels"], evaluator=classifier(tmp / WEIGHTS))
+        real, synthetic, extractors = real_synthetic_extractors(tmp, N_REAL, REAL_SIZE, N_SYNTHETIC, SIZE)
         config = EvaluateQualityConfig(n_bootstrap=20, cache_dir=str(tmp / "cache"))
         cold, warm = [], []
         for _ in range(REPEATS):

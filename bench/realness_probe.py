@@ -15,11 +15,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _quality import classifier, real_set, synthetic_dir  # noqa: E402
+from _quality import real_synthetic_extractors  # noqa: E402
 
-from fairaug.fairness.files import WEIGHTS  # noqa: E402
-from fairaug.metrics.extractors import build_extractors  # noqa: E402
-from fairaug.metrics.features import extract, synthetic_set  # noqa: E402
+from fairaug.metrics.features import extract  # noqa: E402
 from fairaug.metrics.functional import realness_auc  # noqa: E402
 
 N_REAL, REAL_SIZE, N_SYNTHETIC, SIZE, FOLDS, REPEATS = 1000, 128, 150, 64, 5, 3
@@ -48,10 +46,7 @@ def timed(function, *args) -> tuple[float, float]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        real = real_set(tmp / "real", N_REAL, size=REAL_SIZE)
-        synthetic = synthetic_set(synthetic_dir(tmp / "synthetic", N_SYNTHETIC, SIZE))
-        extractors = build_extractors(["evaluator", "pixels"], evaluator=classifier(tmp / WEIGHTS))
+        real, synthetic, extractors = real_synthetic_extractors(Path(tmp), N_REAL, REAL_SIZE, N_SYNTHETIC, SIZE)
         _, real_features = extract(real, extractors, 64)
         _, synthetic_features = extract(synthetic, extractors, 64)
     ours_total = plain_total = 0.0
