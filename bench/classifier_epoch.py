@@ -24,8 +24,9 @@ from torchvision.transforms import v2
 from fairaug.config.fairness import ClassifierConfig
 from fairaug.data.fixtures import write_derm_fixture
 from fairaug.fairness.data import IMAGENET_MEAN, IMAGENET_STD, MAX_ROTATION_DEGREES, ManifestDataset, make_loader
+from _smoke import sizes
 
-N_IMAGES, SIZE, IMAGE_SIZE, EPOCHS = 300, 64, 32, 3
+N_IMAGES, SIZE, IMAGE_SIZE, EPOCHS = sizes((300, 64, 32, 3), (40, 64, 32, 1))
 
 
 class PlainDataset(ManifestDataset):

@@ -24,8 +24,9 @@ from torch.utils.data import DataLoader
 from fairaug.config.fairness import ClassifierConfig
 from fairaug.data.fixtures import write_derm_fixture
 from fairaug.fairness.data import ManifestDataset, make_loader
+from _smoke import sizes
 
-N_IMAGES, HAM10000_SIZE, IMAGE_SIZE, EPOCHS, REPEATS = 300, (600, 450), 224, 4, 3
+N_IMAGES, HAM10000_SIZE, IMAGE_SIZE, EPOCHS, REPEATS = sizes((300, (600, 450), 224, 4, 3), (20, (600, 450), 64, 2, 1))
 CONFIG = ClassifierConfig(image_size=IMAGE_SIZE, batch_size=64, num_workers=2)
 
 

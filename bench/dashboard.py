@@ -22,8 +22,10 @@ from mlflow import MlflowClient  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from pipeline_store import Seeder, classifier_reports  # noqa: E402
+from _smoke import sizes  # noqa: E402
 
-N_PIPELINES, REPEATS, TARGET_SECONDS = 500, 3, 2.0
+N_PIPELINES, REPEATS = sizes((500, 3), (3, 1))
+TARGET_SECONDS = 2.0
 
 
 def seed(root: Path, uri: str) -> None:

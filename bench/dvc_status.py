@@ -17,8 +17,9 @@ import pandas as pd
 from PIL import Image
 
 from fairaug.data.storage import write_shard
+from _smoke import sizes
 
-N_IMAGES, SHARD_SIZE = int(os.environ.get("BENCH_N_IMAGES", 60_000)), 64
+N_IMAGES, SHARD_SIZE = int(os.environ.get("BENCH_N_IMAGES", sizes(60_000, 200))), 64
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1"}
 
 

@@ -13,17 +13,19 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _smoke import sizes  # noqa: E402
 from _tiny import TEMPLATE, tiny_base  # noqa: E402
 
 from fairaug.config.generation import GenerateConfig  # noqa: E402
 from fairaug.generation.plan import build_plan  # noqa: E402
 from fairaug.generation.sampler import generate_shards, load_sampler  # noqa: E402
 
-REPEATS = 5  # best of 5 alternating repeats: 3 left +-7% run to run on this machine
+REPEATS, PER_CELL, STEPS = sizes((5, 16, 20), (1, 2, 2))  # best of 5 alternating repeats: 3 left +-7% run to run
 
 
 def main() -> None:
-    config = GenerateConfig(fsts=[1, 6], per_cell=16, overgenerate=1.0, batch_size=16, shard_size=32, steps=20)
+    config = GenerateConfig(fsts=[1, 6], per_cell=PER_CELL, overgenerate=1.0, batch_size=16, shard_size=32,
+                            steps=STEPS)
     plan = build_plan(config, TEMPLATE, "derm", ["mel", "nv"])
     with tempfile.TemporaryDirectory() as tmp:
         pipeline = load_sampler(tiny_base(Path(tmp) / "base"), None, config)

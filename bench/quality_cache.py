@@ -14,12 +14,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _quality import real_synthetic_extractors  # noqa: E402
+from _smoke import sizes  # noqa: E402
 
 from fairaug.config.quality import EvaluateQualityConfig  # noqa: E402
 from fairaug.metrics.features import FeatureCache  # noqa: E402
 from fairaug.metrics.report import quality_report  # noqa: E402
 
-N_REAL, REAL_SIZE, N_SYNTHETIC, SIZE, REPEATS = 1000, 128, 150, 64, 3
+N_REAL, REAL_SIZE, N_SYNTHETIC, SIZE, REPEATS = sizes((1000, 128, 150, 64, 3), (40, 64, 30, 64, 1))
 
 
 def main() -> None:

@@ -17,8 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _quality import classifier, real_set, synthetic_dir  # noqa: E402
+from _smoke import sizes  # noqa: E402
 
-N, SIZE, N_REAL = 200, 160, 200
+N, SIZE, N_REAL = sizes((200, 160, 200), (20, 64, 30))
 
 
 def child(tmp: Path, n: int) -> None:

@@ -16,11 +16,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _quality import real_synthetic_extractors  # noqa: E402
+from _smoke import sizes  # noqa: E402
 
 from fairaug.metrics.features import extract  # noqa: E402
 from fairaug.metrics.functional import realness_auc  # noqa: E402
 
-N_REAL, REAL_SIZE, N_SYNTHETIC, SIZE, FOLDS, REPEATS = 1000, 128, 150, 64, 5, 3
+N_REAL, REAL_SIZE, N_SYNTHETIC, SIZE, REPEATS = sizes((1000, 128, 150, 64, 3), (40, 64, 30, 64, 1))
+FOLDS = 5
 
 
 def plain_probe(real: np.ndarray, fake: np.ndarray) -> float:

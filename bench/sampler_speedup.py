@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _smoke import sizes  # noqa: E402
 from _tiny import TEMPLATE, tiny_base  # noqa: E402
 
 from fairaug.config.generation import GenerateConfig  # noqa: E402
 from fairaug.generation.plan import build_plan  # noqa: E402
 from fairaug.generation.sampler import load_sampler, sample_batch  # noqa: E402
 
-N_IMAGES = 32
+N_IMAGES = sizes(32, 4)
 
 
 def seconds_per_image(base: Path, scheduler: str, steps: int, batch_size: int) -> float:

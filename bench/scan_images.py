@@ -15,8 +15,9 @@ import pandas as pd
 
 from fairaug.data.fixtures import write_derm_fixture
 from fairaug.data.scan import scan_image, scan_images
+from _smoke import sizes
 
-N_IMAGES, SIZE, REPEATS = 300, 128, 3
+N_IMAGES, SIZE, REPEATS = sizes((300, 128, 3), (20, 64, 1))
 
 
 def best_of(func, repeats: int = REPEATS) -> float:

@@ -17,17 +17,17 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
+from fairaug.config import Params
 from fairaug.config.diffusion import BaseConfig, PretrainConfig
 from fairaug.diffusion.base import build_tiny_pipeline
 from fairaug.diffusion.data import hflip
 from fairaug.diffusion.loss import denoising_loss, draw_step_noise, encode_latents
 from fairaug.diffusion.pretrain import GenericSkinImages, encode_with_unit_variance, train_unet
 
-from fairaug.config import Params
+from _smoke import sizes
+from _tiny import tiny_tokenizer
 
-from _tiny import tiny_tokenizer  # noqa: E402
-
-STEPS, REPEATS, IMAGES = 20, 3, 256
+STEPS, REPEATS, IMAGES = sizes((20, 3, 256), (2, 1, 32))
 
 
 def pipeline_before(tokenizer):

@@ -17,11 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _smoke import sizes
+
 REPO = Path(__file__).resolve().parents[1]
-N_METRICS = int(os.environ.get("BENCH_N_METRICS", 100))  # a report's numbers, one batch
-N_STEPS = int(os.environ.get("BENCH_N_STEPS", 20))  # a per-epoch loss series, one call per step
-N_ARTIFACTS, ARTIFACT_BYTES = int(os.environ.get("BENCH_N_ARTIFACTS", 5)), 200_000
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", 5))
+N_METRICS = int(os.environ.get("BENCH_N_METRICS", sizes(100, 5)))  # a report's numbers, one batch
+N_STEPS = int(os.environ.get("BENCH_N_STEPS", sizes(20, 2)))  # a per-epoch loss series, one call per step
+N_ARTIFACTS, ARTIFACT_BYTES = int(os.environ.get("BENCH_N_ARTIFACTS", sizes(5, 1))), 200_000
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", sizes(5, 1)))
 TARGET = 3.0
 
 
