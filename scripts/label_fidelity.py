@@ -12,10 +12,9 @@ Markdown table:
 With --pretrain, it measures a pretraining change instead of the chain: it pretrains a base the way
 base_model does, with the given params changed, once for each of --seeds. A key is a base.pretrain
 param (`unet_steps`), or a base param when its first part names one (`tiny.latent_channels`,
-`prediction_type`); values are read as YAML. It then scores
-that base's samples on every data set, with no LoRA, and its VAE's reconstructions of the test
-images (the most its samples can show). One pretraining run is not enough to judge a
-change: the spread between seeds is as large as most changes.
+`prediction_type`); values are read as YAML. It then scores that base's samples on every data set,
+with no LoRA, and its VAE's reconstructions of the test images (the most its samples can show). One
+pretraining run is not enough to judge a change: the spread between seeds is as large as most changes.
 
     python scripts/label_fidelity.py --pretrain unet_batch_size=16 unet_steps=2000 --seeds 0 1 2
     python scripts/label_fidelity.py --pretrain tiny.latent_channels=8 --seeds 0 1 2
