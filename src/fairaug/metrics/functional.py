@@ -201,7 +201,7 @@ def realness_auc(real: Array, fake: Array, folds: int = 5, seed: int = 0) -> flo
     is_fake = np.r_[np.zeros(len(real)), np.ones(len(fake))]
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     # L-BFGS is a chain of small matrix-vector products, which BLAS threads only slow down: one
-    # thread is 9x faster on 2 cores (1150 x 768 pixel features; bench/quality_cache.py)
+    # thread is 9x faster on 2 cores (1150 x 768 pixel features; bench/realness_probe.py)
     with threadpool_limits(limits=1, user_api="blas"):
         scores = cross_val_predict(probe, features, is_fake, method="decision_function",
                                    cv=StratifiedKFold(folds, shuffle=True, random_state=seed))  # fmt: skip
