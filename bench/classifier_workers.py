@@ -26,7 +26,8 @@ from fairaug.data.fixtures import write_derm_fixture
 from fairaug.fairness.data import ManifestDataset, make_loader
 from _smoke import sizes
 
-N_IMAGES, HAM10000_SIZE, IMAGE_SIZE, EPOCHS, REPEATS = sizes((300, (600, 450), 224, 4, 3), (20, (600, 450), 64, 2, 1))
+HAM10000_SIZE = (600, 450)
+N_IMAGES, IMAGE_SIZE, EPOCHS, REPEATS = sizes((300, 224, 4, 3), (20, 64, 2, 1))
 CONFIG = ClassifierConfig(image_size=IMAGE_SIZE, batch_size=64, num_workers=2)
 
 

@@ -20,7 +20,8 @@ from fairaug.config.generation import GenerateConfig  # noqa: E402
 from fairaug.generation.plan import build_plan  # noqa: E402
 from fairaug.generation.sampler import generate_shards, load_sampler  # noqa: E402
 
-REPEATS, PER_CELL, STEPS = sizes((5, 16, 20), (1, 2, 2))  # best of 5 alternating repeats: 3 left +-7% run to run
+# best of 5 alternating repeats: 3 left +-7% run to run on this machine
+REPEATS, PER_CELL, STEPS = sizes((5, 16, 20), (1, 2, 2))
 
 
 def main() -> None:

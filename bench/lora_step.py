@@ -32,7 +32,8 @@ from fairaug.diffusion.stage import lora_data
 from fairaug.diffusion.tokenizer import build_tokenizer
 from _smoke import sizes
 
-STEPS, WARMUP, REPEATS = sizes((40, 3, 5), (2, 1, 1))  # min over 5 alternating repeats: 3 left +-15% run to run on this machine
+# min over 5 alternating repeats: 3 left +-15% run to run on this machine
+STEPS, WARMUP, REPEATS = sizes((40, 3, 5), (2, 1, 1))
 
 
 def tiny_pipeline(params: Params):
