@@ -47,10 +47,10 @@ def main() -> int:
             return f"skipped ({r['skipped']})"
         return f"{'yes' if r['holds'] else 'no'}{' (' + r['error'] + ')' if r.get('error') else ''}"
 
-    ran = 0 if all(r.get("error") is None for r in results) else 1
+    exit_code = 0 if all(r.get("error") is None for r in results) else 1
     if SMOKE:  # smoke sizes measure nothing: keep the report of the last measuring run
         print(f"FAIRAUG_BENCH_SMOKE=1: {REPORT} not written")
-        return ran
+        return exit_code
     rows = "\n".join(f"| {r['bench']} | {r['value']} | {r['unit']} | {r['target']} | {holds(r)} |" for r in results)
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(
@@ -61,7 +61,7 @@ def main() -> int:
         "| bench | value | unit | target | holds |\n|---|---|---|---|---|\n" + rows + "\n"
     )
     print(f"wrote {REPORT}")
-    return ran
+    return exit_code
 
 
 if __name__ == "__main__":
