@@ -15,7 +15,15 @@ from fairaug.data.files import MANIFEST
 from fairaug.tracking import stage_run
 from fairaug.tracking.lineage import dvc_md5, git_commit, stage_deps
 from fairaug.tracking.pipelines import newest_downstream
-from fairaug.tracking.runs import ABANDONED_TAG, DVC_EXPERIMENT_TAG, PROCESS_TAG, flatten
+from fairaug.tracking.runs import (
+    ABANDONED_TAG,
+    DVC_EXPERIMENT_TAG,
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    PROCESS_TAG,
+    ensure_experiment,
+    flatten,
+)
 
 from conftest import dvc_repo, run
 
@@ -215,6 +223,24 @@ def test_stages_starting_together_on_a_new_embedded_store_all_reach_it(tmp_path,
     errors = [process.communicate()[1] for process in processes]
     assert [process.returncode for process in processes] == [0] * 4, "\n".join(errors)
     assert mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()
+
+
+def test_an_experiment_another_stage_creates_after_the_lookup_is_used(project, mlflow_uri, monkeypatch):
+    """Experiments queued together look the experiment up at once; whichever creates it second gets
+    RESOURCE_ALREADY_EXISTS from the store and must use the one the first created."""
+    mlflow.set_tracking_uri(mlflow_uri)
+    created_by_the_other = mlflow.create_experiment("fairaug/wound")
+    lookup, lookups = mlflow.get_experiment_by_name, []
+
+    def lookup_first_before_the_other_created_it(name):
+        lookups.append(name)
+        return None if len(lookups) == 1 else lookup(name)
+
+    monkeypatch.setattr(mlflow, "get_experiment_by_name", lookup_first_before_the_other_created_it)
+    assert ensure_experiment("fairaug/wound", project, embedded_store=False) == created_by_the_other
+    assert len(mlflow.search_experiments(filter_string="name = 'fairaug/wound'")) == 1
+    tags = mlflow.MlflowClient(mlflow_uri).get_experiment(created_by_the_other).tags
+    assert tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
 
 
 LOG_STAGE = """from pathlib import Path

@@ -90,17 +90,23 @@ def experiment_name(params: Params, dataset: str) -> str:
 def ensure_experiment(name: str, root: Path, embedded_store: bool) -> str:
     """The experiment's id, created on first use; with the embedded store, artifacts go to mlartifacts/."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # created before the tag was
-            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-        return experiment.experiment_id
-    artifact_location = None
-    if embedded_store:
-        artifact_location = (store_root(root) / DEFAULT_ARTIFACTS / name.replace("/", "-")).as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifact_location,
-                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    if experiment is None:
+        artifact_location = None
+        if embedded_store:
+            artifact_location = (store_root(root) / DEFAULT_ARTIFACTS / name.replace("/", "-")).as_uri()
+        try:
+            return mlflow.create_experiment(name, artifact_location=artifact_location,
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException as err:  # a stage running in parallel created it since the lookup
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = mlflow.get_experiment_by_name(name)
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # created before the tag was
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
 
 
 def flatten(data: Mapping, prefix: str = "") -> dict[str, object]:
