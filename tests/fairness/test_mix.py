@@ -16,6 +16,7 @@ from fairaug.fairness.mix import (
     MixedDataset,
     mix_counts,
     mix_record,
+    mix_shortfall,
     mixed_train_set,
     read_synthetic_manifest,
     select_synthetic,
@@ -81,6 +82,19 @@ def test_counts_with_a_target_match_the_hand_computation(synthetic_dir):
     # ratio 1 with a target: fill every group up to the target, as far as images exist
     full = MixConfig(target_per_fst=10, synthetic_ratio={f"fst{k}": 1.0 for k in range(1, 7)})
     assert mix_counts(real_rows(), synthetic, full)["synthetic"].to_dict() == {1: 0, 2: 3, 3: 5, 4: 7, 5: 1, 6: 5}
+
+
+def test_the_shortfall_names_the_groups_given_fewer_than_their_ratio_wants(synthetic_dir):
+    synthetic = read_synthetic_manifest(synthetic_dir)
+    # no target: FST 5 wants 2 and has 1 kept image, FST 6 wants none (no real image)
+    shortfall = mix_shortfall(mix_counts(real_rows(), synthetic, MixConfig()))
+    assert "FST 5 1 of 2 (share 0.50, ratio 0.7)" in shortfall
+    assert shortfall.count("FST") == 1
+    # target 10: FST 5 wants 6 (1 kept), FST 6 wants 8 (5 kept); the others get what they want
+    shortfall = mix_shortfall(mix_counts(real_rows(), synthetic, MixConfig(target_per_fst=10)))
+    assert "FST 5 1 of 6" in shortfall and "FST 6 5 of 8 (share 1.00, ratio 0.8)" in shortfall
+    assert shortfall.count("FST") == 2
+    assert mix_shortfall(mix_counts(real_rows(), synthetic, MixConfig(synthetic_ratio={"fst5": 0.5}))) is None
 
 
 def test_a_ratio_of_one_needs_a_target():

@@ -25,7 +25,7 @@ from fairaug.fairness.training import predict
 from fairaug.fairness import stage
 from fairaug.fairness.data import ManifestDataset
 from fairaug.fairness.files import FAIRNESS, METRICS, MIX, PER_FST_PLOT, PREDICTIONS, ROC_PLOT, WEIGHTS
-from fairaug.fairness.mix import MixedDataset, mix_counts
+from fairaug.fairness.mix import MixedDataset, mix_counts, mix_shortfall
 from fairaug.labels import HAM10000_DX, MALIGNANT_DX
 from fairaug.skin.types import FST_VALUES
 from fairaug.fairness.evaluation import HEADLINE, classifier_report, evaluate_fairness, with_worst_fst
@@ -250,7 +250,7 @@ def test_pretrain_finetune_trains_on_synthetic_then_on_real(trained, params, tmp
 
 
 def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness_reports_deltas(
-    trained, params, tmp_path, monkeypatch
+    trained, params, tmp_path, monkeypatch, capsys
 ):
     prepared, real, report = trained
     synthetic = tmp_path / "outputs" / "ham10000" / "synthetic"
@@ -289,6 +289,9 @@ def test_augmented_classifier_trains_on_real_and_synthetic_and_evaluate_fairness
     for k in FST_VALUES:
         assert mix[f"mix/real.fst{k}"] == counts.at[k, "real"] == (train_rows["fst"] == k).sum()
         assert mix[f"mix/synthetic.fst{k}"] == counts.at[k, "synthetic"] <= 12
+    # 12 kept images per FST are fewer than FST VI's ratio of 0.8 wants: the stage says so
+    assert counts.at[6, "synthetic"] < counts.at[6, "wanted"]
+    assert f"warning: ham10000: {mix_shortfall(counts)}" in capsys.readouterr().err
     client = mlflow.MlflowClient()
     run = client.get_run(run_named(classifier_stage("ham10000", "augmented")))
     assert run.info.run_name == "train_classifier_augmented@ham10000"

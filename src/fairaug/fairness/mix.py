@@ -59,6 +59,18 @@ def mix_counts(real_train: pd.DataFrame, synthetic: pd.DataFrame, config: MixCon
     return pd.DataFrame(rows).set_index("fst")
 
 
+def mix_shortfall(counts: pd.DataFrame) -> str | None:
+    """The FST groups `mix_counts` gave fewer synthetic images than their ratio wants (the generator
+    kept too few of them), in one line for a warning; None when every group got what it wants."""
+    short = counts[counts["synthetic"] < counts["wanted"]]
+    if short.empty:
+        return None
+    groups = ", ".join(f"FST {k} {int(row['synthetic'])} of {int(row['wanted'])} (share {row['share']:.2f}, "
+                       f"ratio {row['ratio']:g})" for k, row in short.iterrows())  # fmt: skip
+    return (f"the mix got fewer synthetic images than mix.synthetic_ratio wants: {groups}; generate more of "
+            "them (generate.per_cell, generate.top_up_to) or lower those ratios")
+
+
 def select_synthetic(synthetic: pd.DataFrame, counts: pd.DataFrame, seed: int) -> pd.DataFrame:
     """The chosen kept rows: ``counts.synthetic[k]`` of FST k, drawn without replacement by a
     generator seeded with (seed, k), from the group's kept rows in id order; in manifest order."""

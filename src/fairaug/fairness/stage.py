@@ -21,6 +21,7 @@ stage, tagged ``fairaug.variant`` and linked to its upstream runs (prepare; augm
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from fairaug.data.files import MANIFEST
 from fairaug.fairness.data import make_loader, split_datasets
 from fairaug.fairness.evaluation import Report, report_options
 from fairaug.fairness.files import METRICS, MIX, PREDICTIONS, WEIGHTS
-from fairaug.fairness.mix import augmented_train_sets, mix_record, read_synthetic_manifest
+from fairaug.fairness.mix import augmented_train_sets, mix_record, mix_shortfall, read_synthetic_manifest
 from fairaug.fairness.model import save_classifier
 from fairaug.fairness.predictions import write_predictions
 from fairaug.fairness.report import fairness_report
@@ -96,6 +97,8 @@ def _train_classifier_stage(
         if synthetic_dir is not None:
             pretrain_set, splits["train"], counts = augmented_train_sets(splits["train"], Path(synthetic_dir),
                                                                          params.mix)  # fmt: skip
+            if (shortfall := mix_shortfall(counts)) is not None:
+                print(f"warning: {dataset}: {shortfall}", file=sys.stderr)
             mix = mix_record(counts)
             write_json(out / MIX, {"mode": params.mix.mode} | mix)
             mlflow.log_metrics(mix)
