@@ -113,7 +113,9 @@ def test_pretrained_latents_have_unit_variance(pretrained, train_images):
     """SD's convention, checked through the plain encode path rather than the cache that set it."""
     pipeline, _ = pretrained
     pixels = torch.stack([train_images[i]["pixels"] for i in range(len(train_images))])
-    latent_noise = torch.randn(len(pixels), 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        latent_shape = pipeline.vae.encode(pixels[:1]).latent_dist.mean.shape[1:]
+    latent_noise = torch.randn(len(pixels), *latent_shape, generator=torch.Generator().manual_seed(3))
     latents = encode_latents(pipeline.vae, pixels, latent_noise)
     assert latents.std().item() == pytest.approx(1.0, abs=0.05)
 

@@ -157,7 +157,7 @@ def test_posterior_cache_samples_what_encoding_each_step_samples():
     cache = PosteriorCache(vae, pixels.split(4), progress=False)  # batches of another size than the steps'
     assert len(cache) == 10
     indices, flip = torch.tensor([7, 2, 2, 9]), torch.tensor([True, False, True, False])
-    latent_noise = torch.randn(4, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    latent_noise = torch.randn(4, *cache.mean.shape[2:], generator=torch.Generator().manual_seed(1))
     expected = encode_latents(vae, hflip(pixels[indices], flip), latent_noise)
     torch.testing.assert_close(cache.latents(indices, flip, latent_noise), expected, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(cache.latents(indices, ~flip, latent_noise), expected, atol=1e-3)  # mirrored differs
@@ -174,7 +174,7 @@ def test_cached_latents_train_the_same_lora(fixture_data, derm_manifest, tmp_pat
         assert (trainer.posteriors is not None) == cache_latents
         trainer.train(resume=None)
         states[cache_latents] = trainer.final_states()[LORA_WEIGHTS]
-    assert max((states[True][k] - states[False][k]).abs().max().item() for k in states[True]) <= 1e-5
+    assert max_difference(states[True], states[False]) <= rounding_tolerance(states[False])
 
 
 class ReaderLog(Dataset):
@@ -462,6 +462,14 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
+def rounding_tolerance(trained: dict[str, torch.Tensor]) -> float:
+    """How far two trainings that differ only in float rounding may end apart: a tenth of how far
+    training moved the weights (the largest LoRA B value; peft starts B at zero). Adam's first steps
+    move every weight by about lr * g / |g|, so rounding decides the steps of near-zero gradients (a
+    few percent of the move here); a different training differs by as much as the move itself."""
+    return 0.1 * max(value.abs().max().item() for key, value in trained.items() if "lora_B" in key)
+
+
 def test_perceptual_loss_trains_and_logs_its_parts(fixture_data, derm_manifest, tmp_path):
     params = tiny_params(fixture_data, max_steps=3, validate_every=10, checkpoint_every=10)
     data = lora_data(params, "ham10000", derm_manifest)
@@ -533,7 +541,7 @@ def test_speed_options_train_on_cpu_like_the_defaults(fixture_data, derm_manifes
 
     fast, unet, _ = train("fast", channels_last=True, gradient_checkpointing=True)
     assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last) and unet.is_gradient_checkpointing
-    assert max_difference(fast, default) <= 1e-5  # the same training, up to float rounding
+    assert max_difference(fast, default) <= rounding_tolerance(default)  # the same training, up to float rounding
 
     compiled = []
     monkeypatch.setattr(torch, "compile", lambda fn, *args, **kwargs: compiled.append(fn) or fn)

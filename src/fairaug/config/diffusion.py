@@ -27,7 +27,10 @@ class PromptsConfig(StrictModel):
 
 class TinyArchitecture(StrictModel):
     unet_channels: list[int] = Field([32, 64], description="UNet block widths (down path)")
-    vae_channels: list[int] = Field([16, 32], description="VAE block widths (16, 32: 1/3 the time of 32, 64 per step)")
+    vae_channels: list[int] = Field(
+        [16, 32, 32],
+        description="VAE block widths; n blocks: latents 1/2^(n-1) of the image side (8x8 at 32 px: half the UNet step of 16x16)",
+    )
     latent_channels: int = Field(4, description="VAE latent channels")
     text_hidden_size: int = Field(32, description="CLIP text encoder width (= UNet cross-attention dim)")
     text_layers: int = Field(2, description="CLIP text encoder layers")
@@ -38,10 +41,10 @@ class TinyArchitecture(StrictModel):
 
 
 class PretrainConfig(StrictModel):
-    vae_steps: int = Field(300, ge=0, description="VAE training steps (reconstruction + KL)")
+    vae_steps: int = Field(1000, ge=0, description="VAE training steps (reconstruction + KL)")
     vae_batch_size: int = Field(16, gt=0, description="VAE batch size")
     vae_lr: float = Field(1e-3, gt=0, description="VAE learning rate")
-    unet_steps: int = Field(2000, ge=0, description="UNet denoising steps, text encoder trained with it")
+    unet_steps: int = Field(4000, ge=0, description="UNet denoising steps, text encoder trained with it")
     unet_batch_size: int = Field(16, gt=0, description="UNet batch size")
     unet_lr: float = Field(1e-3, gt=0, description="UNet learning rate")
     noise_offset: float = Field(
