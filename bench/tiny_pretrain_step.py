@@ -1,10 +1,10 @@
 """Time per step of the tiny base's UNet pretraining: the tiny SD as it was vs as it is now.
 
 Before: attention at the full 16x16 latent resolution with 2-channel heads (16 and 32 heads), a
-(32, 64) VAE, and every batch encoded by the VAE every step. Now: `build_tiny_pipeline` (attention
-at 8x8 only, 32-channel heads, a (16, 32) VAE) and `pretrain.train_unet`, which encodes each image
-once (`PosteriorCache`, outside the timed steps). Same images, batch and step count, side by side in
-this process.
+(32, 64) VAE, and every batch encoded by the VAE every step. Now: `build_tiny_pipeline` (a
+(16, 32, 32) VAE, so 8x8 latents; attention below the full latent resolution only, 32-channel
+heads) and `pretrain.train_unet`, which encodes each image once (`PosteriorCache`, outside the timed
+steps). Same images, batch and step count, side by side in this process.
 Value: now / before seconds per step.
 """
 
