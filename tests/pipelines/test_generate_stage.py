@@ -37,8 +37,8 @@ def generated(tmp_path_factory, fixture_data) -> Path:
                     "validation_images": 4, "sample_steps": 2},
         train_classifier={"epochs": 1},
         # many small shards, so that a kill lands between the first and the last
-        generate={"fsts": FSTS, "labels": LABELS, "per_cell": PER_CELL, "steps": 4, "batch_size": 2,
-                  "shard_size": 4},
+        generate={"fsts": FSTS, "labels": LABELS, "per_cell": PER_CELL, "overgenerate": 1.5, "steps": 4,
+                  "batch_size": 2, "shard_size": 4},
     )
     run(["dvc", "repro", STAGE], root)
     return root
