@@ -45,7 +45,8 @@ def predictions(seed: int, skill: float) -> pd.DataFrame:
             logits = rng.normal(0, 1, len(CLASSES))
             logits[label] += skill * (1.2 if fst <= 4 else 0.6)
             probs = np.exp(logits) / np.exp(logits).sum()
-            rows.append({"label": CLASSES[label], "fst": fst} | {score_column(c): p for c, p in zip(CLASSES, probs)})
+            scores = {score_column(c): p for c, p in zip(CLASSES, probs, strict=True)}
+            rows.append({"label": CLASSES[label], "fst": fst} | scores)
     return pd.DataFrame(rows)
 
 

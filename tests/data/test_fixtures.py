@@ -39,7 +39,8 @@ def load_rgb(path: Path) -> np.ndarray:
 def derm_image_paths(root: Path, metadata: pd.DataFrame) -> list[Path]:
     first_part_size = math.ceil(len(metadata) / 2)
     parts = [1 if int(image_id.removeprefix("ISIC_")) < first_part_size else 2 for image_id in metadata.image_id]
-    return [root / f"HAM10000_images_part_{part}" / f"{name}.jpg" for part, name in zip(parts, metadata.image_id)]
+    return [root / f"HAM10000_images_part_{part}" / f"{name}.jpg"
+            for part, name in zip(parts, metadata.image_id, strict=True)]
 
 
 def test_derm_layout(derm):
@@ -77,7 +78,7 @@ def test_images_of_a_lesion_look_alike(derm):
     lesions = metadata.groupby("lesion_id").filter(lambda group: len(group) > 1).groupby("lesion_id")
     mean_lab = {path: rgb2lab(load_rgb(path)).reshape(-1, 3).mean(axis=0) for path in metadata.path}
     same, other = [], []
-    for (_, group), (_, next_group) in zip(list(lesions)[:-1], list(lesions)[1:]):
+    for (_, group), (_, next_group) in zip(list(lesions)[:-1], list(lesions)[1:], strict=True):
         first, second = group.path.iloc[:2]
         same.append(np.linalg.norm(mean_lab[first] - mean_lab[second]))
         other.append(np.linalg.norm(mean_lab[first] - mean_lab[next_group.path.iloc[0]]))

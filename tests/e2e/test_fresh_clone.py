@@ -86,7 +86,8 @@ def test_fresh_clone_fixtures_match_data_dvc_and_pipeline_runs(tmp_path, service
                    "--seeds", "0", "1"], clone).stdout
     assert "### base: unet_steps=3, vae_steps=2, tiny.latent_channels=2" in changed
     per_seed = markdown_table(changed)  # the first table: one row per seed and data set
-    assert sorted(zip(per_seed["seed"], per_seed["dataset"])) == [(s, d) for s in ("0", "1") for d in DATASETS]
+    seeds_and_datasets = zip(per_seed["seed"], per_seed["dataset"], strict=True)
+    assert sorted(seeds_and_datasets) == [(s, d) for s in ("0", "1") for d in DATASETS]
     assert per_seed["label_confidence"].astype(float).between(0, 1).all()
     assert per_seed["reconstructions"].astype(float).between(0, 1).all()
     assert (per_seed["pretrain minutes"].astype(float) > 0).all()

@@ -120,8 +120,8 @@ def test_choice_is_seeded_kept_only_and_independent_across_groups(synthetic_dir)
     # the PNG bytes are the stored images of those ids
     png = storage.read_synthetic_png(synthetic_dir, chosen)
     stored = {r["id"]: image for rows, images in storage.read_synthetic(synthetic_dir)
-              for r, image in zip(rows.to_dict("records"), images)}  # fmt: skip
-    assert all(np.array_equal(storage.decode(b), stored[i]) for b, i in zip(png, chosen["id"]))
+              for r, image in zip(rows.to_dict("records"), images, strict=True)}  # fmt: skip
+    assert all(np.array_equal(storage.decode(b), stored[i]) for b, i in zip(png, chosen["id"], strict=True))
 
 
 def test_mixed_train_set_adds_synthetic_images_to_train_only(synthetic_dir, tmp_path):

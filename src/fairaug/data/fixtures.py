@@ -83,7 +83,8 @@ def write_derm_fixture(out: str | Path, n: int, seed: int, size: int = 64, close
     rows: list[dict[str, object]] = []
     with atomic_dir(out) as tmp, _progress(n, "derm fixture") as progress:
         image_index = 0
-        for lesion_index, (count, dx, fst) in enumerate(zip(images_per_lesion, dx_per_lesion, fst_per_lesion)):
+        lesions = zip(images_per_lesion, dx_per_lesion, fst_per_lesion, strict=True)
+        for lesion_index, (count, dx, fst) in enumerate(lesions):
             lesion = sample_derm_lesion(_rng(seed, _SUBJECT, lesion_index), dx, fst)
             lesion_row = {"lesion_id": f"HAM_{lesion_index:07d}", "dx": dx} | _sample_ham_metadata(plan_rng, dx)
             for _ in range(count):
@@ -130,7 +131,7 @@ def write_wound_fixture(
     rows: list[dict[str, object]] = []
     with atomic_dir(out) as tmp, _progress(n, "wound fixture") as progress:
         image_index = 0
-        for patient_index, (count, fst) in enumerate(zip(visits_per_patient, fst_per_patient)):
+        for patient_index, (count, fst) in enumerate(zip(visits_per_patient, fst_per_patient, strict=True)):
             patient = sample_wound_patient(_rng(seed, _SUBJECT, patient_index), fst)
             group_id = f"P{patient_index + 1:04d}"
             # A patient's visits heal in order: I before P before R.
@@ -196,7 +197,7 @@ def _assign_by_quota(rng: np.random.Generator, count: int, probabilities: Mappin
         for index in np.flatnonzero(quotas == 0):
             quotas[np.argmax(quotas)] -= 1
             quotas[index] = 1
-    assigned = [label for label, quota in zip(labels, quotas) for _ in range(int(quota))]
+    assigned = [label for label, quota in zip(labels, quotas, strict=True) for _ in range(int(quota))]
     return [assigned[i] for i in rng.permutation(count)]
 
 

@@ -107,7 +107,7 @@ def _train_classifier_stage(
                                           params.mix.pretrain_epochs)  # fmt: skip
         for epoch, loss in enumerate(history.pretrain_loss, start=1):
             mlflow.log_metric("classifier/pretrain_loss", loss, step=epoch)
-        for epoch, (train_loss, val_loss) in enumerate(zip(history.train_loss, history.val_loss), start=1):
+        for epoch, (train_loss, val_loss) in enumerate(zip(history.train_loss, history.val_loss, strict=True), start=1):
             mlflow.log_metrics({"classifier/train_loss": train_loss, "classifier/val_loss": val_loss}, step=epoch)
         for epoch, loss in enumerate(history.fst_branch_loss, start=1):
             mlflow.log_metric("classifier/fst_branch_loss", loss, step=epoch)
