@@ -109,6 +109,22 @@ def test_pretraining_lowers_losses_and_is_deterministic(pretrained, tokenizer, t
     assert again.vae.config.scaling_factor == pipeline.vae.config.scaling_factor
 
 
+def test_perceptual_loss_trains_its_network_first_deterministically(tokenizer, train_images, pretrained):
+    config = FEW_STEPS.model_copy(update={"vae_perceptual_weight": 1.0, "perceptual_net_steps": 24})
+    pipeline = build_tiny_pipeline(BaseConfig(pretrain=config), tokenizer)
+    curves = pretrain_tiny(pipeline, train_images, config, progress=False)
+    assert list(curves) == ["perceptual_net_loss", "vae_loss", "unet_loss"]  # logged as pretrain/<name>
+    net_loss = curves["perceptual_net_loss"]
+    assert len(net_loss) == 24 and np.mean(net_loss[-4:]) < np.mean(net_loss[:4])
+    # the VAE's loss now includes the feature distance; the same draws otherwise
+    assert all(ours > pixels for ours, pixels in zip(curves["vae_loss"], pretrained[1]["vae_loss"], strict=True))
+
+    again = build_tiny_pipeline(BaseConfig(pretrain=config), tokenizer)
+    assert pretrain_tiny(again, train_images, config, progress=False) == curves
+    first, second = pipeline.vae.state_dict(), again.vae.state_dict()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+
+
 def test_pretrained_latents_have_unit_variance(pretrained, train_images):
     """SD's convention, checked through the plain encode path rather than the cache that set it."""
     pipeline, _ = pretrained

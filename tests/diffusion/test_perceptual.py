@@ -1,5 +1,6 @@
-"""The perceptual loss of LoRA training: the feature distance, its VGG16 weights from a local file, and the
-x0 that the UNet's prediction implies (against diffusers' scheduler)."""
+"""Perceptual losses: the feature distance (LoRA training's mean squared error, the tiny VAE's LPIPS
+distance against the lpips package), the tiny VAE's feature network, LoRA training's VGG16 weights from a
+local file, and the x0 that the UNet's prediction implies (against diffusers' scheduler)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from diffusers import DDPMScheduler
+from lpips import normalize_tensor, spatial_average
 from safetensors.torch import save_file
 
 from fairaug.diffusion.loss import predicted_original
-from fairaug.diffusion.perceptual import IMAGENET_MEAN, IMAGENET_STD, VGG16_LAYERS, PerceptualLoss, vgg16_perceptual
+from fairaug.diffusion.perceptual import IMAGENET_MEAN, IMAGENET_STD, VGG16_LAYERS, PerceptualLoss, prompt_feature_net
+from fairaug.diffusion.perceptual import vgg16_perceptual
 from fairaug.errors import DataError
 
 
@@ -47,6 +50,35 @@ def test_feature_distance_is_the_mean_layer_mse_zero_for_identical_images_and_gr
     moving = distorted[1].clone().requires_grad_(True)
     loss(moving, real).backward()
     assert moving.grad.abs().sum() > 0 and all(p.grad is None for p in net.parameters())
+
+
+def test_unit_normalized_distance_is_lpips_without_its_linear_layers():
+    """LPIPS (Zhang et al. 2018) with lpips=False: per layer, unit-normalised feature vectors, squared
+    differences summed over channels and averaged over positions; here averaged over the layers."""
+    net = two_layer_net()
+    identity = (0.5, 0.5, 0.5)  # [-1, 1] images reach the network as they are
+    loss = PerceptualLoss(net, taps=[1, 3], input_mean=identity, input_std=identity, unit_normalize=True)
+    a, b = images(4), images(5)
+    first = (net[1](net[0](a)), net[1](net[0](b)))
+    second = (net[3](net[2](first[0])), net[3](net[2](first[1])))
+    reference = [spatial_average((normalize_tensor(x) - normalize_tensor(y)).pow(2).sum(1, keepdim=True)).mean()
+                 for x, y in (first, second)]  # fmt: skip
+    torch.testing.assert_close(loss(a, b), torch.stack(reference).mean())
+    assert loss(a, a.clone()).item() == 0
+    assert loss(a, 3 * a).item() < loss(a, b).item()  # a scaled image's features point the same way after the ReLUs
+
+
+def test_prompt_feature_net_taps_every_block_at_halving_resolutions():
+    features, taps = prompt_feature_net((8, 16, 16))
+    x = images(6, n=2)
+    sizes = []
+    for index, layer in enumerate(features):
+        x = layer(x)
+        if index in taps:
+            assert isinstance(layer, torch.nn.SiLU)
+            sizes.append(tuple(x.shape[1:]))
+    assert sizes == [(8, 32, 32), (16, 16, 16), (16, 8, 8)]
+    assert taps[-1] == len(features) - 1
 
 
 @pytest.fixture(scope="module")

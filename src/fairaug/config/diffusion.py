@@ -44,6 +44,14 @@ class PretrainConfig(StrictModel):
     vae_steps: int = Field(1000, ge=0, description="VAE training steps (reconstruction + KL)")
     vae_batch_size: int = Field(16, gt=0, description="VAE batch size")
     vae_lr: float = Field(1e-3, gt=0, description="VAE learning rate")
+    vae_perceptual_weight: float = Field(
+        0.0, ge=0, description="weight of the VAE's perceptual loss (LPIPS distance on a small network trained "
+        "first, here, to tell the pretraining prompts apart: data set, label, FST), added to its pixel losses, which "
+        "blur the lesions' marks; 0: off"
+    )
+    perceptual_net_steps: int = Field(
+        500, gt=0, description="training steps (batch 64) of that network, when vae_perceptual_weight > 0"
+    )
     unet_steps: int = Field(4000, ge=0, description="UNet denoising steps, text encoder trained with it")
     unet_batch_size: int = Field(16, gt=0, description="UNet batch size")
     unet_lr: float = Field(1e-3, gt=0, description="UNet learning rate")

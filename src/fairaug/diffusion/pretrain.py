@@ -25,9 +25,10 @@ from torch.utils.data import ConcatDataset, Dataset
 from fairaug.config.diffusion import BaseConfig, PretrainConfig, PromptsConfig
 from fairaug.config.models import DatasetConfig
 from fairaug.diffusion.base import build_tiny_pipeline
-from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_seed
+from fairaug.diffusion.data import ManifestImages, StepBatchSampler, collate, hflip, step_generator, step_seed
 from fairaug.diffusion.loss import PosteriorCache, denoising_loss, draw_step_noise
 from fairaug.diffusion.optim import adamw
+from fairaug.diffusion.perceptual import PerceptualLoss, prompt_feature_net
 from fairaug.diffusion.prompts import all_prompts, build_prompt, promptable
 from fairaug.diffusion.tokenizer import build_tokenizer
 from fairaug.progress import progress_bar
@@ -37,6 +38,8 @@ from fairaug.skin.types import FST_VALUES
 KL_WEIGHT = 1e-6  # as SD's VAE: a nearly deterministic autoencoder whose latents stay well-scaled
 SNR_GAMMA = 5.0
 MAX_GRAD_NORM = 1.0
+PERCEPTUAL_NET_BATCH, PERCEPTUAL_NET_LR = 64, 1e-3
+PERCEPTUAL_NET_STREAM = 11  # seed stream of its batches and flips, apart from the VAE's and the UNet's
 ENCODE_BATCH = 256  # images per VAE call outside the training steps
 GENERIC_SKIN_STREAM = 7  # seed stream of the generic skin images, apart from the training draws
 
@@ -86,16 +89,21 @@ def pretrain_tiny(
     weights: np.ndarray | None = None,
     progress: bool = True,
 ) -> dict[str, list[float]]:
-    """Train the pipeline's VAE, then its UNet and text encoder, on ``images`` (items with ``pixels`` in
-    [-1, 1] and ``prompt``), drawn with probabilities ``weights`` (default: uniform). Returns the loss
-    per step of each phase."""
+    """Train the pipeline's VAE (after its perceptual loss's network, when it has one), then its UNet
+    and text encoder, on ``images`` (items with ``pixels`` in [-1, 1] and ``prompt``), drawn with
+    probabilities ``weights`` (default: uniform). Returns the loss per step of each phase."""
     data = collate([images[i] for i in range(len(images))])  # a few MB at tiny resolutions
     if weights is None:
         weights = np.full(len(images), 1.0 / len(images))
-    vae_loss = train_vae(pipeline.vae, data["pixels"], weights, config, progress)
+    curves, perceptual = {}, None
+    if config.vae_perceptual_weight > 0:
+        perceptual, curves["perceptual_net_loss"] = train_perceptual_net(
+            data["pixels"], data["prompts"], weights, config, progress
+        )
+    curves["vae_loss"] = train_vae(pipeline.vae, data["pixels"], weights, config, progress, perceptual)
     posteriors = encode_with_unit_variance(pipeline.vae, data["pixels"], config.seed, progress)
-    unet_loss = train_unet(pipeline, posteriors, data["prompts"], weights, config, progress)
-    return {"vae_loss": vae_loss, "unet_loss": unet_loss}
+    curves["unet_loss"] = train_unet(pipeline, posteriors, data["prompts"], weights, config, progress)
+    return curves
 
 
 def _latent_shape(vae, pixels: torch.Tensor) -> tuple[int, int, int]:
@@ -103,8 +111,48 @@ def _latent_shape(vae, pixels: torch.Tensor) -> tuple[int, int, int]:
     return vae.config.latent_channels, pixels.shape[-2] // down_factor, pixels.shape[-1] // down_factor
 
 
-def train_vae(vae, pixels: torch.Tensor, weights: np.ndarray, config: PretrainConfig, progress: bool) -> list[float]:
-    """Reconstruction (L1 + MSE) with a small KL term (`encode_with_unit_variance` then sets the scale)."""
+def train_perceptual_net(
+    pixels: torch.Tensor, prompts: list[str], weights: np.ndarray, config: PretrainConfig, progress: bool
+) -> tuple[PerceptualLoss, list[float]]:
+    """The VAE's perceptual loss: `prompt_feature_net` trained (cross-entropy, mirrored images) to tell
+    the images' prompts apart, so its features are those that separate labels and skin types; and the
+    training loss per step."""
+    unique = sorted(set(prompts))
+    targets = torch.tensor([unique.index(prompt) for prompt in prompts])
+    seed = step_seed(config.seed, 0, PERCEPTUAL_NET_STREAM)
+    with torch.random.fork_rng(devices=[]):  # its initial weights, as build_tiny_pipeline's
+        torch.manual_seed(seed)
+        features, taps = prompt_feature_net()
+        widths = [layer.out_channels for layer in features if isinstance(layer, torch.nn.Conv2d)]
+        head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                   torch.nn.Linear(widths[-1], len(unique)))  # fmt: skip
+    net = torch.nn.Sequential(features, head).train()
+    optimizer = adamw(net.parameters(), lr=PERCEPTUAL_NET_LR)
+    sampler = StepBatchSampler(weights, PERCEPTUAL_NET_BATCH, seed, 0, config.perceptual_net_steps)
+    bar = progress_bar(total=config.perceptual_net_steps, desc="pretrain perceptual net", unit="step",
+                       hide=not progress)  # fmt: skip
+    losses = []
+    for step, indices in enumerate(sampler):
+        flip = torch.rand(len(indices), generator=step_generator(seed, step)) < 0.5
+        loss = F.cross_entropy(net(hflip(pixels[indices], flip)), targets[indices])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    # the images are in [-1, 1] as the network saw them: the loss's [0, 1] -> input normalisation undoes its shift
+    loss = PerceptualLoss(features, taps, input_mean=(0.5, 0.5, 0.5), input_std=(0.5, 0.5, 0.5), unit_normalize=True)
+    return loss, losses
+
+
+def train_vae(
+    vae, pixels: torch.Tensor, weights: np.ndarray, config: PretrainConfig, progress: bool,
+    perceptual: PerceptualLoss | None = None,
+) -> list[float]:
+    """Reconstruction (L1 + MSE, and ``perceptual`` at `vae_perceptual_weight`) with a small KL term
+    (`encode_with_unit_variance` then sets the scale)."""
     vae.train().requires_grad_(True)
     optimizer = adamw(vae.parameters(), lr=config.vae_lr)
     sampler = StepBatchSampler(weights, config.vae_batch_size, config.seed, 0, config.vae_steps)
@@ -119,6 +167,8 @@ def train_vae(vae, pixels: torch.Tensor, weights: np.ndarray, config: PretrainCo
         loss = (
             F.l1_loss(reconstruction, batch) + F.mse_loss(reconstruction, batch) + KL_WEIGHT * posterior.kl().mean()
         )
+        if perceptual is not None:
+            loss = loss + config.vae_perceptual_weight * perceptual(reconstruction, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), MAX_GRAD_NORM)
