@@ -16,7 +16,7 @@ from pathlib import Path
 
 from _smoke import sizes
 
-VAE_STEPS, UNET_STEPS = sizes((8, 15), (1, 2))
+VAE_STEPS, UNET_STEPS, NET_STEPS = sizes((8, 15, 4), (1, 2, 1))
 WORKLOAD = f"""
 import sys, time
 sys.path.insert(0, {str(Path(__file__).parent)!r})
@@ -27,7 +27,8 @@ from _tiny import TEMPLATE, tiny_tokenizer
 start = time.perf_counter()
 pipeline = build_tiny_pipeline(BaseConfig(), tiny_tokenizer())
 images = GenericSkinImages(64, 32, TEMPLATE, seed=0)
-config = PretrainConfig(vae_steps={VAE_STEPS}, unet_steps={UNET_STEPS}, generic_skin_images=0)
+config = PretrainConfig(vae_steps={VAE_STEPS}, unet_steps={UNET_STEPS}, generic_skin_images=0,
+                        perceptual_net_steps={NET_STEPS})
 pretrain_tiny(pipeline, images, config, progress=False)
 print(time.perf_counter() - start)
 """

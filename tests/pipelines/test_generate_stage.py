@@ -32,7 +32,7 @@ def generated(tmp_path_factory, fixture_data) -> Path:
     root = make_project(tmp_path_factory.mktemp("generate") / "project", fixture_data)
     write_params(
         root,
-        base={"pretrain": {"vae_steps": 4, "unet_steps": 4, "generic_skin_images": 12}},
+        base={"pretrain": {"vae_steps": 4, "unet_steps": 4, "generic_skin_images": 12, "perceptual_net_steps": 4}},
         train_lora={"max_steps": 4, "batch_size": 4, "checkpoint_every": 4, "validate_every": 4,
                     "validation_images": 4, "sample_steps": 2},
         train_classifier={"epochs": 1},

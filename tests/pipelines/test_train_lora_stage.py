@@ -33,7 +33,7 @@ def trained(tmp_path_factory, fixture_data) -> Path:
     root = make_project(tmp_path_factory.mktemp("lora") / "project", fixture_data)
     write_params(
         root,
-        base={"pretrain": {"vae_steps": 4, "unet_steps": 4, "generic_skin_images": 12}},
+        base={"pretrain": {"vae_steps": 4, "unet_steps": 4, "generic_skin_images": 12, "perceptual_net_steps": 4}},
         train_lora={"max_steps": 8, "batch_size": 4, "checkpoint_every": 3, "validate_every": 4,
                     "validation_images": 8, "sample_steps": 2, "dropout": 0.1},
         train_classifier={"epochs": 1},

@@ -45,9 +45,9 @@ class PretrainConfig(StrictModel):
     vae_batch_size: int = Field(16, gt=0, description="VAE batch size")
     vae_lr: float = Field(1e-3, gt=0, description="VAE learning rate")
     vae_perceptual_weight: float = Field(
-        0.0, ge=0, description="weight of the VAE's perceptual loss (LPIPS distance on a small network trained "
+        1.0, ge=0, description="weight of the VAE's perceptual loss (LPIPS distance on a small network trained "
         "first, here, to tell the pretraining prompts apart: data set, label, FST), added to its pixel losses, which "
-        "blur the lesions' marks; 0: off"
+        "blur the lesions' marks (tiny: label confidence +0.04 dermoscopy, +0.08 wounds over three seeds); 0: off"
     )
     perceptual_net_steps: int = Field(
         500, gt=0, description="training steps (batch 64) of that network, when vae_perceptual_weight > 0"
