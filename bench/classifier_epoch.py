@@ -11,7 +11,6 @@ the tensors are compared by shape only; `flip_and_rotate` equals torchvision's p
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from torchvision.transforms import v2
 from fairaug.config.fairness import ClassifierConfig
 from fairaug.data.fixtures import write_derm_fixture
 from fairaug.fairness.data import IMAGENET_MEAN, IMAGENET_STD, MAX_ROTATION_DEGREES, ManifestDataset, make_loader
+from _report import report
 from _smoke import sizes
 
 N_IMAGES, SIZE, IMAGE_SIZE, EPOCHS = sizes((300, 64, 32, 3), (40, 64, 32, 1))
@@ -68,8 +68,7 @@ def main() -> None:
         assert ours_shape == plain_shape, (ours_shape, plain_shape)
     ratio = ours_s / plain_s
     print(f"{N_IMAGES} images, {EPOCHS} epochs: plain torchvision {plain_s:.2f} s, ours {ours_s:.2f} s")
-    print(json.dumps({"bench": "classifier_epoch", "value": round(ratio, 3), "unit": "ours/plain epoch time",
-                      "target": "<= 0.50", "holds": ratio <= 0.5}))
+    report("classifier_epoch", ratio, "ours/plain epoch time", "<= 0.50")
 
 
 if __name__ == "__main__":

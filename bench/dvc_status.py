@@ -5,7 +5,6 @@ Value: shards' status time over plain files' (below 1: shards are faster)."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import tempfile
@@ -17,6 +16,7 @@ import pandas as pd
 from PIL import Image
 
 from fairaug.data.storage import write_shard
+from _report import report
 from _smoke import sizes
 
 N_IMAGES, SHARD_SIZE = int(os.environ.get("BENCH_N_IMAGES", sizes(60_000, 200))), 64
@@ -58,8 +58,7 @@ def main() -> None:
     ratio = status_shards / status_files
     print(f"{N_IMAGES} images: dvc add {add_files:.1f} s (files) vs {add_shards:.1f} s (shards); "
           f"dvc status {status_files:.2f} s vs {status_shards:.2f} s")
-    print(json.dumps({"bench": "dvc_status", "value": round(ratio, 3), "unit": "shards/files status time",
-                      "target": "<= 0.50", "holds": ratio <= 0.5}))
+    report("dvc_status", ratio, "shards/files status time", "<= 0.50")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ Value: bare images/s over ours (our overhead; 1.00 = none)."""
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _report import report  # noqa: E402
 from _smoke import sizes  # noqa: E402
 from _tiny import TEMPLATE, tiny_base  # noqa: E402
 
@@ -44,8 +44,7 @@ def main() -> None:
     ratio = max(bare) / max(ours)
     print(f"{len(plan)} images, batch {config.batch_size}, {config.steps} steps: ours {max(ours):.1f} img/s, "
           f"bare pipeline {max(bare):.1f} img/s")
-    print(json.dumps({"bench": "generate_overhead", "value": round(ratio, 3), "unit": "bare/ours images per s",
-                      "target": "<= 1.05", "holds": ratio <= 1.05}))
+    report("generate_overhead", ratio, "bare/ours images per s", "<= 1.05")
 
 
 if __name__ == "__main__":

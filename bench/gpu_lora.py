@@ -13,7 +13,6 @@ over the batch sizes. Without a CUDA device it prints one line and a skipped res
 from __future__ import annotations
 
 import copy
-import json
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _report import report  # noqa: E402
 from _sd15 import sd15_pipeline, skip_without_cuda  # noqa: E402
 
 BENCH, UNIT, TARGET = "gpu_lora", "ours/plain s per step", "<= 1.10"
@@ -144,8 +144,7 @@ def main() -> None:
             print(lines[-1], flush=True)
     worst = max(ratios)
     print(f"SD 1.5-sized LoRA (rank 8, attention), {RESOLUTION} px, {options}, {torch.cuda.get_device_name()}")
-    print(json.dumps({"bench": BENCH, "value": round(worst, 3), "unit": UNIT, "target": TARGET,
-                      "holds": worst <= 1.10}))
+    report(BENCH, worst, UNIT, TARGET)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _quality import real_synthetic_extractors  # noqa: E402
+from _report import report  # noqa: E402
 from _smoke import sizes  # noqa: E402
 
 from fairaug.config.quality import EvaluateQualityConfig  # noqa: E402
@@ -41,8 +42,7 @@ def main() -> None:
     ratio = min(warm) / min(cold)
     print(f"{N_SYNTHETIC} synthetic ({SIZE} px) vs {N_REAL} real images ({REAL_SIZE} px), evaluator + pixels: "
           f"cold {min(cold):.2f} s, warm {min(warm):.2f} s")
-    print(json.dumps({"bench": "quality_cache", "value": round(ratio, 3), "unit": "warm/cold time",
-                      "target": "<= 0.80", "holds": ratio <= 0.80}))
+    report("quality_cache", ratio, "warm/cold time", "<= 0.80")
 
 
 if __name__ == "__main__":

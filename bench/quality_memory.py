@@ -8,7 +8,6 @@ over growth at n (holding every image would add about 3n images' bytes, printed 
 
 from __future__ import annotations
 
-import json
 import resource
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _quality import classifier, real_set, synthetic_dir  # noqa: E402
+from _report import report  # noqa: E402
 from _smoke import sizes  # noqa: E402
 
 N, SIZE, N_REAL = sizes((200, 160, 200), (20, 64, 30))
@@ -64,8 +64,7 @@ def main() -> None:
     image_mib = SIZE * SIZE * 3 / 2**20
     print(f"peak growth during evaluation: {small:.0f} MiB at {N} images, {large:.0f} MiB at {4 * N} "
           f"(holding every image would add {3 * N * image_mib:.0f} MiB more at {4 * N})")
-    print(json.dumps({"bench": "quality_memory", "value": round(ratio, 3), "unit": "peak growth 4n/n",
-                      "target": "<= 1.30", "holds": ratio <= 1.30}))
+    report("quality_memory", ratio, "peak growth 4n/n", "<= 1.30")
 
 
 if __name__ == "__main__":

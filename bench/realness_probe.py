@@ -6,7 +6,6 @@ over plain time, summed over both extractors (below 1: the thread limit saves th
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -16,6 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _quality import real_synthetic_extractors  # noqa: E402
+from _report import report  # noqa: E402
 from _smoke import sizes  # noqa: E402
 
 from fairaug.metrics.features import extract  # noqa: E402
@@ -64,8 +64,7 @@ def main() -> None:
         print(f"{name} ({pair[0].shape[1]} features): ours {min(ours):.2f} s, plain {min(plain):.2f} s")
         ours_total, plain_total = ours_total + min(ours), plain_total + min(plain)
     ratio = ours_total / plain_total
-    print(json.dumps({"bench": "realness_probe", "value": round(ratio, 3), "unit": "ours/plain time",
-                      "target": "<= 0.50", "holds": ratio <= 0.50}))
+    report("realness_probe", ratio, "ours/plain time", "<= 0.50")
 
 
 if __name__ == "__main__":

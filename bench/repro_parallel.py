@@ -7,7 +7,6 @@ run starts from the same state: no outputs, no dvc.lock, no run-cache, a new MLf
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -15,6 +14,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import report
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MLFLOW_TRACKING_URI")} | {
@@ -58,8 +59,7 @@ def main() -> None:
     print(f"ci profile on {len(os.sched_getaffinity(0))} cores: dvc repro {sequential:.0f} s, "
           f"fairaug repro --jobs 2 {side_by_side:.0f} s")
     ratio = side_by_side / sequential
-    print(json.dumps({"bench": "repro_parallel", "value": round(ratio, 3), "unit": "fairaug repro / dvc repro",
-                      "target": "<= 0.90", "holds": ratio <= 0.90}))
+    report("repro_parallel", ratio, "fairaug repro / dvc repro", "<= 0.90")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,13 @@ default DPM-Solver++ 20 steps at batch 16, same tiny model, side by side. Value:
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _report import report  # noqa: E402
 from _smoke import sizes  # noqa: E402
 from _tiny import TEMPLATE, tiny_base  # noqa: E402
 
@@ -38,8 +38,7 @@ def main() -> None:
         fast = seconds_per_image(base, "dpmsolver++", 20, 16)
     speedup = slow / fast
     print(f"PNDM 50 steps batch 1: {slow:.4f} s/img; DPM-Solver++ 20 steps batch 16: {fast:.4f} s/img")
-    print(json.dumps({"bench": "sampler_speedup", "value": round(speedup, 2), "unit": "x faster per image",
-                      "target": ">= 2.5", "holds": speedup >= 2.5}))
+    report("sampler_speedup", speedup, "x faster per image", ">= 2.5", digits=2)
 
 
 if __name__ == "__main__":

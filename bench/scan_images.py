@@ -6,7 +6,6 @@ time (below 1 means the pool is faster).
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import pandas as pd
 
 from fairaug.data.fixtures import write_derm_fixture
 from fairaug.data.scan import scan_image, scan_images
+from _report import report
 from _smoke import sizes
 
 N_IMAGES, SIZE, REPEATS = sizes((300, 128, 3), (20, 64, 1))
@@ -41,8 +41,7 @@ def main() -> None:
         pool_s = best_of(lambda: scan_images(root, paths))
     ratio = pool_s / loop_s
     print(f"{N_IMAGES} images at {SIZE} px: loop {loop_s:.2f} s, pool {pool_s:.2f} s")
-    print(json.dumps({"bench": "scan_images", "value": round(ratio, 3), "unit": "pool/loop time",
-                      "target": "<= 1.00", "holds": ratio <= 1.0}))
+    report("scan_images", ratio, "pool/loop time", "<= 1.00")
 
 
 if __name__ == "__main__":

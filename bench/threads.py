@@ -8,12 +8,12 @@ A process alone is the other way round (2 cores, tiny pretraining batch 32: 12-1
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from _report import report
 from _smoke import sizes
 
 VAE_STEPS, UNET_STEPS, NET_STEPS = sizes((8, 15, 4), (1, 2, 1))
@@ -47,8 +47,7 @@ def main() -> None:
     pair_seconds("1")  # warm the file cache
     default, single = pair_seconds(None), pair_seconds("1")
     print(f"{PROCESSES} processes on {os.cpu_count()} cores: default threads {default:.1f} s, one thread {single:.1f} s")
-    print(json.dumps({"bench": "threads", "value": round(single / default, 3), "unit": "one thread / default",
-                      "target": "<= 1.00", "holds": single <= default}))
+    report("threads", single / default, "one thread / default", "<= 1.00")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Value: now / before seconds per step.
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -24,6 +23,7 @@ from fairaug.diffusion.data import hflip
 from fairaug.diffusion.loss import denoising_loss, draw_step_noise, encode_latents
 from fairaug.diffusion.pretrain import GenericSkinImages, encode_with_unit_variance, train_unet
 
+from _report import best_of_alternating, report
 from _smoke import sizes
 from _tiny import tiny_tokenizer
 
@@ -83,14 +83,12 @@ def main() -> None:
     token_ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
                           truncation=True, return_tensors="pt").input_ids
     config = PretrainConfig(vae_steps=0)
-    before_s, now_s = [], []
-    for _ in range(REPEATS):  # alternate, so drifting machine load hits both alike
-        before_s.append(before(pipeline_before(tokenizer), images.pixels, token_ids, config))
-        now_s.append(now(build_tiny_pipeline(BaseConfig(), tokenizer), images.pixels, prompts, config))
-    ratio = min(now_s) / min(before_s)
-    print(f"s/step at batch {config.unet_batch_size}: now {min(now_s):.4f}, before {min(before_s):.4f}")
-    print(json.dumps({"bench": "tiny_pretrain_step", "value": round(ratio, 3), "unit": "now/before s per step",
-                      "target": "<= 0.50", "holds": ratio <= 0.50}))
+    before_s, now_s = best_of_alternating(
+        lambda: before(pipeline_before(tokenizer), images.pixels, token_ids, config),
+        lambda: now(build_tiny_pipeline(BaseConfig(), tokenizer), images.pixels, prompts, config), REPEATS)
+    ratio = now_s / before_s
+    print(f"s/step at batch {config.unet_batch_size}: now {now_s:.4f}, before {before_s:.4f}")
+    report("tiny_pretrain_step", ratio, "now/before s per step", "<= 0.50")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ ROUNDS each after one warm-up. Value: server time over embedded time per stage r
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import statistics
@@ -17,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import report
 from _smoke import sizes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,8 +91,7 @@ def main() -> None:
     print(f"one stage run with {N_METRICS} metrics, {N_STEPS} steps, {N_ARTIFACTS} artifacts of "
           f"{ARTIFACT_BYTES // 1000} kB: embedded sqlite {embedded:.2f} s, server (PostgreSQL + S3) {server:.2f} s "
           f"(median of {ROUNDS})")  # fmt: skip
-    print(json.dumps({"bench": "tracking_overhead", "value": round(ratio, 3), "unit": "server/embedded time per stage run",
-                      "target": f"<= {TARGET:.2f}", "holds": ratio <= TARGET}))  # fmt: skip
+    report("tracking_overhead", ratio, "server/embedded time per stage run", f"<= {TARGET:.2f}")
 
 
 if __name__ == "__main__":
