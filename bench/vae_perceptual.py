@@ -40,7 +40,8 @@ def main() -> None:
     default = PretrainConfig()
     net_steps = max(1, round(VAE_STEPS * default.perceptual_net_steps / default.vae_steps))
     without = PretrainConfig(vae_steps=VAE_STEPS, vae_perceptual_weight=0.0)
-    with_loss = without.model_copy(update={"vae_perceptual_weight": 1.0, "perceptual_net_steps": net_steps})
+    with_loss = without.model_copy(update={"vae_perceptual_weight": default.vae_perceptual_weight,
+                                           "perceptual_net_steps": net_steps})
     without_s, with_s = best_of_alternating(lambda: vae_phase(without, images, tokenizer),
                                             lambda: vae_phase(with_loss, images, tokenizer), REPEATS)
     ratio = with_s / without_s

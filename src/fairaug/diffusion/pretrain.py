@@ -1,4 +1,5 @@
-"""Pretraining of the tiny base from scratch: the VAE first, then UNet and text encoder together.
+"""Pretraining of the tiny base from scratch: the VAE (after the network of its perceptual loss), then
+UNet and text encoder together.
 
 The tiny base stands in for Stable Diffusion, whose general knowledge includes every skin type and
 which every data set starts from. So one base learns from the train split of every data set
